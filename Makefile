@@ -1,0 +1,42 @@
+# Two entry points: `make demo` and `make test`. Both create .venv if needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := demo
+
+.PHONY: demo test test-all bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch==2.13.0 resolves to the local CPU wheel on these machines, never a CUDA build.
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/pytest -q -m ''
+
+demo: $(STAMP)
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@echo "== text pipeline: preprocess -> vocab build -> encode -> decode"
+	$(BIN)/dlcli preprocess sample_data/story.txt --normalize d2l --level char -o $(DEMO)/story.tok
+	$(BIN)/dlcli vocab build $(DEMO)/story.tok -o $(DEMO)/tokenizer.json --top 8
+	$(BIN)/dlcli vocab encode $(DEMO)/story.tok -t $(DEMO)/tokenizer.json -o $(DEMO)/story.ids
+	$(BIN)/dlcli vocab decode $(DEMO)/story.ids -t $(DEMO)/tokenizer.json | head -n 3
+	@echo "== subword tokenizer (BPE)"
+	$(BIN)/dlcli vocab train sample_data/story.txt -m bpe -v 300 -o $(DEMO)/bpe.json
+	$(BIN)/dlcli preprocess sample_data/story.txt -t $(DEMO)/bpe.json | head -n 2
+	@echo "== tabular features"
+	$(BIN)/dlcli preprocess sample_data/people.csv --table --categorical nationality --standardize \
+		-o $(DEMO)/people.npy --csv $(DEMO)/people.features.csv
+	head -n 3 $(DEMO)/people.features.csv
+
+bench: $(STAMP)
+	$(BIN)/python bench/text_pipeline.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

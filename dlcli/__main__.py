@@ -1,0 +1,3 @@
+from dlcli.cli.app import main
+
+main()

@@ -1,0 +1,58 @@
+"""The `dlcli` Typer app. Each command lives in its own module under
+`dlcli.cli`; they are registered in `COMMANDS`, the one place docs and tests
+iterate over. Command modules import heavy libraries only inside functions,
+so `dlcli --help` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Optional
+
+import typer
+
+from dlcli import __version__
+
+# (name, module, kind): kind "command" registers module.main, "group" module.app
+COMMANDS: list[tuple[str, str, str]] = [
+    ("preprocess", "dlcli.cli.preprocess", "command"),
+    ("vocab", "dlcli.cli.vocab", "group"),
+]
+
+app = typer.Typer(
+    name="dlcli",
+    help="A command-line deep-learning toolkit: text pipelines, embeddings, RNN and Transformer language models, "
+    "GANs, RLHF and NeRF.",
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dlcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", help="Show the version and exit.", callback=_version,
+                                     is_eager=True)
+    ] = False,
+) -> None:
+    """dlcli: deep learning from the shell."""
+
+
+for _name, _module, _kind in COMMANDS:
+    _mod = importlib.import_module(_module)
+    if _kind == "group":
+        app.add_typer(_mod.app, name=_name)
+    else:
+        app.command(_name)(_mod.main)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,231 @@
+"""What every command shares: common options, config resolution, error
+handling and progress display. Only the CLI imports typer and rich."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+
+T = TypeVar("T")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+CONFIG = "Config"
+OUTPUT = "Output"
+
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="YAML file with config keys (see --print-config).", rich_help_panel=CONFIG),
+]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override one config key: key=value (repeatable).", rich_help_panel=CONFIG),
+]
+PrintConfigOpt = Annotated[
+    bool, typer.Option("--print-config", help="Print the resolved config as YAML and exit.", rich_help_panel=CONFIG)
+]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.", rich_help_panel=OUTPUT)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.",
+                                        rich_help_panel=OUTPUT)]
+DebugOpt = Annotated[
+    bool,
+    typer.Option("--debug", help="Show tracebacks on errors (env: DLCLI_DEBUG=1).", envvar="DLCLI_DEBUG",
+                 rich_help_panel=OUTPUT),
+]
+WorkersOpt = Annotated[
+    Optional[int], typer.Option("--workers", "-j", help="Worker processes (0 = one per core).", show_default=False)
+]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one error line on stderr; return the Exit to raise."""
+    message = " ".join(message.split("\n"))
+    if _tty():
+        from rich.markup import escape
+
+        err.print(f"[bold red]error:[/] {escape(message)}")
+    else:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    return typer.Exit(code)
+
+
+def _tty() -> bool:
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+@contextlib.contextmanager
+def errors(debug: bool = False) -> Iterator[None]:
+    """Turn library errors into one stderr line and a non-zero exit."""
+    from dlcli.errors import DlcliError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except DlcliError as e:
+        if debug:
+            raise
+        raise fail(str(e), e.exit_code) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        raise fail("interrupted; no partial output was kept", 130) from None
+    except BrokenPipeError:
+        # The reader of our stdout went away (e.g. `| head`): not an error.
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        raise typer.Exit(0) from None
+    except MemoryError:
+        if debug:
+            raise
+        raise fail("out of memory", 1) from None
+    except Exception as e:
+        if debug:
+            raise
+        raise fail(f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)", 1) from None
+
+
+def resolve(cls: type[T], config: Path | None, sets: list[str] | None, flags: dict[str, Any],
+            print_config: bool) -> T:
+    """Build the config (defaults < YAML < --set < flags); --print-config exits."""
+    from dlcli.core.config import build_config, to_yaml
+
+    cfg = build_config(cls, config, sets or [], flags)
+    if print_config:
+        sys.stdout.write(to_yaml(cfg))
+        raise typer.Exit(0)
+    return cfg
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _fmt_amount(n: float, unit: str) -> str:
+    return _fmt_bytes(n) if unit == "B" else f"{n:,.0f} {unit}s"
+
+
+def _fmt_time(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _fmt_metrics(metrics: dict[str, Any]) -> str:
+    parts = []
+    for k, v in metrics.items():
+        parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
+    return "  ".join(parts)
+
+
+class PlainProgress:
+    """Periodic one-line progress reports for logs and pipes."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self.start = time.monotonic()
+        self.last = self.start
+
+    def __call__(self, tick: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        elapsed = now - self.start
+        rate = tick.done / elapsed if elapsed > 0 else 0.0
+        line = f"{tick.desc}: {_fmt_amount(tick.done, tick.unit)}"
+        if tick.total:
+            line += f" / {_fmt_amount(tick.total, tick.unit)} ({100 * tick.done / tick.total:.0f}%)"
+        line += f", {_fmt_amount(rate, tick.unit)}/s" if tick.unit == "B" else f", {rate:,.1f} {tick.unit}s/s"
+        if tick.total and rate > 0:
+            line += f", ETA {_fmt_time((tick.total - tick.done) / rate)}"
+        if tick.metrics:
+            line += "  " + _fmt_metrics(tick.metrics)
+        print(line, file=sys.stderr, flush=True)
+
+
+class RichProgress:
+    """A live rich progress bar on stderr."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[amount]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=err,
+            transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+        self.start: dict[str, float] = {}
+
+    def __call__(self, tick: Any) -> None:
+        if tick.desc not in self.tasks:
+            self.tasks[tick.desc] = self.progress.add_task(tick.desc, total=tick.total, amount="", rate="",
+                                                           metrics="")
+            self.start[tick.desc] = time.monotonic()
+        elapsed = max(time.monotonic() - self.start[tick.desc], 1e-9)
+        rate = tick.done / elapsed
+        amount = _fmt_amount(tick.done, tick.unit)
+        if tick.total:
+            amount += f"/{_fmt_amount(tick.total, tick.unit)}"
+        self.progress.update(
+            self.tasks[tick.desc],
+            completed=tick.done,
+            total=tick.total,
+            amount=amount,
+            rate=f"{_fmt_amount(rate, tick.unit)}/s" if tick.unit == "B" else f"{rate:,.1f} {tick.unit}s/s",
+            metrics=_fmt_metrics(tick.metrics),
+        )
+
+
+@contextlib.contextmanager
+def progress(quiet: bool) -> Iterator[Any]:
+    """An `on_progress` callback suited to where stderr goes."""
+    if quiet:
+        yield lambda tick: None
+    elif _tty():
+        rp = RichProgress()
+        with rp.progress:
+            yield rp
+    else:
+        yield PlainProgress()
+
+
+def info(message: str, quiet: bool) -> None:
+    """A summary line on stderr (not with --quiet)."""
+    if not quiet:
+        err.print(message, markup=False, highlight=False)
+
+
+def result(value: str) -> None:
+    """The command's result (a path written) on stdout, for $(...) and pipes."""
+    print(value, flush=True)
+
+
+def table(title: str, columns: list[str], rows: list[tuple[Any, ...]], to_stdout: bool = False) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c, justify="right" if c in ("index", "count", "id") else "left")
+    for r in rows:
+        t.add_row(*[str(x) for x in r])
+    (Console(highlight=False) if to_stdout else err).print(t)

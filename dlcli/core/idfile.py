@@ -1,0 +1,155 @@
+"""Id files: token ids as a flat memory-mappable array plus a JSON sidecar.
+
+    corpus.ids               raw little-endian uint16 (vocab <= 65,536) or uint32
+    corpus.ids.json          {"format": "dlcli-ids", "version": 1, "dtype", "count",
+                              "lines", "vocab_size", "vocab_hash", "tokenizer", ...}
+    corpus.ids.offsets.npy   int64[lines + 1]: line i is ids[offsets[i]:offsets[i+1]]
+
+`numpy.memmap("corpus.ids", dtype=meta["dtype"], mode="r")` reads the ids;
+`numpy.load("corpus.ids.offsets.npy", mmap_mode="r")` the line offsets.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlcli.core.io import AtomicGroup, check_input_file, check_output
+from dlcli.errors import InputError
+
+FORMAT = "dlcli-ids"
+VERSION = 1
+
+
+def dtype_for(vocab_size: int) -> np.dtype:
+    return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(f"{path}.json")
+
+
+def offsets_path(path: str | Path) -> Path:
+    return Path(f"{path}.offsets.npy")
+
+
+class IdWriter:
+    """Streams ids to disk; the three files appear together on `close()`."""
+
+    def __init__(self, path: str | Path, vocab_size: int, vocab_hash: str, force: bool = False,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        for p in (self.path, sidecar_path(path), offsets_path(path)):
+            check_output(p, force)
+        self.dtype = dtype_for(vocab_size)
+        self.vocab_size = vocab_size
+        self.vocab_hash = vocab_hash
+        self.extra = extra or {}
+        self.group = AtomicGroup(force)
+        self._ids = self.group.open(self.path)
+        self._line_lengths: list[np.ndarray] = []
+        self.count = 0
+
+    def write(self, ids: np.ndarray, line_lengths: np.ndarray | list[int]) -> None:
+        """Append the ids of some whole lines and the number of ids in each."""
+        if ids.size and int(ids.max()) >= self.vocab_size:
+            raise ValueError("id out of range for the vocabulary")
+        self._ids.write(np.ascontiguousarray(ids, dtype=self.dtype).tobytes())
+        self._line_lengths.append(np.asarray(line_lengths, dtype=np.int64))
+        self.count += int(ids.size)
+
+    def close(self) -> dict[str, Any]:
+        self._ids.close()
+        lengths = np.concatenate(self._line_lengths) if self._line_lengths else np.zeros(0, np.int64)
+        offsets = np.zeros(lengths.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        assert offsets[-1] == self.count, "line lengths do not add up to the id count"
+        with self.group.open(offsets_path(self.path)) as f:
+            np.save(f, offsets)
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "dtype": self.dtype.name,
+            "byteorder": "little",
+            "count": self.count,
+            "lines": int(lengths.size),
+            "vocab_size": self.vocab_size,
+            "vocab_hash": self.vocab_hash,
+            "offsets": offsets_path(self.path).name,
+            **self.extra,
+        }
+        with self.group.open(sidecar_path(self.path)) as f:
+            f.write((json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
+        self.group.commit()  # sidecar last: a reader that finds it finds the rest
+        return meta
+
+    def abort(self) -> None:
+        if not self._ids.closed:
+            self._ids.close()
+        self.group.abort()
+
+
+@dataclass
+class IdFile:
+    """A read-only view of an id file."""
+
+    path: Path
+    meta: dict[str, Any]
+    ids: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def open(cls, path: str | Path) -> IdFile:
+        p = Path(path)
+        check_input_file(p, "id")
+        side = sidecar_path(p)
+        if not side.is_file():
+            raise InputError(f"{p}: missing sidecar {side.name} (is this an id file written by 'dlcli vocab encode'?)")
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{side}: malformed JSON: {e}") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise InputError(f"{side}: not a dlcli id file sidecar (format is not '{FORMAT}')")
+        if meta.get("version") != VERSION:
+            raise InputError(f"{side}: unsupported id file version {meta.get('version')!r}")
+        try:
+            dtype = np.dtype(meta["dtype"]).newbyteorder("<")
+            count = int(meta["count"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{side}: bad or missing field: {e}") from None
+        size = p.stat().st_size
+        if size != count * dtype.itemsize:
+            raise InputError(f"{p}: size {size} bytes does not match {count} ids of {dtype.name} in {side.name} "
+                             "(truncated or from another run?)")
+        ids = np.memmap(p, dtype=dtype, mode="r")
+        off_path = p.parent / meta.get("offsets", offsets_path(p).name)
+        try:
+            offsets = np.load(off_path, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise InputError(f"{off_path}: cannot read line offsets: {e}") from None
+        if offsets.ndim != 1 or offsets.size != meta.get("lines", -1) + 1 or int(offsets[-1]) != count:
+            raise InputError(f"{off_path}: line offsets do not match {side.name}")
+        return cls(p, meta, ids, offsets)
+
+    @property
+    def vocab_hash(self) -> str:
+        return str(self.meta.get("vocab_hash", ""))
+
+    def check_vocab(self, vocab_hash: str, tokenizer_name: str) -> None:
+        """Refuse ids made with a different vocabulary."""
+        if self.vocab_hash != vocab_hash:
+            raise InputError(
+                f"{self.path}: vocabulary mismatch: ids were made with vocabulary {self.vocab_hash[:12]} "
+                f"({self.meta.get('tokenizer', '?')}), but {tokenizer_name} has {vocab_hash[:12]}"
+            )
+
+    def line(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+    def __len__(self) -> int:
+        return int(self.meta["count"])

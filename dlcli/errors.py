@@ -1,0 +1,27 @@
+"""Errors a user can act on.
+
+Library code raises `DlcliError` (or a subclass) for bad input; the CLI prints
+its message as one line on stderr and exits non-zero. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class DlcliError(Exception):
+    """A problem with the user's input, config or files: one clear line."""
+
+    exit_code = 1
+
+
+class ConfigError(DlcliError):
+    """Invalid configuration (unknown key, wrong type, bad value)."""
+
+    exit_code = 2
+
+
+class InputError(DlcliError):
+    """An input file is missing, unreadable or malformed."""
+
+
+class OutputExistsError(DlcliError):
+    """An output exists and neither --force nor --resume was given."""

@@ -1,0 +1,121 @@
+"""The `dlcli` entry point: registration, help, version, pipelines, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import typer
+
+from dlcli.cli.app import COMMANDS, app
+
+REPO = Path(__file__).resolve().parent.parent
+DLCLI = [sys.executable, "-m", "dlcli"]
+
+
+def _all_commands() -> list[list[str]]:
+    out = []
+    for name, module, kind in COMMANDS:
+        if kind == "group":
+            import importlib
+
+            sub = importlib.import_module(module).app
+            out += [[name, c.name or c.callback.__name__] for c in sub.registered_commands]
+        else:
+            out.append([name])
+    return out
+
+
+@pytest.mark.parametrize("cmd", _all_commands(), ids=" ".join)
+def test_every_command_has_help_with_an_example_and_a_docs_page(cli, cmd):
+    r = cli(*cmd, "--help")
+    assert r.exit_code == 0
+    assert "Example" in r.stdout
+    assert (REPO / "docs" / "commands" / f"{cmd[0]}.md").is_file()
+    doc = (REPO / "docs" / "commands" / f"{cmd[0]}.md").read_text()
+    assert f"dlcli {' '.join(cmd)}" in doc
+
+
+def test_version(cli):
+    from dlcli import __version__
+
+    r = cli("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"dlcli {__version__}"
+
+
+def test_help_does_not_import_torch_or_numpy():
+    code = "import sys; from dlcli.cli.app import app; print(any(m in sys.modules for m in ('torch', 'numpy', " \
+           "'tokenizers')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_stage_modules_do_not_import_typer_or_rich():
+    for path in (REPO / "dlcli").rglob("*.py"):
+        if "cli" in path.relative_to(REPO / "dlcli").parts:
+            continue
+        text = path.read_text()
+        assert "import typer" not in text and "from rich" not in text and "import rich" not in text, path
+
+
+def test_python_dash_m_and_shell_pipeline(tmp_path, data):
+    """A real shell pipeline of separate processes: preprocess | vocab build, then encode."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    sh = (
+        f"{' '.join(DLCLI)} preprocess {data / 'timemachine.txt'} -n d2l -l word "
+        f"| {' '.join(DLCLI)} vocab build - -l word -n d2l -o tok.json -q "
+        f"&& {' '.join(DLCLI)} vocab encode {data / 'timemachine.txt'} --raw -t tok.json -o tm.ids -q"
+    )
+    r = subprocess.run(sh, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["tok.json", "tm.ids"]
+    from dlcli.core.idfile import IdFile
+
+    assert IdFile.open(tmp_path / "tm.ids").meta["count"] == 32_775  # words in the book
+
+
+def test_ctrl_c_leaves_no_partial_output(tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"the quick brown fox jumps over the lazy dog\n" * 2_000_000)  # 88 MB
+    (tmp_path / "out.tok").write_text("precious\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([*DLCLI, "preprocess", str(big), "-l", "char", "-o", "out.tok", "--force", "-j", "1"],
+                         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and not list(tmp_path.glob(".out.tok.*")):
+        time.sleep(0.02)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert (tmp_path / "out.tok").read_text() == "precious\n"
+    assert not list(tmp_path.glob(".*dlcli-tmp"))
+
+
+def test_debug_shows_traceback(cli):
+    from dlcli.errors import InputError
+
+    with pytest.raises(InputError):
+        cli("preprocess", "missing.txt", "--debug")
+
+
+def test_unexpected_errors_are_one_line_without_debug(cli, monkeypatch):
+    import dlcli.preprocess
+
+    def boom(*a, **k):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(dlcli.preprocess, "run", boom)
+    r = cli("preprocess", "-")
+    assert r.exit_code == 1
+    assert r.stderr.strip() == "error: unexpected RuntimeError: kaboom (run with --debug for the traceback)"
+
+
+def test_app_is_typer():
+    assert isinstance(app, typer.Typer)
