@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dlcli.core import io
-from dlcli.core.parallel import imap_ordered
+from dlcli.core.parallel import Range, file_ranges, imap_ordered, report_bytes, run_jobs
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import ConfigError
 from dlcli.text import normalize as norm
-from dlcli.text.tokenize import LEVELS, TokenizeSpec, load_hf_tokenizer, to_stream
+from dlcli.text.tokenize import LEVELS, TokenizeSpec, to_stream
 
 STREAM_FORMAT = "dlcli-tokens"
 
@@ -61,29 +64,77 @@ def _checked_chunks(path: str, on_progress: OnProgress, state: dict[str, int]) -
     checker.finish()
 
 
+def _process_range(job: tuple[Range, TokenizeSpec, str]) -> int:
+    """Token-stream lines of one byte range, written to a part file; returns the line count."""
+    rng, spec, part = job
+    checker = io.TextChecker(rng.path, rng.start)
+    lines = 0
+    with open(part, "wb") as out:
+        for chunk in io.read_chunks(rng.path, None, rng.start, rng.stop):
+            checker.check(chunk)
+            piece = to_stream(chunk, spec)
+            out.write(piece)
+            out.write(b"\n")
+            lines += piece.count(b"\n") + 1
+            report_bytes(len(chunk))
+    return lines
+
+
+def _stream_file_ranges(cfg: PreprocessConfig, spec: TokenizeSpec, paths: list[str], out: Any,
+                        on_progress: OnProgress, state: dict[str, Any]) -> int:
+    """Line mode, file inputs: each worker takes a byte range; parts are joined in order."""
+    ranges = file_ranges(paths, cfg.workers)
+    parts_dir = tempfile.mkdtemp(prefix=".dlcli-parts-",
+                                 dir=None if cfg.output == io.STDIO else Path(cfg.output).resolve().parent)
+    try:
+        jobs = [(r, spec, os.path.join(parts_dir, f"part-{r.index}")) for r in ranges]
+        done = state["bytes"]
+
+        def on_bytes(n: int) -> None:
+            state["bytes"] = done + n
+            on_progress(Tick("preprocess", state["bytes"], state.get("total")))
+
+        counts = run_jobs(_process_range, jobs, cfg.workers, on_bytes)
+        for _, _, part in jobs:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 22)
+        return sum(counts)
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+
+
 def run(cfg: PreprocessConfig, force: bool = False, on_progress: OnProgress = nothing) -> dict[str, Any]:
     """Write the token stream of `cfg.inputs` to `cfg.output`; return a summary."""
     cfg.validate()
     for p in cfg.inputs:
         if p != io.STDIO:
-            io.check_input_file(p, "text")
+            io.check_text_file(p)
     if cfg.tokenizer:
         from dlcli.text.vocabulary import load
 
         load(cfg.tokenizer)  # fail early, with a clear message, on a bad file
-        load_hf_tokenizer(cfg.tokenizer)
     if cfg.output != io.STDIO:
         io.check_output(cfg.output, force)
         io.check_output(cfg.output + ".json", force)
     spec = cfg.spec()
     work = functools.partial(to_stream, spec=spec)
     sizes = [io.input_size(p) for p in cfg.inputs]
-    state = {"bytes": 0, "total": sum(sizes) if None not in sizes else None}  # type: ignore[dict-item]
+    state: dict[str, Any] = {"bytes": 0, "total": sum(sizes) if None not in sizes else None}  # type: ignore[arg-type]
     lines = 0
-    out_bytes = 0
     collapse = "d2l" in cfg.normalize
     with io.open_output(cfg.output, force) as out:
-        for path in cfg.inputs:
+        k = 0
+        while k < len(cfg.inputs):
+            path = cfg.inputs[k]
+            if not spec.whole and path != io.STDIO:
+                # a run of file inputs: parallel over byte ranges
+                run_of = [path]
+                while k + len(run_of) < len(cfg.inputs) and cfg.inputs[k + len(run_of)] != io.STDIO:
+                    run_of.append(cfg.inputs[k + len(run_of)])
+                lines += _stream_file_ranges(cfg, spec, run_of, out, on_progress, state)
+                k += len(run_of)
+                continue
+            k += 1
             chunks = _checked_chunks(path, on_progress, state)
             first = True
             ended_space = False
@@ -98,12 +149,10 @@ def run(cfg: PreprocessConfig, force: bool = False, on_progress: OnProgress = no
                     out.write(piece)
                     ended_space = piece.endswith(b"\\s")
                     first = False
-                    out_bytes += len(piece) + 1
                 else:
                     out.write(piece)
                     out.write(b"\n")
                     lines += piece.count(b"\n") + 1
-                    out_bytes += len(piece) + 1
             if spec.whole:
                 out.write(b"\n")
                 lines += 1
@@ -119,7 +168,7 @@ def run(cfg: PreprocessConfig, force: bool = False, on_progress: OnProgress = no
             "inputs": cfg.inputs,
         }
         io.write_text_atomic(cfg.output + ".json", json.dumps(meta, indent=2) + "\n", force)
-    return {"output": cfg.output, "lines": lines, "bytes_in": state["bytes"], "bytes_out": out_bytes}
+    return {"output": cfg.output, "lines": lines, "bytes_in": state["bytes"]}
 
 
 def read_stream_meta(path: str) -> dict[str, Any] | None:

@@ -3,23 +3,26 @@ into id files and decode id files back to text."""
 
 from __future__ import annotations
 
-import functools
 import json
+import os
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dlcli.core import io
 from dlcli.core.idfile import IdFile, IdWriter
-from dlcli.core.parallel import imap_ordered
+from dlcli.core.parallel import Range, file_ranges, imap_ordered, report_bytes, run_jobs
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import ConfigError, InputError
 from dlcli.preprocess import read_stream_meta
 from dlcli.text import normalize as norm
-from dlcli.text import tokenstream, vocabulary
+from dlcli.text import tokenkeys, tokenstream, vocabulary
 from dlcli.text.tokenize import LEVELS
 
 
@@ -96,7 +99,7 @@ class DecodeConfig:
 # ---------------------------------------------------------------- building
 
 def _count_chunk(chunk: bytes) -> Counter[bytes]:
-    return Counter(chunk.split())
+    return tokenkeys.count(chunk)
 
 
 def _chunks(paths: list[str], on_progress: OnProgress, desc: str) -> Iterator[bytes]:
@@ -113,11 +116,48 @@ def _chunks(paths: list[str], on_progress: OnProgress, desc: str) -> Iterator[by
         checker.finish()
 
 
+def _count_range(rng: Range) -> Counter[bytes]:
+    checker = io.TextChecker(rng.path, rng.start)
+    total: Counter[bytes] = Counter()
+    for chunk in io.read_chunks(rng.path, 4 << 20, rng.start, rng.stop):
+        checker.check(chunk)
+        total.update(tokenkeys.count(chunk))
+        report_bytes(len(chunk))
+    return total
+
+
+def _runs(paths: list[str]) -> Iterator[tuple[bool, list[str]]]:
+    """Group inputs into runs of files (parallel by byte range) and single stdins."""
+    run: list[str] = []
+    for p in paths:
+        if p == io.STDIO:
+            if run:
+                yield True, run
+                run = []
+            yield False, [p]
+        else:
+            run.append(p)
+    if run:
+        yield True, run
+
+
+def _progress(on_progress: OnProgress, desc: str, paths: list[str]) -> Any:
+    sizes = [io.input_size(p) for p in paths]
+    total = sum(s for s in sizes if s) if None not in sizes else None
+    return lambda n: on_progress(Tick(desc, n, total))
+
+
 def count_tokens(paths: list[str], workers: int = 0, on_progress: OnProgress = nothing) -> Counter[str]:
     """Token counts of token-stream files (streamed, in parallel)."""
     total: Counter[bytes] = Counter()
-    for c in imap_ordered(_count_chunk, _chunks(paths, on_progress, "count"), workers):
-        total.update(c)
+    for is_files, run in _runs(paths):
+        if is_files:
+            for c in run_jobs(_count_range, file_ranges(run, workers), workers,
+                              _progress(on_progress, "count", run)):
+                total.update(c)
+        else:
+            for c in imap_ordered(_count_chunk, _chunks(run, on_progress, "count"), workers):
+                total.update(c)
     return Counter({tokenstream.unescape(t.decode("utf-8")): n for t, n in total.items()})
 
 
@@ -130,7 +170,7 @@ def build(cfg: BuildConfig, force: bool = False, on_progress: OnProgress = nothi
     cfg.validate()
     for p in cfg.inputs:
         if p != io.STDIO:
-            io.check_input_file(p, "token stream")
+            io.check_text_file(p, "token stream")
     io.check_output(cfg.output, force)
     meta = read_stream_meta(cfg.inputs[0]) or {}
     if meta.get("level") == "tokenizer":
@@ -169,7 +209,7 @@ def train(cfg: TrainConfig, force: bool = False, on_progress: OnProgress = nothi
     cfg.validate()
     for p in cfg.inputs:
         if p != io.STDIO:
-            io.check_input_file(p, "text")
+            io.check_text_file(p, "text")
     io.check_output(cfg.output, force)
     tok = vocabulary.train_subword(_lines(cfg.inputs, on_progress), cfg.model, cfg.vocab_size, cfg.specials,
                                    cfg.normalize, cfg.min_freq)
@@ -184,41 +224,24 @@ _W: dict[str, Any] = {}  # per-worker-process state set by _init_*
 
 
 def _init_stream(table: dict[bytes, int], unk: int) -> None:
-    _W["table"], _W["unk"] = table, unk
+    _W["keys"] = tokenkeys.KeyTable(table, unk)
+    _W["work"], _W["unk"] = _encode_stream_chunk, unk
 
 
-def _line_lengths(chunk: bytes) -> np.ndarray:
-    """Number of whitespace-separated tokens on each line of `chunk`."""
-    a = np.frombuffer(chunk, dtype=np.uint8)
-    if a.size == 0:
-        return np.zeros(0, np.int64)
-    ws = (a == 32) | (a == 10) | ((a >= 9) & (a <= 13))
-    start = ~ws
-    start[1:] &= ws[:-1]
-    ends = np.flatnonzero(a == 10)
-    if a[-1] != 10:
-        ends = np.append(ends, a.size - 1)
-    starts_before = np.cumsum(start)[ends]
-    return np.diff(starts_before, prepend=0).astype(np.int64)
+def _encode_stream_chunk(chunk: bytes) -> tuple[np.ndarray, np.ndarray]:
+    ids, lengths, unknown = _W["keys"].lookup(chunk)
+    if unknown and _W["keys"].unk < 0:
+        bad = tokenstream.unescape_bytes(unknown[0]).decode("utf-8", "replace")
+        raise InputError(f"token {bad!r} is not in the vocabulary and the tokenizer has no unknown token")
+    return ids, lengths
 
 
-def _encode_stream_chunk(chunk: bytes) -> tuple[np.ndarray, np.ndarray, int]:
-    table, unk = _W["table"], _W["unk"]
-    toks = chunk.split()
-    ids = np.fromiter(map(table.get, toks, [unk] * len(toks)), dtype=np.int64, count=len(toks))
-    n_unk = int(np.count_nonzero(ids < 0)) if unk < 0 else 0
-    if n_unk:
-        bad = toks[int(np.flatnonzero(ids < 0)[0])]
-        raise InputError(f"token {tokenstream.unescape_bytes(bad).decode('utf-8')!r} is not in the vocabulary "
-                         "and the tokenizer has no unknown token")
-    return ids, _line_lengths(chunk), n_unk
-
-
-def _init_raw(path: str) -> None:
+def _init_raw(path: str, unk: int) -> None:
     _W["tok"] = vocabulary.load(path)
+    _W["work"], _W["unk"] = _encode_raw_chunk, unk
 
 
-def _encode_raw_chunk(chunk: bytes) -> tuple[np.ndarray, np.ndarray, int]:
+def _encode_raw_chunk(chunk: bytes) -> tuple[np.ndarray, np.ndarray]:
     text = chunk.decode("utf-8")
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -227,7 +250,29 @@ def _encode_raw_chunk(chunk: bytes) -> tuple[np.ndarray, np.ndarray, int]:
     encs = _W["tok"].encode_batch_fast(lines, add_special_tokens=False)
     lens = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
     ids = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64, count=int(lens.sum()))
-    return ids, lens, 0
+    return ids, lens
+
+
+def _encode_chunk(chunk: bytes) -> tuple[np.ndarray, np.ndarray]:
+    return _W["work"](chunk)
+
+
+def _encode_range(job: tuple[Range, str, str]) -> tuple[int, np.ndarray, int]:
+    """Encode one byte range into a part file of ids; return (count, line lengths, unknowns)."""
+    rng, part, dtype = job
+    checker = io.TextChecker(rng.path, rng.start)
+    lengths, count, n_unk = [], 0, 0
+    with open(part, "wb") as out:
+        for chunk in io.read_chunks(rng.path, None, rng.start, rng.stop):
+            checker.check(chunk)
+            ids, lens = _W["work"](chunk)
+            out.write(ids.astype(dtype).tobytes())
+            lengths.append(lens)
+            count += ids.size
+            if _W["unk"] >= 0:
+                n_unk += int(np.count_nonzero(ids == _W["unk"]))
+            report_bytes(len(chunk))
+    return count, np.concatenate(lengths) if lengths else np.zeros(0, np.int64), n_unk
 
 
 def stream_table(tok: Any) -> tuple[dict[bytes, int], int]:
@@ -244,28 +289,38 @@ def encode(cfg: EncodeConfig, force: bool = False, on_progress: OnProgress = not
     tok = vocabulary.load(cfg.tokenizer)
     for p in cfg.inputs:
         if p != io.STDIO:
-            io.check_input_file(p, "text")
+            io.check_text_file(p, "text")
     vhash = vocabulary.vocab_hash(tok)
-    if cfg.raw:
-        work, init, initargs = _encode_raw_chunk, _init_raw, (cfg.tokenizer,)
-    else:
-        table, unk = stream_table(tok)
-        work, init, initargs = _encode_stream_chunk, _init_stream, (table, unk)
-    unk_id = stream_table(tok)[1]
+    table, unk_id = stream_table(tok)
+    init, initargs = (_init_raw, (cfg.tokenizer, unk_id)) if cfg.raw else (_init_stream, (table, unk_id))
     writer = IdWriter(cfg.output, tok.get_vocab_size(with_added_tokens=True), vhash, force,
                       extra={"tokenizer": str(cfg.tokenizer), "inputs": cfg.inputs,
                              "input_kind": "raw" if cfg.raw else "tokens"})
     n_unk = 0
+    parts_dir = tempfile.mkdtemp(prefix=".dlcli-parts-", dir=Path(cfg.output).resolve().parent)
     try:
-        for ids, lens, _ in imap_ordered(work, _chunks(cfg.inputs, on_progress, "encode"), cfg.workers, init,
-                                         initargs):
-            if unk_id >= 0:
-                n_unk += int(np.count_nonzero(ids == unk_id))
-            writer.write(ids, lens)
+        for is_files, run in _runs(cfg.inputs):
+            if is_files:
+                ranges = file_ranges(run, cfg.workers)
+                jobs = [(r, os.path.join(parts_dir, f"part-{r.index}"), writer.dtype.str) for r in ranges]
+                results = run_jobs(_encode_range, jobs, cfg.workers, _progress(on_progress, "encode", run),
+                                   init, initargs)
+                for (_, part, _), (count, lens, unk) in zip(jobs, results):
+                    writer.append_file(part, count, lens)
+                    os.unlink(part)
+                    n_unk += unk
+            else:
+                for ids, lens in imap_ordered(_encode_chunk, _chunks(run, on_progress, "encode"), cfg.workers,
+                                              init, initargs):
+                    if unk_id >= 0:
+                        n_unk += int(np.count_nonzero(ids == unk_id))
+                    writer.write(ids, lens)
         meta = writer.close()
     except BaseException:
         writer.abort()
         raise
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
     return {"output": cfg.output, "count": meta["count"], "lines": meta["lines"], "dtype": meta["dtype"],
             "unknown": n_unk, "vocab_hash": vhash}
 

@@ -40,7 +40,6 @@ def test_whole_mode_is_exact_across_chunk_boundaries(cli, data, monkeypatch):
     import dlcli.core.io as io
 
     monkeypatch.setattr(io, "CHUNK_BYTES", 997)  # many chunks, boundaries everywhere
-    monkeypatch.setattr(io.read_chunks, "__defaults__", (997,))
     r = cli("preprocess", data / "timemachine.txt", "-n", "d2l", "-l", "char", "--whole", "-j", "1", "-o", "a.tok")
     assert r.exit_code == 0, r.stderr
     (tokens,) = stream("a.tok")

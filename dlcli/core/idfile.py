@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,13 @@ class IdWriter:
         self._ids.write(np.ascontiguousarray(ids, dtype=self.dtype).tobytes())
         self._line_lengths.append(np.asarray(line_lengths, dtype=np.int64))
         self.count += int(ids.size)
+
+    def append_file(self, path: str, count: int, line_lengths: np.ndarray) -> None:
+        """Append ids already written (in this writer's dtype) to a part file."""
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, self._ids, 1 << 22)
+        self._line_lengths.append(np.asarray(line_lengths, dtype=np.int64))
+        self.count += int(count)
 
     def close(self) -> dict[str, Any]:
         self._ids.close()

@@ -31,6 +31,15 @@ def check_input_file(path: str | os.PathLike[str], what: str = "input") -> Path:
     return p
 
 
+def check_text_file(path: str | os.PathLike[str], what: str = "text") -> Path:
+    """`check_input_file`, and refuse a binary file (a NUL byte near the start)."""
+    p = check_input_file(path, what)
+    with open(p, "rb") as f:
+        if b"\x00" in f.read(8192):
+            raise InputError(f"{p}: looks like a binary file (NUL byte), expected UTF-8 text")
+    return p
+
+
 def check_output(path: str | os.PathLike[str], force: bool) -> Path:
     """Refuse to clobber an existing output unless `force`."""
     p = Path(path)
@@ -122,23 +131,33 @@ def input_size(path: str) -> int | None:
     return None if path == STDIO else Path(path).stat().st_size
 
 
-def read_chunks(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+def read_chunks(path: str, chunk_bytes: int | None = None, start: int = 0,
+                stop: int | None = None) -> Iterator[bytes]:
     """Yield the raw bytes of `path` (or stdin) in pieces that end on a newline.
 
-    Memory stays bounded by the chunk size plus the longest line. The final
-    piece may lack a trailing newline.
+    With `start`/`stop`, only that byte range of a file is read (use
+    `line_ranges` for ranges that begin and end on line boundaries). Memory
+    stays bounded by the chunk size plus the longest line. The final piece
+    may lack a trailing newline.
     """
     if path == STDIO:
         f: BinaryIO = sys.stdin.buffer
         close = False
     else:
-        check_input_file(path)
+        if start == 0:
+            check_input_file(path)
         f = open(path, "rb")  # noqa: SIM115 - closed below
+        f.seek(start)
         close = True
+    left = None if stop is None else stop - start
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     try:
         rest = b""
         while True:
-            block = f.read(chunk_bytes)
+            want = chunk_bytes if left is None else min(chunk_bytes, left)
+            block = f.read(want) if want > 0 else b""
+            if left is not None:
+                left -= len(block)
             if not block:
                 if rest:
                     yield rest
@@ -155,16 +174,42 @@ def read_chunks(path: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
             f.close()
 
 
+def line_ranges(path: str, n: int) -> list[tuple[int, int]]:
+    """Split a file into at most `n` byte ranges that start at line starts."""
+    size = Path(path).stat().st_size
+    cuts = [0]
+    with open(path, "rb") as f:
+        for k in range(1, n):
+            pos = max(size * k // n, cuts[-1])
+            f.seek(pos)
+            f.readline()  # move to the start of the next line
+            cuts.append(min(f.tell(), size))
+    cuts.append(size)
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def line_number(path: str, offset: int) -> int:
+    """1-based line number of byte `offset` in a file."""
+    n = 1
+    for chunk in read_chunks(path, CHUNK_BYTES, 0, offset):
+        n += chunk.count(b"\n")
+    return n
+
+
 class TextChecker:
     """Checks raw chunks of one input as they stream: UTF-8, binary, empty.
 
-    Errors name the file, the line and the byte offset of the bad byte.
+    Errors name the file, the line and the byte offset of the bad byte. A
+    checker for a range that starts mid-file (`offset` > 0) works out the
+    line number only when it has an error to report.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, offset: int = 0) -> None:
+        self.path = name
         self.name = "<stdin>" if name == STDIO else name
-        self.offset = 0
-        self.line = 1
+        self.start = offset
+        self.offset = offset
+        self.line = 1 if offset == 0 else None
 
     def check(self, chunk: bytes) -> None:
         """Validate the next chunk of this input."""
@@ -174,13 +219,17 @@ class TextChecker:
             try:
                 chunk.decode("utf-8")
             except UnicodeDecodeError as e:
-                line = self.line + chunk.count(b"\n", 0, e.start)
+                if self.line is None:
+                    line = line_number(self.path, self.offset + e.start)
+                else:
+                    line = self.line + chunk.count(b"\n", 0, e.start)
                 raise InputError(
                     f"{self.name}: invalid UTF-8 at byte {self.offset + e.start} (line {line}): "
                     f"{chunk[e.start:e.start + 1]!r}"
                 ) from None
         self.offset += len(chunk)
-        self.line += chunk.count(b"\n")
+        if self.line is not None:
+            self.line += chunk.count(b"\n")
 
     def decode(self, chunk: bytes) -> str:
         self.check(chunk)

@@ -1,4 +1,10 @@
-"""Order-preserving parallel map over a stream, with bounded memory."""
+"""Parallel work over inputs, in worker processes, with bounded memory.
+
+- `run_jobs` over `file_ranges`: each worker reads its own line-aligned byte
+  range of a file (no data passes between processes); used for files.
+- `imap_ordered`: chunks read here and mapped in order by workers; used for
+  stdin, where the input can only be read once and in order.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,10 @@ import multiprocessing as mp
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from dlcli.core.io import line_ranges
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -45,6 +54,98 @@ def imap_ordered(fn: Callable[[A], R], items: Iterable[A], workers: int = 0,
         while pending:
             yield pending.popleft().get()
         pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+_PROGRESS: Any = None  # a shared byte counter, set in each worker
+
+
+class _LocalCounter:
+    """The counter used when jobs run in this process: reports at once."""
+
+    def __init__(self, on_bytes: Callable[[int], None] | None) -> None:
+        self.value = 0
+        self.on_bytes = on_bytes
+
+    def get_lock(self) -> Any:
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.on_bytes is not None:
+            self.on_bytes(self.value)
+
+
+def _init_worker(counter: Any, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    global _PROGRESS
+    _PROGRESS = counter
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def report_bytes(n: int) -> None:
+    """Called by a job as it gets through its input (for progress)."""
+    if _PROGRESS is not None:
+        with _PROGRESS.get_lock():
+            _PROGRESS.value += n
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bytes [start, stop) of a file, starting on a line boundary; `index`
+    orders the ranges of all inputs."""
+
+    path: str
+    start: int
+    stop: int
+    index: int
+
+
+def file_ranges(paths: list[str], workers: int = 0, min_split: int = 4 << 20) -> list[Range]:
+    """Split files into line-aligned ranges, about one per worker for big files."""
+    n = workers or default_workers()
+    out: list[Range] = []
+    for p in paths:
+        size = os.path.getsize(p)
+        parts = line_ranges(p, n) if size >= min_split and n > 1 else [(0, size)]
+        out += [Range(p, a, b, len(out) + k) for k, (a, b) in enumerate(parts)]
+    return out
+
+
+def run_jobs(fn: Callable[[A], R], jobs: list[A], workers: int = 0,
+             on_bytes: Callable[[int], None] | None = None, initializer: Callable[..., None] | None = None,
+             initargs: tuple = ()) -> list[R]:
+    """Run `fn(job)` for each job in worker processes; results in job order.
+
+    Jobs call `report_bytes` as they go; `on_bytes(total)` is called in this
+    process a few times a second with the running total.
+    """
+    global _PROGRESS
+    n = min(workers or default_workers(), len(jobs))
+    if n <= 1:
+        _init_worker(_LocalCounter(on_bytes), initializer, initargs)
+        try:
+            return [fn(job) for job in jobs]
+        finally:
+            _PROGRESS = None
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)
+    counter = ctx.Value("q", 0)
+    pool = ctx.Pool(n, _init_worker, (counter, initializer, initargs))
+    try:
+        pending = [pool.apply_async(fn, (job,)) for job in jobs]
+        for p in pending:
+            while not p.ready():
+                p.wait(0.2)
+                if on_bytes:
+                    on_bytes(counter.value)
+        results = [p.get() for p in pending]
+        pool.close()
+        return results
     finally:
         pool.terminate()
         pool.join()
