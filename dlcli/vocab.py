@@ -257,22 +257,22 @@ def _encode_chunk(chunk: bytes) -> tuple[np.ndarray, np.ndarray]:
     return _W["work"](chunk)
 
 
-def _encode_range(job: tuple[Range, str, str]) -> tuple[int, np.ndarray, int]:
-    """Encode one byte range into a part file of ids; return (count, line lengths, unknowns)."""
+def _encode_range(job: tuple[Range, str, str]) -> tuple[int, int]:
+    """Encode one byte range into part files of ids and line lengths; return (count, unknowns)."""
     rng, part, dtype = job
     checker = io.TextChecker(rng.path, rng.start)
-    lengths, count, n_unk = [], 0, 0
-    with open(part, "wb") as out:
+    count, n_unk = 0, 0
+    with open(part, "wb") as out, open(part + ".len", "wb") as out_len:
         for chunk in io.read_chunks(rng.path, None, rng.start, rng.stop):
             checker.check(chunk)
             ids, lens = _W["work"](chunk)
             out.write(ids.astype(dtype).tobytes())
-            lengths.append(lens)
+            out_len.write(lens.astype("<i8").tobytes())
             count += ids.size
             if _W["unk"] >= 0:
                 n_unk += int(np.count_nonzero(ids == _W["unk"]))
             report_bytes(len(chunk))
-    return count, np.concatenate(lengths) if lengths else np.zeros(0, np.int64), n_unk
+    return count, n_unk
 
 
 def stream_table(tok: Any) -> tuple[dict[bytes, int], int]:
@@ -305,9 +305,10 @@ def encode(cfg: EncodeConfig, force: bool = False, on_progress: OnProgress = not
                 jobs = [(r, os.path.join(parts_dir, f"part-{r.index}"), writer.dtype.str) for r in ranges]
                 results = run_jobs(_encode_range, jobs, cfg.workers, _progress(on_progress, "encode", run),
                                    init, initargs)
-                for (_, part, _), (count, lens, unk) in zip(jobs, results):
-                    writer.append_file(part, count, lens)
+                for (_, part, _), (count, unk) in zip(jobs, results):
+                    writer.append_file(part, count, part + ".len")
                     os.unlink(part)
+                    os.unlink(part + ".len")
                     n_unk += unk
             else:
                 for ids, lens in imap_ordered(_encode_chunk, _chunks(run, on_progress, "encode"), cfg.workers,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,39 +53,54 @@ class IdWriter:
         self.extra = extra or {}
         self.group = AtomicGroup(force)
         self._ids = self.group.open(self.path)
-        self._line_lengths: list[np.ndarray] = []
+        # Line offsets stream to a raw temp file (memory stays flat however
+        # many lines); close() turns it into the .npy.
+        self._offsets = tempfile.TemporaryFile(dir=self.path.resolve().parent)
+        self._offsets.write(np.zeros(1, dtype="<i8").tobytes())
         self.count = 0
+        self.lines = 0
+
+    def _add_lengths(self, line_lengths: np.ndarray) -> None:
+        offsets = self.count + np.cumsum(np.asarray(line_lengths, dtype=np.int64))
+        self._offsets.write(offsets.astype("<i8").tobytes())
+        self.lines += offsets.size
 
     def write(self, ids: np.ndarray, line_lengths: np.ndarray | list[int]) -> None:
         """Append the ids of some whole lines and the number of ids in each."""
         if ids.size and int(ids.max()) >= self.vocab_size:
             raise ValueError("id out of range for the vocabulary")
         self._ids.write(np.ascontiguousarray(ids, dtype=self.dtype).tobytes())
-        self._line_lengths.append(np.asarray(line_lengths, dtype=np.int64))
+        self._add_lengths(np.asarray(line_lengths))
         self.count += int(ids.size)
 
-    def append_file(self, path: str, count: int, line_lengths: np.ndarray) -> None:
-        """Append ids already written (in this writer's dtype) to a part file."""
+    def append_file(self, path: str, count: int, lengths_path: str) -> None:
+        """Append ids already written in this writer's dtype to a part file,
+        with their line lengths (raw int64) in another."""
         with open(path, "rb") as f:
             shutil.copyfileobj(f, self._ids, 1 << 22)
-        self._line_lengths.append(np.asarray(line_lengths, dtype=np.int64))
-        self.count += int(count)
+        start = self.count
+        with open(lengths_path, "rb") as f:
+            while block := f.read(1 << 23):
+                lengths = np.frombuffer(block, dtype="<i8")
+                self._add_lengths(lengths)
+                self.count += int(lengths.sum())
+        assert self.count == start + int(count), "line lengths do not add up to the id count"
 
     def close(self) -> dict[str, Any]:
         self._ids.close()
-        lengths = np.concatenate(self._line_lengths) if self._line_lengths else np.zeros(0, np.int64)
-        offsets = np.zeros(lengths.size + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        assert offsets[-1] == self.count, "line lengths do not add up to the id count"
         with self.group.open(offsets_path(self.path)) as f:
-            np.save(f, offsets)
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<i8", "fortran_order": False, "shape": (self.lines + 1,)})
+            self._offsets.seek(0)
+            shutil.copyfileobj(self._offsets, f, 1 << 22)
+        self._offsets.close()
         meta = {
             "format": FORMAT,
             "version": VERSION,
             "dtype": self.dtype.name,
             "byteorder": "little",
             "count": self.count,
-            "lines": int(lengths.size),
+            "lines": self.lines,
             "vocab_size": self.vocab_size,
             "vocab_hash": self.vocab_hash,
             "offsets": offsets_path(self.path).name,
@@ -98,6 +114,7 @@ class IdWriter:
     def abort(self) -> None:
         if not self._ids.closed:
             self._ids.close()
+        self._offsets.close()
         self.group.abort()
 
 
