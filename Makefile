@@ -35,7 +35,7 @@ demo: $(STAMP)
 		-o $(DEMO)/people.npy --csv $(DEMO)/people.features.csv
 	head -n 3 $(DEMO)/people.features.csv
 
-bench: $(STAMP)
+bench: $(STAMP)  ## text pipeline bench (about a minute)
 	$(BIN)/python bench/text_pipeline.py
 
 clean:

@@ -138,3 +138,50 @@ def test_failure_midway_keeps_old_output(cli):
     assert r.exit_code != 0 and "invalid UTF-8 at byte 2000000" in r.stderr
     assert Path("out.tok").read_text() == "precious\n"
     assert not list(Path(".").glob(".*dlcli-tmp"))
+
+
+def test_table_seed_example_gives_199_features(cli):
+    countries = [f"Country{i:03d}" for i in range(197)]
+    Path("countries.txt").write_text("\n".join(countries) + "\n")
+    Path("people.csv").write_text("age,gender,nationality\n30,female,Country010\n41,male,Country196\n")
+    r = cli("preprocess", "people.csv", "--table", "--categories", "nationality=countries.txt", "-o", "X.npy",
+            "--csv", "X.csv")
+    assert r.exit_code == 0, r.stderr
+    import numpy as np
+
+    x = np.load("X.npy")
+    assert x.shape == (2, 199) and x.dtype == np.float32
+    assert x[0, 0] == 30 and x[0, 1] == 0 and x[1, 1] == 1
+    assert x[0, 2 + 10] == 1 and x[1, 2 + 196] == 1 and x[:, 2:].sum() == 2
+    assert Path("X.csv").read_text().splitlines()[0].startswith("age,gender=male,nationality=Country000")
+    # re-apply the saved encoding to new rows; an unseen country is an error unless --unknown zeros
+    Path("new.csv").write_text("age,gender,nationality\n50,male,Atlantis\n")
+    r = cli("preprocess", "new.csv", "--table", "--encoding", "X.npy.encoding.json", "-o", "Y.npy")
+    assert r.exit_code != 0 and "Atlantis" in r.stderr and not Path("Y.npy").exists()
+    r = cli("preprocess", "new.csv", "--table", "--encoding", "X.npy.encoding.json", "--unknown", "zeros",
+            "-o", "Y.npy")
+    assert r.exit_code == 0, r.stderr
+    assert np.load("Y.npy")[0, 2:].sum() == 0
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("a,b\n1,2\n3,4,5\n", "t.csv: row 3 has 3 fields, header has 2"),
+        ("a,b\n1,x\n2,y\n3,z\n", None),
+        ("a,b\n1,2\nx,3\n", None),
+    ],
+)
+def test_table_bad_rows(cli, content, message):
+    Path("t.csv").write_text(content)
+    args = ["preprocess", "t.csv", "--table", "-o", "X.npy"]
+    if message is None and "x,3" in content:
+        args += ["--numeric", "a"]
+        message = "t.csv: row 3, column 'a': 'x' is not a number"
+    r = cli(*args)
+    if message is None:
+        assert r.exit_code == 0, r.stderr  # b is inferred categorical
+        return
+    assert r.exit_code != 0
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not Path("X.npy").exists()

@@ -1,0 +1,112 @@
+"""Run directories: the self-describing folder every training run writes.
+
+    RUN/config.yaml       the resolved config
+    RUN/meta.json         dlcli version, stage, inputs and their sizes, start time
+    RUN/metrics.jsonl     one JSON object per logged step
+    RUN/*.safetensors     weights (never pickle)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from dlcli import __version__
+from dlcli.core.config import to_yaml
+from dlcli.core.io import write_text_atomic
+from dlcli.errors import InputError, OutputExistsError
+
+
+def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str] | None = None,
+           force: bool = False, resume: bool = False) -> Path:
+    """Make (or, with `resume`, reopen) a run directory and record its config."""
+    run = Path(path)
+    if run.exists() and not run.is_dir():
+        raise OutputExistsError(f"{run}: exists and is not a directory")
+    if run.is_dir() and any(run.iterdir()) and not (force or resume):
+        raise OutputExistsError(f"{run}: run directory is not empty (use --resume to continue it, or --force)")
+    run.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run / "config.yaml", to_yaml(cfg), force=True)
+    meta = {
+        "dlcli": __version__,
+        "stage": stage,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "inputs": [{"path": p, "bytes": os.path.getsize(p) if os.path.isfile(p) else None} for p in inputs or []],
+    }
+    write_text_atomic(run / "meta.json", json.dumps(meta, indent=2) + "\n", force=True)
+    return run
+
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path) / "meta.json"
+    if not p.is_file():
+        raise InputError(f"{path}: not a dlcli run directory (no meta.json)")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: malformed JSON: {e}") from None
+
+
+class MetricsLog:
+    """Appends one JSON line per record to RUN/metrics.jsonl, flushed at once."""
+
+    def __init__(self, run: str | os.PathLike[str]) -> None:
+        self.path = Path(run) / "metrics.jsonl"
+        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def log(self, **record: Any) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        self._f.write(json.dumps(clean) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def read_metrics(run: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    p = Path(run) / "metrics.jsonl"
+    if not p.is_file():
+        return []
+    out = []
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise InputError(f"{p}: line {i} is not valid JSON") from None
+    return out
+
+
+def save_tensors(tensors: dict[str, Any], path: str | os.PathLike[str], metadata: dict[str, str] | None = None
+                 ) -> None:
+    """Save tensors as safetensors, atomically."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    from dlcli.core.io import atomic_write
+
+    with atomic_write(path, force=True) as f:
+        f.write(data)
+
+
+def load_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, Any]:
+    """Load a safetensors file; a missing or damaged file is one clear error."""
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such weights file")
+    try:
+        return load_file(str(p), device=device)
+    except Exception as e:  # safetensors raises its own error types
+        raise InputError(f"{p}: damaged or not a safetensors file ({str(e).splitlines()[0]})") from None
