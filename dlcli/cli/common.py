@@ -191,7 +191,8 @@ class RichProgress:
             completed=tick.done,
             total=tick.total,
             amount=amount,
-            rate=f"{_fmt_amount(rate, tick.unit)}/s" if tick.unit == "B" else f"{rate:,.1f} {tick.unit}s/s",
+            rate="" if elapsed < 0.5 else (
+                f"{_fmt_amount(rate, tick.unit)}/s" if tick.unit == "B" else f"{rate:,.1f} {tick.unit}s/s"),
             metrics=_fmt_metrics(tick.metrics),
         )
 

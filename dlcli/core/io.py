@@ -14,6 +14,15 @@ from typing import BinaryIO
 from dlcli.errors import InputError, OutputExistsError
 
 STDIO = "-"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file
 CHUNK_BYTES = 1 << 20
 
 
@@ -61,6 +70,7 @@ def atomic_write(path: str | os.PathLike[str], force: bool = False) -> Iterator[
     """
     p = check_output(path, force)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".dlcli-tmp", dir=p.parent)
+    os.fchmod(fd, _FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -85,6 +95,7 @@ class AtomicGroup:
     def open(self, path: str | os.PathLike[str]) -> BinaryIO:
         p = check_output(path, self.force)
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".dlcli-tmp", dir=p.parent)
+        os.fchmod(fd, _FILE_MODE)
         self._pending.append((tmp, p))
         return os.fdopen(fd, "wb")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ def imap_ordered(fn: Callable[[A], R], items: Iterable[A], workers: int = 0,
         yield from map(fn, items)
         return
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    pool = mp.get_context(method).Pool(n, initializer, initargs)
+    pool = mp.get_context(method).Pool(n, _pool_init, (None, initializer, initargs))
     try:
         pending: deque = deque()
         for item in items:
@@ -85,6 +86,13 @@ def _init_worker(counter: Any, initializer: Callable[..., None] | None, initargs
     _PROGRESS = counter
     if initializer is not None:
         initializer(*initargs)
+
+
+def _pool_init(counter: Any, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    # Ctrl-C reaches the whole process group: the main process handles it
+    # (stops the pool, removes partial output); workers stay quiet.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(counter, initializer, initargs)
 
 
 def report_bytes(n: int) -> None:
@@ -135,7 +143,7 @@ def run_jobs(fn: Callable[[A], R], jobs: list[A], workers: int = 0,
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
     counter = ctx.Value("q", 0)
-    pool = ctx.Pool(n, _init_worker, (counter, initializer, initargs))
+    pool = ctx.Pool(n, _pool_init, (counter, initializer, initargs))
     try:
         pending = [pool.apply_async(fn, (job,)) for job in jobs]
         for p in pending:
