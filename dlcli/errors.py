@@ -25,3 +25,13 @@ class InputError(DlcliError):
 
 class OutputExistsError(DlcliError):
     """An output exists and neither --force nor --resume was given."""
+
+
+class Interrupted(DlcliError):
+    """Ctrl-C during a run; the message says what was saved."""
+
+    exit_code = 130
+
+
+class TrainingDiverged(DlcliError):
+    """The loss became NaN or infinite."""

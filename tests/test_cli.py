@@ -20,12 +20,12 @@ DLCLI = [sys.executable, "-m", "dlcli"]
 
 def _all_commands() -> list[list[str]]:
     out = []
-    for name, module, kind in COMMANDS:
-        if kind == "group":
-            import importlib
+    import importlib
 
-            sub = importlib.import_module(module).app
-            out += [[name, c.name or c.callback.__name__] for c in sub.registered_commands]
+    for name, module, attr in COMMANDS:
+        obj = getattr(importlib.import_module(module), attr)
+        if isinstance(obj, typer.Typer):
+            out += [[name, c.name or c.callback.__name__] for c in obj.registered_commands]
         else:
             out.append([name])
     return out

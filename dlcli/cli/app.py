@@ -12,10 +12,14 @@ import typer
 
 from dlcli import __version__
 
-# (name, module, kind): kind "command" registers module.main, "group" module.app
+# (name, module, attribute): a function becomes a command; a Typer app ("app") a group.
 COMMANDS: list[tuple[str, str, str]] = [
-    ("preprocess", "dlcli.cli.preprocess", "command"),
-    ("vocab", "dlcli.cli.vocab", "group"),
+    ("preprocess", "dlcli.cli.preprocess", "main"),
+    ("vocab", "dlcli.cli.vocab", "app"),
+    ("train-rnn", "dlcli.cli.lm", "train_rnn"),
+    ("generate", "dlcli.cli.lm", "generate"),
+    ("evaluate", "dlcli.cli.lm", "evaluate"),
+    ("forecast", "dlcli.cli.lm", "forecast"),
 ]
 
 app = typer.Typer(
@@ -46,12 +50,12 @@ def _root(
     """dlcli: deep learning from the shell."""
 
 
-for _name, _module, _kind in COMMANDS:
-    _mod = importlib.import_module(_module)
-    if _kind == "group":
-        app.add_typer(_mod.app, name=_name)
+for _name, _module, _attr in COMMANDS:
+    _obj = getattr(importlib.import_module(_module), _attr)
+    if isinstance(_obj, typer.Typer):
+        app.add_typer(_obj, name=_name)
     else:
-        app.command(_name)(_mod.main)
+        app.command(_name)(_obj)
 
 
 def main() -> None:

@@ -66,8 +66,10 @@ def main(
     quiet: c.QuietOpt = False,
     debug: c.DebugOpt = False,
 ) -> None:
-    """Normalise and tokenise text into a token stream (one line per input line),
-    or, with [bold]--table[/], encode a CSV table into a numeric feature matrix.
+    """Normalise and tokenise text into a token stream, or encode a CSV table.
+
+    Text gives one token-stream line per input line; with [bold]--table[/] a CSV
+    table becomes a numeric feature matrix.
 
     Examples:
 

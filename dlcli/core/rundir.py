@@ -92,7 +92,14 @@ def save_tensors(tensors: dict[str, Any], path: str | os.PathLike[str], metadata
     """Save tensors as safetensors, atomically."""
     from safetensors.torch import save
 
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    seen: set[tuple[int, int]] = set()
+    out = {}
+    for k, v in tensors.items():
+        v = v.detach()
+        key = (v.untyped_storage().data_ptr(), v.storage_offset())
+        out[k] = v.clone().contiguous().cpu() if key in seen else v.contiguous().cpu()  # tied weights: a copy each
+        seen.add(key)
+    data = save(out, metadata=metadata)
     from dlcli.core.io import atomic_write
 
     with atomic_write(path, force=True) as f:

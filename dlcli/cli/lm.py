@@ -1,0 +1,230 @@
+"""`dlcli train-rnn`, `dlcli generate`, `dlcli evaluate`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from dlcli.cli import common as c
+
+MODEL = "Model"
+TRAIN = "Training"
+
+
+FORECAST = "Time series (--task forecast)"
+
+
+def train_rnn(
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Id file to train on (from 'dlcli vocab "
+                                                "encode'); a CSV with --task forecast.", show_default=False)] = None,
+    task: Annotated[str, typer.Option("--task", help="lm (language model) or forecast (time series).")] = "lm",
+    val: Annotated[Optional[str], typer.Option("--val", help="Validation id file (default: the last 10% of "
+                                               "--data).", show_default=False)] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Run directory (default runs/rnn).",
+                                                  show_default=False)] = None,
+    cell: Annotated[Optional[str], typer.Option("--cell", help="rnn, gru or lstm (default lstm); for forecasts "
+                                                "also the baselines linear and mlp (default mlp).",
+                                                rich_help_panel=MODEL, show_default=False)] = None,
+    layers: Annotated[Optional[int], typer.Option("--layers", help="Stacked layers (default 2).",
+                                                  rich_help_panel=MODEL, show_default=False)] = None,
+    hidden: Annotated[Optional[int], typer.Option("--hidden", help="Hidden size (default 256).",
+                                                  rich_help_panel=MODEL, show_default=False)] = None,
+    embd: Annotated[Optional[int], typer.Option("--embd", help="Embedding size; 0 = one-hot inputs (default 0).",
+                                                rich_help_panel=MODEL, show_default=False)] = None,
+    dropout: Annotated[Optional[float], typer.Option("--dropout", help="Dropout (default 0).",
+                                                     rich_help_panel=MODEL, show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Sequences per batch "
+                                                      "(default 32).", rich_help_panel=TRAIN,
+                                                      show_default=False)] = None,
+    seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Truncated BPTT length (default 64).",
+                                                   rich_help_panel=TRAIN, show_default=False)] = None,
+    sampling: Annotated[Optional[str], typer.Option("--sampling", help="sequential (state carried) or random "
+                                                    "(default sequential).", rich_help_panel=TRAIN,
+                                                    show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default 2e-3).",
+                                                rich_help_panel=TRAIN, show_default=False)] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Step budget (default 2000; 0 = none).",
+                                                     rich_help_panel=TRAIN, show_default=False)] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs", help="Epoch budget.", rich_help_panel=TRAIN,
+                                                    show_default=False)] = None,
+    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m, 1h. Stops "
+                                                    "cleanly, evaluates, saves.", rich_help_panel=TRAIN,
+                                                    show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
+                                                rich_help_panel=TRAIN, show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",
+                                                  rich_help_panel=TRAIN, show_default=False)] = None,
+    column: Annotated[Optional[str], typer.Option("--column", help="Series to forecast (default: the first "
+                                                  "numeric column).", rich_help_panel=FORECAST,
+                                                  show_default=False)] = None,
+    tau: Annotated[Optional[int], typer.Option("--tau", help="Window: predict x_t from the tau values before "
+                                               "it (default 4).", rich_help_panel=FORECAST,
+                                               show_default=False)] = None,
+    n_train: Annotated[Optional[int], typer.Option("--n-train", help="Points used for training (default 600).",
+                                                   rich_help_panel=FORECAST, show_default=False)] = None,
+    horizons: Annotated[Optional[str], typer.Option("--horizons", help="k-step horizons, e.g. 1,4,16,64.",
+                                                    rich_help_panel=FORECAST, show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its "
+                                         "checkpoint stopped.", rich_help_panel=c.OUTPUT)] = False,
+    config: c.ConfigOpt = None,
+    set_: c.SetOpt = None,
+    print_config: c.PrintConfigOpt = False,
+    force: c.ForceOpt = False,
+    quiet: c.QuietOpt = False,
+    debug: c.DebugOpt = False,
+) -> None:
+    """Train an RNN, GRU or LSTM language model on an id file (or a forecaster on a CSV).
+
+    Writes a run directory: config.yaml, tokenizer.json, model.safetensors,
+    checkpoint, metrics.jsonl and perplexity.png. Runs unchanged under
+    torchrun (DDP, gloo on CPU, nccl on GPU).
+
+    Example: dlcli train-rnn -d ts.ids -o runs/ts --cell lstm --hidden 256 --max-time 10m
+
+    Example: dlcli train-rnn --task forecast -d sample_data/sine.csv --cell gru --tau 4 -o runs/sine
+    """
+    with c.errors(debug):
+        if task == "forecast":
+            from dlcli import timeseries as ts
+
+            ts_flags = {"data": data, "output": output, "model": cell, "hidden": hidden, "layers": layers,
+                        "epochs": int(epochs) if epochs is not None else None, "batch_size": batch_size, "lr": lr,
+                        "seed": seed, "device": device, "column": column, "tau": tau, "n_train": n_train,
+                        "horizons": horizons}
+            tcfg = c.resolve(ts.TimeSeriesConfig, config, set_, ts_flags, print_config)
+            with c.progress(quiet) as on_progress:
+                s = ts.train(tcfg, force=force, resume=resume, on_progress=on_progress)
+            mse = s["test"]["mse"]
+            c.info(f"held-out MSE, 1-step {s['test']['mse_1step']:.4f}; "
+                   + ", ".join(f"{k}-step {v:.4f}" for k, v in mse.items()), quiet)
+            c.result(s["run"])
+            return
+        if task != "lm":
+            raise c.fail(f"--task: '{task}' is not one of lm, forecast", 2)
+        from dlcli.train_rnn import TrainRNNConfig, train
+
+        flags = {"data.train": data, "data.val": val, "output": output, "model.cell": cell,
+                 "model.n_layer": layers, "model.n_hidden": hidden, "model.n_embd": embd, "model.dropout": dropout,
+                 "batch_size": batch_size, "seq_len": seq_len, "sampling": sampling, "optim.lr": lr,
+                 "max_steps": max_steps, "epochs": epochs, "max_time": max_time, "seed": seed, "device": device}
+        cfg = c.resolve(TrainRNNConfig, config, set_, flags, print_config)
+        with c.progress(quiet) as on_progress:
+            s = train(cfg, force=force, resume=resume, on_progress=on_progress)
+        c.info(f"{s['steps']:,} steps ({s['epochs']:.2f} epochs) in {s['elapsed']:.0f} s; validation loss "
+               f"{s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}", quiet)
+        c.result(s["run"])
+
+
+def generate(
+    run: Annotated[str, typer.Argument(help="A language-model run directory.")],
+    prompt: Annotated[Optional[str], typer.Option("--prompt", "-p", help="Prompt text (default: read stdin).",
+                                                  show_default=False)] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", "-n", help="Tokens to generate "
+                                                          "(default 200).", show_default=False)] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", "-t", help="Sampling temperature; 0 = "
+                                                         "greedy (default 1).", show_default=False)] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample from the k most likely tokens only.",
+                                                 show_default=False)] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Sample from the smallest set with this much "
+                                                   "probability (nucleus).", show_default=False)] = None,
+    num_samples: Annotated[Optional[int], typer.Option("--num-samples", help="Independent samples (default 1).",
+                                                       show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed: same seed, same text.",
+                                                show_default=False)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse prompt characters the vocabulary lacks "
+                                         "(default: warn and map them to <unk>).")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps.",
+                                                  show_default=False)] = None,
+    config: c.ConfigOpt = None,
+    set_: c.SetOpt = None,
+    print_config: c.PrintConfigOpt = False,
+    debug: c.DebugOpt = False,
+) -> None:
+    """Generate text from a language-model run, streamed to stdout as it is produced.
+
+    Example: dlcli generate runs/ts --prompt "ROMEO:" -n 300 --temperature 0.8 --seed 1
+    """
+    with c.errors(debug):
+        from dlcli.generate import GenerateConfig
+        from dlcli.generate import generate as run_generate
+
+        if prompt is None and not print_config:
+            prompt = sys.stdin.read()
+            prompt = prompt[:-1] if prompt.endswith("\n") else prompt  # `echo text |` adds one
+        flags = {"run": run, "prompt": prompt, "max_new_tokens": max_new_tokens, "temperature": temperature,
+                 "top_k": top_k, "top_p": top_p, "num_samples": num_samples, "seed": seed,
+                 "strict": strict or None, "device": device}
+        cfg = c.resolve(GenerateConfig, config, set_, flags, print_config)
+
+        def write(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        run_generate(cfg, write, warn=lambda m: c.err.print(f"warning: {m}", markup=False, highlight=False))
+
+
+def evaluate(
+    run: Annotated[str, typer.Argument(help="A language-model run directory.")],
+    ids: Annotated[Optional[str], typer.Option("--ids", help="Id file made with the run's tokenizer.",
+                                               show_default=False)] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="Raw text file, encoded with the run's tokenizer.",
+                                                show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Streams (default: the run's).",
+                                                      show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps.",
+                                                  show_default=False)] = None,
+    config: c.ConfigOpt = None,
+    set_: c.SetOpt = None,
+    print_config: c.PrintConfigOpt = False,
+    debug: c.DebugOpt = False,
+) -> None:
+    """Evaluate a language-model run on held-out data.
+
+    Prints JSON on stdout: mean loss (nats/token), perplexity, bits per
+    character (char-level runs) and the token count.
+
+    Example: dlcli evaluate runs/ts --text held_out.txt
+    """
+    with c.errors(debug):
+        from dlcli.evaluate import EvaluateConfig
+        from dlcli.evaluate import evaluate as run_evaluate
+
+        flags = {"run": run, "ids": ids, "text": text, "batch_size": batch_size, "device": device}
+        cfg = c.resolve(EvaluateConfig, config, set_, flags, print_config)
+        print(json.dumps(run_evaluate(cfg), indent=2))
+
+
+def forecast(
+    run: Annotated[str, typer.Argument(help="A run from 'dlcli train-rnn --task forecast'.")],
+    data: Annotated[Optional[str], typer.Argument(help="CSV to forecast (default: the one it was trained on).",
+                                                  show_default=False)] = None,
+    horizons: Annotated[Optional[str], typer.Option("--horizons", help="k-step horizons, e.g. 1,4,16,64.",
+                                                    show_default=False)] = None,
+    column: Annotated[Optional[str], typer.Option("--column", help="Series column (default: the run's).",
+                                                  show_default=False)] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the predictions CSV here.",
+                                                  show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    force: c.ForceOpt = False,
+    debug: c.DebugOpt = False,
+) -> None:
+    """Forecast a series with a trained time-series run: 1-step and k-step-ahead.
+
+    Prints JSON on stdout: the MSE per horizon (and the forecast past the end).
+
+    Example: dlcli forecast runs/sine --horizons 1,4,16,64 -o predictions.csv
+    """
+    with c.errors(debug):
+        from dlcli import timeseries as ts
+
+        ks = None
+        if horizons:
+            try:
+                ks = [int(k) for k in horizons.split(",") if k.strip()]
+            except ValueError:
+                raise c.fail(f"--horizons: '{horizons}' is not a comma-separated list of integers", 2) from None
+        out = ts.predict(run, data, ks, output=output, force=force, column=column, device=device)
+        print(json.dumps(out, indent=2, default=str))

@@ -1,0 +1,60 @@
+"""`dlcli evaluate`: loss, perplexity and bits per character of a language
+model run on held-out ids or text."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlcli.errors import ConfigError, InputError
+
+
+@dataclass
+class EvaluateConfig:
+    run: str = ""
+    ids: str | None = None  # an id file made with the run's tokenizer
+    text: str | None = None  # or raw text, encoded with the run's tokenizer
+    batch_size: int = 0  # 0: the run's
+    seq_len: int = 0  # 0: the run's
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if (self.ids is None) == (self.text is None):
+            raise ConfigError("give exactly one of an id file (--ids) or a text file (--text)")
+
+
+def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
+    import numpy as np
+
+    from dlcli.core import io
+    from dlcli.core.idfile import IdFile
+    from dlcli.lmrun import open_run
+    from dlcli.text import vocabulary
+    from dlcli.train_rnn import evaluate_ids
+
+    cfg.validate()
+    run = open_run(cfg.run, cfg.device)
+    if cfg.ids is not None:
+        f = IdFile.open(cfg.ids)
+        f.check_vocab(vocabulary.vocab_hash(run.tokenizer), str(Path(cfg.run) / "tokenizer.json"))
+        ids = np.asarray(f.ids)
+        source = cfg.ids
+    else:
+        assert cfg.text is not None
+        io.check_text_file(cfg.text)
+        checker = io.TextChecker(cfg.text)
+        text = "".join(checker.decode(c) for c in io.read_chunks(cfg.text))
+        ids = np.asarray(run.tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+        source = cfg.text
+    if len(ids) < 2:
+        raise InputError(f"{source}: needs at least 2 tokens to evaluate, has {len(ids)}")
+    batch = cfg.batch_size or run.cfg.batch_size
+    seq = cfg.seq_len or run.cfg.seq_len
+    loss, n = evaluate_ids(run.model, ids, batch, seq, run.device)
+    out: dict[str, Any] = {"run": str(cfg.run), "data": source, "tokens": n, "loss": loss,
+                           "perplexity": math.exp(min(loss, 700))}
+    if run.level == "char":
+        out["bits_per_char"] = loss / math.log(2)
+    return out

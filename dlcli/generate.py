@@ -1,0 +1,127 @@
+"""`dlcli generate`: sample text from a language-model run, streamed as it comes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dlcli.errors import ConfigError, InputError
+
+
+@dataclass
+class GenerateConfig:
+    run: str = ""
+    prompt: str = ""
+    max_new_tokens: int = 200
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    num_samples: int = 1
+    seed: int | None = None
+    strict: bool = False  # unknown prompt characters are an error instead of a warning
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.temperature < 0:
+            raise ConfigError("temperature: must be >= 0 (0 = greedy)")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError("top_p: must be in (0, 1]")
+        if self.top_k < 0 or self.max_new_tokens < 0 or self.num_samples < 1:
+            raise ConfigError("top_k and max_new_tokens must be >= 0, num_samples >= 1")
+
+
+def encode_prompt(run: Any, prompt: str, strict: bool, warn: Callable[[str], None]) -> list[int]:
+    """Prompt -> ids with the run's tokenizer; unknown pieces warned about (or refused)."""
+    if not prompt.strip():
+        raise InputError("the prompt is empty: give --prompt TEXT or text on stdin")
+    enc = run.tokenizer.encode(prompt, add_special_tokens=False)
+    if not enc.ids:
+        raise InputError(f"the prompt {prompt!r} has no tokens after the tokenizer's normalisation")
+    unk_tok = _unk_token(run.tokenizer)
+    unk_id = run.tokenizer.token_to_id(unk_tok) if unk_tok else None
+    if unk_id is not None:
+        unknown = sorted({prompt[a:b] for i, (a, b) in zip(enc.ids, enc.offsets) if i == unk_id})
+        if unknown:
+            msg = f"not in the vocabulary, mapped to {unk_tok}: {', '.join(map(repr, unknown))}"
+            if strict:
+                raise InputError(f"prompt: {msg}")
+            warn(f"prompt: {msg}")
+    return list(enc.ids)
+
+
+def _unk_token(tok: Any) -> str | None:
+    import json
+
+    return json.loads(tok.to_str()).get("model", {}).get("unk_token")
+
+
+def sample_next(logits: Any, temperature: float, top_k: int, top_p: float, gen: Any) -> Any:
+    """One token id per row of `logits` (B, v): greedy, or sampled from the
+    temperature-scaled distribution restricted to the top-k / top-p tokens."""
+    import torch
+
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop tokens once the mass before them already reaches top_p (the first always stays)
+        drop = probs.cumsum(dim=-1) - probs >= top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[str], None] = lambda m: None
+             ) -> list[str]:
+    """Generate `num_samples` continuations, calling `write` with text as it is
+    produced (prompt, then each new piece; samples end with a newline, and are
+    separated by a blank line). Returns the samples."""
+    import torch
+
+    from dlcli.lmrun import open_run
+
+    cfg.validate()
+    run = open_run(cfg.run, cfg.device)
+    prompt_ids = encode_prompt(run, cfg.prompt, cfg.strict, warn)
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
+    tok = run.tokenizer
+    base = tok.decode(prompt_ids, skip_special_tokens=False)
+    # never emit the unknown or padding token; stop at an end-of-sequence token
+    banned = [i for t in (_unk_token(tok), "<pad>") if t and (i := tok.token_to_id(t)) is not None]
+    eos = tok.token_to_id("<eos>")
+    samples = []
+    with torch.no_grad():
+        for k in range(cfg.num_samples):
+            if k:
+                write("\n")
+            write(base)
+            ids = list(prompt_ids)
+            shown = base
+            x = torch.tensor([prompt_ids], device=run.device)
+            logits, _, h = run.model(x)
+            for _ in range(cfg.max_new_tokens):
+                last = logits[:, -1, :].float().cpu()
+                last[:, banned] = float("-inf")
+                nxt = sample_next(last, cfg.temperature, cfg.top_k, cfg.top_p, gen)
+                if eos is not None and int(nxt[0]) == eos:
+                    break
+                ids.append(int(nxt[0]))
+                text = tok.decode(ids, skip_special_tokens=False)
+                if not text.endswith("\ufffd") and text.startswith(shown):
+                    write(text[len(shown):])
+                    shown = text
+                logits, _, h = run.model(nxt.view(1, 1).to(run.device), h)
+            final = tok.decode(ids, skip_special_tokens=False)
+            if final.startswith(shown) and final != shown:
+                write(final[len(shown):])
+            write("\n")
+            samples.append(final)
+    return samples

@@ -1,0 +1,74 @@
+"""Open a language-model run directory: its config, tokenizer and weights.
+
+`generate` and `evaluate` work for every kind of language-model run; this is
+the one place that knows which stage wrote a run and how to rebuild its model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlcli.core import rundir
+from dlcli.core.config import from_dict, load_yaml
+from dlcli.errors import ConfigError, InputError
+
+LM_STAGES = ("train-rnn",)
+
+
+@dataclass
+class LMRun:
+    path: Path
+    stage: str
+    cfg: Any
+    model: Any  # nn.Module, in eval mode
+    tokenizer: Any  # tokenizers.Tokenizer
+    device: Any
+
+    @property
+    def level(self) -> str:
+        """'char' when the vocabulary is characters (bits per character make sense)."""
+        import json
+
+        d = json.loads(self.tokenizer.to_str())
+        if d.get("model", {}).get("type") == "WordLevel" and (d.get("decoder") or {}).get("type") == "Fuse":
+            return "char"
+        return "other"
+
+
+def open_run(path: str | Path, device: str = "auto") -> LMRun:
+    from dlcli.core.runtime import resolve_device
+    from dlcli.text import vocabulary
+
+    run = Path(path)
+    if not run.is_dir():
+        raise InputError(f"{run}: no such run directory")
+    meta = rundir.read_meta(run)
+    stage = meta.get("stage")
+    if stage not in LM_STAGES:
+        raise InputError(f"{run}: a '{stage}' run is not a language model (expected one of {', '.join(LM_STAGES)})")
+    for name in ("config.yaml", "tokenizer.json", "model.safetensors"):
+        if not (run / name).is_file():
+            raise InputError(f"{run}: missing {name} (was the run finished? a checkpoint alone is not enough)")
+    dev = resolve_device(device)
+    tok = vocabulary.load(run / "tokenizer.json")
+    if stage == "train-rnn":
+        from dlcli.models.rnn import RNNLM
+        from dlcli.train_rnn import TrainRNNConfig
+
+        try:
+            cfg = from_dict(TrainRNNConfig, load_yaml(run / "config.yaml"))
+        except ConfigError as e:
+            raise InputError(f"{run / 'config.yaml'}: {e}") from None
+        if cfg.model.vocab_size != tok.get_vocab_size(with_added_tokens=True):
+            raise InputError(f"{run}: tokenizer.json has {tok.get_vocab_size(with_added_tokens=True)} entries but "
+                             f"the model was trained with {cfg.model.vocab_size}")
+        model = RNNLM(cfg.model)
+    weights = rundir.load_tensors(run / "model.safetensors")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise InputError(f"{run / 'model.safetensors'}: does not fit the model: {str(e).splitlines()[0]}") from None
+    model.to(dev).eval()
+    return LMRun(run, stage, cfg, model, tok, dev)

@@ -1,0 +1,1 @@
+"""nn.Modules only: no file I/O, no printing, no argv."""

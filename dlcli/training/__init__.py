@@ -1,0 +1,1 @@
+"""Training helpers shared by the training commands: functions, not a framework."""

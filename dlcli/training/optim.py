@@ -1,0 +1,75 @@
+"""Optimizers and learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dlcli.errors import ConfigError
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "step")
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | sgd
+    lr: float = 2e-3
+    weight_decay: float = 0.0  # decoupled (AdamW); never applied to biases or norms
+    beta1: float = 0.9
+    beta2: float = 0.99
+    momentum: float = 0.0  # sgd
+    grad_clip: float = 1.0  # max global gradient norm; 0 = off
+    schedule: str = "cosine"  # constant | cosine (after warmup) | step
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1  # cosine floor, as a fraction of lr
+    step_every: int = 1000  # step schedule: multiply by gamma every this many steps
+    gamma: float = 0.5
+
+    def validate(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ConfigError(f"optim.name: '{self.name}' is not one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule: '{self.schedule}' is not one of {', '.join(SCHEDULES)}")
+        if self.lr <= 0:
+            raise ConfigError("optim.lr: must be > 0")
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW (fused kernel where the device has one) or SGD; weight decay only
+    on matrices, not on biases, norms or other vectors."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    try:
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
+    except (RuntimeError, TypeError):  # no fused kernel for this device/dtype
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def lr_at(step: int, cfg: OptimConfig, progress: float | None) -> float:
+    """Learning rate for optimizer step `step` (0-based).
+
+    `progress` in [0, 1] is how far through the budget the run is (steps, or
+    wall-clock time for --max-time budgets); the cosine decays over what is
+    left after warmup. None (unknown budget) keeps the peak rate.
+    """
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** (step // max(1, cfg.step_every))
+    if cfg.schedule == "cosine" and progress is not None:
+        p = min(1.0, max(0.0, progress))
+        floor = cfg.lr * cfg.min_lr_ratio
+        return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * p))
+    return cfg.lr
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = lr
