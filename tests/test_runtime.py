@@ -71,3 +71,14 @@ def test_tensors_round_trip_and_damage(tmp_path):
     with pytest.raises(InputError, match="no such weights file"):
         rundir.load_tensors(tmp_path / "none.safetensors")
     assert not list(Path(tmp_path).glob(".*dlcli-tmp"))
+
+
+def test_force_starts_the_run_afresh_but_keeps_other_files(tmp_path):
+    run = rundir.create(tmp_path / "run", Cfg(), "test")
+    with rundir.MetricsLog(run) as log:
+        log.log(step=1)
+    (run / "notes.txt").write_text("mine\n")
+    rundir.create(run, Cfg(lr=0.2), "test", force=True)
+    assert rundir.read_metrics(run) == []
+    assert (run / "notes.txt").read_text() == "mine\n"
+    assert (run / "config.yaml").read_text() == "lr: 0.2\n"

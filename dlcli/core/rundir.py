@@ -30,6 +30,8 @@ def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str]
     if run.is_dir() and any(run.iterdir()) and not (force or resume):
         raise OutputExistsError(f"{run}: run directory is not empty (use --resume to continue it, or --force)")
     run.mkdir(parents=True, exist_ok=True)
+    if force and not resume:
+        clear(run)
     write_text_atomic(run / "config.yaml", to_yaml(cfg), force=True)
     meta = {
         "dlcli": __version__,
@@ -39,6 +41,18 @@ def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str]
     }
     write_text_atomic(run / "meta.json", json.dumps(meta, indent=2) + "\n", force=True)
     return run
+
+
+RUN_FILES = ("config.yaml", "meta.json", "metrics.jsonl", "tokenizer.json", "*.safetensors", "checkpoint.json",
+             "*.png", "*.gif", "forecast.json", "predictions.csv")
+
+
+def clear(run: Path) -> None:
+    """Remove what an earlier run wrote here (--force), leaving other files alone."""
+    for pattern in RUN_FILES:
+        for p in run.glob(pattern):
+            if p.is_file():
+                p.unlink()
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
