@@ -30,12 +30,12 @@ demo: $(STAMP)
 	@echo "== subword tokenizer (BPE)"
 	$(BIN)/dlcli vocab train sample_data/story.txt -m bpe -v 300 -o $(DEMO)/bpe.json
 	$(BIN)/dlcli preprocess sample_data/story.txt -t $(DEMO)/bpe.json | head -n 2
-	@echo "== a char-level LSTM language model (about 20 s), then a sample from it"
+	@echo "== a char-level LSTM language model (about 15 s), then a sample from it"
 	$(BIN)/dlcli preprocess sample_data/story.txt -l char --whole -o $(DEMO)/story-whole.tok
 	$(BIN)/dlcli vocab build $(DEMO)/story-whole.tok -o $(DEMO)/chars.json -q
 	$(BIN)/dlcli vocab encode $(DEMO)/story-whole.tok -t $(DEMO)/chars.json -o $(DEMO)/story-whole.ids -q
 	$(BIN)/dlcli train-rnn -d $(DEMO)/story-whole.ids -o $(DEMO)/rnn --cell lstm --layers 1 --hidden 128 \
-		--seq-len 32 --batch-size 16 --lr 0.005 --max-steps 300 --seed 1
+		--seq-len 32 --batch-size 16 --lr 0.005 --max-steps 1500 --seed 1
 	$(BIN)/dlcli generate $(DEMO)/rnn --prompt "The keeper" -n 120 --temperature 0.6 --seed 1
 	@echo "== time series: 1-step vs k-step forecasts of the d2l sine series"
 	$(BIN)/dlcli train-rnn --task forecast -d sample_data/sine.csv --cell mlp -o $(DEMO)/sine

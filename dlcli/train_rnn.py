@@ -308,7 +308,8 @@ def train(cfg: TrainRNNConfig, force: bool = False, resume: bool = False,
                     show = {"loss": mean, "ppl": rec["ppl"], "tok/s": int(tps)}
                     if math.isfinite(val_loss):
                         show["val_ppl"] = math.exp(min(val_loss, 50))
-                    on_progress(Tick("train", step, budget_steps or None, unit="step", metrics=show))
+                    total = budget_steps or (int(step * max_time / max(elapsed(), 1e-9)) if max_time else None)
+                    on_progress(Tick("train", step, total, unit="step", metrics=show))
                 loss_sum.zero_()
                 window_t, window_steps = now, 0
             if cfg.eval_interval and step % cfg.eval_interval == 0 and not last:

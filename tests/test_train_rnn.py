@@ -225,3 +225,20 @@ def test_ddp_two_processes_match_one(tm_ids, tmp_path):
     b = load_tensors(tmp_path / "two" / "model.safetensors")
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+def test_embedding_rows_initialised_by_token():
+    from tokenizers import Tokenizer, models
+
+    from dlcli.training.embeddings import init_embedding
+
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "the": 1, "time": 2, "machine": 3}, unk_token="<unk>"))
+    m = RNNLM(RNNConfig(vocab_size=4, n_hidden=3, n_embd=3))
+    vec = {"time": np.array([1.0, 2.0, 3.0]), "machine": np.array([4.0, 5.0, 6.0]), "absent": np.zeros(3)}
+    before = m.embed.weight[1].clone()
+    cov = init_embedding(m.embed, tok, vec)
+    assert cov["covered"] == 2 and cov["total"] == 4 and cov["coverage"] == 0.5
+    assert m.embed.weight[2].tolist() == [1.0, 2.0, 3.0] and m.embed.weight[3].tolist() == [4.0, 5.0, 6.0]
+    assert torch.equal(m.embed.weight[1], before)  # tokens without a vector keep their initialisation
+    with pytest.raises(ConfigError, match="2 dimensions but the model's embedding has 3"):
+        init_embedding(m.embed, tok, {"the": np.zeros(2)})

@@ -99,7 +99,7 @@ def train_rnn(
                 s = ts.train(tcfg, force=force, resume=resume, on_progress=on_progress)
             mse = s["test"]["mse"]
             c.info(f"held-out MSE, 1-step {s['test']['mse_1step']:.4f}; "
-                   + ", ".join(f"{k}-step {v:.4f}" for k, v in mse.items()), quiet)
+                   + "".join(f", {k}-step {v:.4f}" for k, v in mse.items() if str(k) != "1"), quiet)
             c.result(s["run"])
             return
         if task != "lm":
