@@ -78,6 +78,23 @@ def sample_next(logits: Any, temperature: float, top_k: int, top_p: float, gen: 
     return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
 
 
+def forward_next(model: Any, ids: list[int], state: Any, device: Any) -> tuple[Any, Any]:
+    """Logits after `ids`, reusing `state` (an RNN's hidden state or a
+    Transformer's key/value cache) so only the newest token is computed.
+    A Transformer whose cache is full recomputes its last block_size tokens."""
+    import torch
+
+    if state is None:
+        if not getattr(model, "carries_state", True):
+            ids = ids[-model.cfg.block_size:]
+        logits, _, state = model(torch.tensor([ids], device=device))
+        return logits, state
+    if not getattr(model, "carries_state", True) and state[0][0].size(2) >= model.cfg.block_size:
+        return forward_next(model, ids, None, device)
+    logits, _, state = model(torch.tensor([[ids[-1]]], device=device), state)
+    return logits, state
+
+
 def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[str], None] = lambda m: None
              ) -> list[str]:
     """Generate `num_samples` continuations, calling `write` with text as it is
@@ -105,8 +122,7 @@ def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[
             write(base)
             ids = list(prompt_ids)
             shown = base
-            x = torch.tensor([prompt_ids], device=run.device)
-            logits, _, h = run.model(x)
+            logits, h = forward_next(run.model, ids, None, run.device)
             for _ in range(cfg.max_new_tokens):
                 last = logits[:, -1, :].float().cpu()
                 last[:, banned] = float("-inf")
@@ -118,7 +134,7 @@ def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[
                 if not text.endswith("\ufffd") and text.startswith(shown):
                     write(text[len(shown):])
                     shown = text
-                logits, _, h = run.model(nxt.view(1, 1).to(run.device), h)
+                logits, h = forward_next(run.model, ids, h, run.device)
             final = tok.decode(ids, skip_special_tokens=False)
             if final.startswith(shown) and final != shown:
                 write(final[len(shown):])

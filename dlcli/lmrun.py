@@ -14,7 +14,7 @@ from dlcli.core import rundir
 from dlcli.core.config import from_dict, load_yaml
 from dlcli.errors import ConfigError, InputError
 
-LM_STAGES = ("train-rnn",)
+LM_STAGES = ("train-rnn", "train-transformer")
 
 
 @dataclass
@@ -65,6 +65,18 @@ def open_run(path: str | Path, device: str = "auto") -> LMRun:
             raise InputError(f"{run}: tokenizer.json has {tok.get_vocab_size(with_added_tokens=True)} entries but "
                              f"the model was trained with {cfg.model.vocab_size}")
         model = RNNLM(cfg.model)
+    else:
+        from dlcli.models.gpt import GPT
+        from dlcli.train_transformer import TrainTransformerConfig
+
+        try:
+            cfg = from_dict(TrainTransformerConfig, load_yaml(run / "config.yaml"))
+        except ConfigError as e:
+            raise InputError(f"{run / 'config.yaml'}: {e}") from None
+        if cfg.model.vocab_size != tok.get_vocab_size(with_added_tokens=True):
+            raise InputError(f"{run}: tokenizer.json has {tok.get_vocab_size(with_added_tokens=True)} entries but "
+                             f"the model was trained with {cfg.model.vocab_size}")
+        model = GPT(cfg.model)
     weights = rundir.load_tensors(run / "model.safetensors")
     try:
         model.load_state_dict(weights)

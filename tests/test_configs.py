@@ -9,7 +9,7 @@ import pytest
 from dlcli.core.config import build_config
 
 REPO = Path(__file__).resolve().parent.parent
-SCHEMAS = {"rnn-": "dlcli.train_rnn:TrainRNNConfig"}
+SCHEMAS = {"rnn-": "dlcli.train_rnn:TrainRNNConfig", "transformer-": "dlcli.train_transformer:TrainTransformerConfig"}
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)

@@ -17,6 +17,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("preprocess", "dlcli.cli.preprocess", "main"),
     ("vocab", "dlcli.cli.vocab", "app"),
     ("train-rnn", "dlcli.cli.lm", "train_rnn"),
+    ("train-transformer", "dlcli.cli.lm", "train_transformer"),
     ("generate", "dlcli.cli.lm", "generate"),
     ("evaluate", "dlcli.cli.lm", "evaluate"),
     ("forecast", "dlcli.cli.lm", "forecast"),

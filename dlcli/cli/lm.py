@@ -228,3 +228,74 @@ def forecast(
                 raise c.fail(f"--horizons: '{horizons}' is not a comma-separated list of integers", 2) from None
         out = ts.predict(run, data, ks, output=output, force=force, column=column, device=device)
         print(json.dumps(out, indent=2, default=str))
+
+
+def train_transformer(
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Id file to train on (from 'dlcli vocab "
+                                                "encode').", show_default=False)] = None,
+    val: Annotated[Optional[str], typer.Option("--val", help="Validation id file (default: the last 10% of "
+                                               "--data).", show_default=False)] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Run directory (default runs/gpt).",
+                                                  show_default=False)] = None,
+    layers: Annotated[Optional[int], typer.Option("--layers", help="Transformer blocks (default 4).",
+                                                  rich_help_panel=MODEL, show_default=False)] = None,
+    heads: Annotated[Optional[int], typer.Option("--heads", help="Attention heads (default 4).",
+                                                 rich_help_panel=MODEL, show_default=False)] = None,
+    embd: Annotated[Optional[int], typer.Option("--embd", help="Model width (default 128).", rich_help_panel=MODEL,
+                                                show_default=False)] = None,
+    block_size: Annotated[Optional[int], typer.Option("--block-size", help="Context length (default 64).",
+                                                      rich_help_panel=MODEL, show_default=False)] = None,
+    dropout: Annotated[Optional[float], typer.Option("--dropout", help="Dropout (default 0).",
+                                                     rich_help_panel=MODEL, show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Sequences per micro-batch "
+                                                      "(default 12).", rich_help_panel=TRAIN,
+                                                      show_default=False)] = None,
+    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Micro-batches per step (default 1).",
+                                                      rich_help_panel=TRAIN, show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default 1e-3).",
+                                                rich_help_panel=TRAIN, show_default=False)] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Step budget (default 2000; 0 = none).",
+                                                     rich_help_panel=TRAIN, show_default=False)] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs", help="Epoch budget.", rich_help_panel=TRAIN,
+                                                    show_default=False)] = None,
+    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m, 1h.",
+                                                    rich_help_panel=TRAIN, show_default=False)] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="fp32 or bf16 (autocast).",
+                                                     rich_help_panel=TRAIN, show_default=False)] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model.",
+                                                    rich_help_panel=TRAIN, show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
+                                                rich_help_panel=TRAIN, show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",
+                                                  rich_help_panel=TRAIN, show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its "
+                                         "checkpoint stopped.", rich_help_panel=c.OUTPUT)] = False,
+    config: c.ConfigOpt = None,
+    set_: c.SetOpt = None,
+    print_config: c.PrintConfigOpt = False,
+    force: c.ForceOpt = False,
+    quiet: c.QuietOpt = False,
+    debug: c.DebugOpt = False,
+) -> None:
+    """Train a GPT-style Transformer language model on an id file.
+
+    Pre-LayerNorm blocks, causal multi-head self-attention (fused
+    scaled_dot_product_attention), AdamW with warmup and cosine decay. Writes
+    the same run directory as train-rnn; generate and evaluate work on it.
+
+    Example: dlcli train-transformer --config configs/transformer-shakespeare-cpu.yaml -d ts.ids -o runs/gpt
+    """
+    with c.errors(debug):
+        from dlcli.train_transformer import TrainTransformerConfig, train
+
+        flags = {"data.train": data, "data.val": val, "output": output, "model.n_layer": layers,
+                 "model.n_head": heads, "model.n_embd": embd, "model.block_size": block_size,
+                 "model.dropout": dropout, "batch_size": batch_size, "grad_accum": grad_accum, "optim.lr": lr,
+                 "max_steps": max_steps, "epochs": epochs, "max_time": max_time, "precision": precision,
+                 "compile": compile, "seed": seed, "device": device}
+        cfg = c.resolve(TrainTransformerConfig, config, set_, flags, print_config)
+        with c.progress(quiet) as on_progress:
+            s = train(cfg, force=force, resume=resume, on_progress=on_progress)
+        c.info(f"{s['steps']:,} steps ({s['epochs']:.2f} epochs, {s['params']:,} parameters) in {s['elapsed']:.0f} s;"
+               f" validation loss {s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}", quiet)
+        c.result(s["run"])

@@ -1,0 +1,126 @@
+"""The GPT model and `train-transformer`, on tiny sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlcli.models.gpt import GPT, GPTConfig, attend_reference
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny(**kw) -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**{"vocab_size": 13, "block_size": 16, "n_layer": 2, "n_head": 2, "n_embd": 8, **kw})).eval()
+
+
+def test_reference_attention_equals_fused_sdpa():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 7, 4) for _ in range(3))
+    ref, weights = attend_reference(q, k, v, causal=True)
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(ref, fused, atol=1e-6)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 3, 7))
+    assert (weights.triu(1) == 0).all()  # no weight on the future
+
+
+def test_model_reference_path_equals_fast_path():
+    m = tiny()
+    idx = torch.randint(0, 13, (2, 10))
+    fast, _, _ = m(idx)
+    slow, _, _ = m(idx, reference=True)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    assert len(m.attention_weights(idx)) == 2
+
+
+def test_scores_are_scaled_by_sqrt_dk():
+    q = torch.ones(1, 1, 2, 64)
+    k = torch.ones(1, 1, 2, 64)
+    v = torch.eye(2)[None, None]
+    _, w = attend_reference(q, k * torch.tensor([[0.0], [8.0 / 64]]), v, causal=False)
+    # scores 0 and 8/8 = 1 after dividing by sqrt(64) = 8: softmax([0, 1])
+    assert torch.allclose(w[0, 0, 0], torch.softmax(torch.tensor([0.0, 1.0]), 0))
+
+
+def test_causal_past_logits_ignore_future_tokens():
+    m = tiny()
+    a = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    b = torch.tensor([[1, 2, 3, 9, 9, 9]])
+    la, _, _ = m(a)
+    lb, _, _ = m(b)
+    assert torch.allclose(la[:, :3], lb[:, :3], atol=1e-6)
+    assert not torch.allclose(la[:, 3:], lb[:, 3:], atol=1e-4)
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+def test_kv_cache_gives_the_same_logits(positions):
+    m = tiny(positions=positions)
+    idx = torch.randint(0, 13, (1, 12))
+    full, _, _ = m(idx)
+    logits, _, cache = m(idx[:, :5])
+    steps = [logits[:, -1]]
+    for t in range(5, 12):
+        logits, _, cache = m(idx[:, t:t + 1], cache)
+        steps.append(logits[:, -1])
+    assert torch.allclose(torch.stack(steps[:-1], 1), full[:, 4:11], atol=1e-5)
+
+
+def test_weight_tying_and_block_size_limit():
+    m = tiny()
+    assert m.head.weight is m.tok_emb.weight
+    with pytest.raises(ValueError, match="longer than block_size"):
+        m(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_train_generate_evaluate_resume(cli, tmp_path):
+    from dlcli.core.rundir import load_tensors
+
+    data = REPO.parent / "shared" / "data" / "timemachine.txt"
+    if not data.is_file():
+        pytest.skip("real data not found")
+    assert cli("preprocess", data, "-n", "d2l", "-l", "char", "--whole", "-o", "tm.tok").exit_code == 0
+    assert cli("vocab", "build", "tm.tok", "-o", "tok.json", "-q").exit_code == 0
+    assert cli("vocab", "encode", "tm.tok", "-t", "tok.json", "-o", "tm.ids", "-q").exit_code == 0
+    args = ["-d", "tm.ids", "--layers", "2", "--heads", "2", "--embd", "32", "--block-size", "32", "--lr", "3e-3",
+            "--max-steps", "120", "--device", "cpu", "--set", "eval_interval=0", "--set", "optim.warmup_steps=10",
+            "--set", "checkpoint_interval=60", "-q"]
+    r = cli("train-transformer", *args, "-o", "full")
+    assert r.exit_code == 0, r.stderr
+    import json
+
+    rows = [json.loads(x) for x in Path("full/metrics.jsonl").read_text().splitlines()]
+    losses = [x["loss"] for x in rows if "loss" in x]
+    assert losses[0] > 3.0 and losses[-1] < 2.6  # it learns
+    g1 = cli("generate", "full", "-p", "the time", "-n", "80", "--seed", "3")  # beyond block_size: window slides
+    g2 = cli("generate", "full", "-p", "the time", "-n", "80", "--seed", "3")
+    assert g1.exit_code == 0, g1.stderr
+    assert g1.stdout == g2.stdout and len(g1.stdout) == len("the time") + 80 + 1
+    ev = json.loads(cli("evaluate", "full", "--ids", "tm.ids").stdout)
+    assert ev["bits_per_char"] > 0 and ev["tokens"] > 170_000
+    # gradient accumulation: 2 x 6 sequences per step trains like 12 at once (same data order, same result)
+
+    def stop(tick):
+        if tick.done >= 60:
+            raise KeyboardInterrupt
+
+    from dlcli.core.config import build_config
+    from dlcli.errors import Interrupted
+    from dlcli.train_transformer import TrainTransformerConfig, train
+
+    sets = ["data.train=tm.ids", "output=cut", "model.n_layer=2", "model.n_head=2", "model.n_embd=32",
+            "model.block_size=32", "optim.lr=3e-3", "max_steps=120", "device=cpu", "eval_interval=0",
+            "optim.warmup_steps=10", "checkpoint_interval=60"]
+    with pytest.raises(Interrupted):
+        train(build_config(TrainTransformerConfig, None, sets), on_progress=stop)
+    train(build_config(TrainTransformerConfig, None, sets), resume=True)
+    a, b = load_tensors("full/model.safetensors"), load_tensors("cut/model.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_heads_must_divide_width(cli):
+    r = cli("train-transformer", "-d", "x.ids", "--heads", "3", "--embd", "32")
+    assert r.exit_code == 2 and "model.n_head: 3 heads do not divide model.n_embd 32" in r.stderr
