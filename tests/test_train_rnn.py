@@ -217,8 +217,13 @@ def test_ddp_two_processes_match_one(tm_ids, tmp_path):
     one = subprocess.run([sys.executable, "-m", "dlcli", "train-rnn", "-o", "one", *args], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29517", "-m", "dlcli", "train-rnn", "-o", "two", *args], cwd=tmp_path, env=env,
+    import socket
+
+    with socket.socket() as sock:  # a free port, so parallel runs of this test do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                          "127.0.0.1", "--master_port", port, "-m", "dlcli", "train-rnn", "-o", "two", *args], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr
     a = load_tensors(tmp_path / "one" / "model.safetensors")
