@@ -52,6 +52,14 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         raise InputError(f"{source}: needs at least 2 tokens to evaluate, has {len(ids)}")
     batch = cfg.batch_size or run.cfg.batch_size
     seq = cfg.seq_len or run.cfg.seq_len
+    if getattr(run.cfg, "objective", "clm") == "mlm":
+        from dlcli.training.lm_loop import evaluate_mlm
+
+        mask_id = run.tokenizer.token_to_id("<mask>")
+        specials = tuple(run.tokenizer.token_to_id(t.content) for t in run.tokenizer.get_added_tokens_decoder().values())
+        r = evaluate_mlm(run.model, ids, batch, seq, run.device, mask_id, specials)
+        return {"run": str(cfg.run), "data": source, "objective": "mlm", "masked_tokens": r["masked"],
+                "loss": r["loss"], "masked_accuracy": r["accuracy"], "majority_accuracy": r["majority_accuracy"]}
     loss, n = evaluate_ids(run.model, ids, batch, seq, run.device)
     out: dict[str, Any] = {"run": str(cfg.run), "data": source, "tokens": n, "loss": loss,
                            "perplexity": math.exp(min(loss, 700))}

@@ -106,6 +106,8 @@ def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[
 
     cfg.validate()
     run = open_run(cfg.run, cfg.device)
+    if getattr(run.cfg, "objective", "clm") == "mlm":
+        raise InputError(f"{cfg.run}: a masked-LM run fills in masked tokens; it cannot generate text left to right")
     prompt_ids = encode_prompt(run, cfg.prompt, cfg.strict, warn)
     gen = torch.Generator(device="cpu")
     gen.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())

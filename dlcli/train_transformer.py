@@ -38,6 +38,7 @@ class TrainTransformerConfig:
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     compile: bool = False  # torch.compile the model
+    objective: str = "clm"  # clm: next-token (causal) | mlm: masked tokens (bidirectional encoder)
 
     @property
     def seq_len(self) -> int:
@@ -49,6 +50,9 @@ class TrainTransformerConfig:
 
     def validate(self) -> None:
         check_common(self)
+        if self.objective not in ("clm", "mlm"):
+            raise ConfigError(f"objective: '{self.objective}' is not one of clm, mlm")
+        self.model.causal = self.objective == "clm"
         m = self.model
         if m.n_embd % m.n_head:
             raise ConfigError(f"model.n_head: {m.n_head} heads do not divide model.n_embd {m.n_embd}")

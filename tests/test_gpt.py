@@ -124,3 +124,54 @@ def test_train_generate_evaluate_resume(cli, tmp_path):
 def test_heads_must_divide_width(cli):
     r = cli("train-transformer", "-d", "x.ids", "--heads", "3", "--embd", "32")
     assert r.exit_code == 2 and "model.n_head: 3 heads do not divide model.n_embd 32" in r.stderr
+
+
+def test_mask_tokens_80_10_10():
+    from dlcli.data.mlm import IGNORE, mask_tokens
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(2, 50, (200, 100))
+    inp, tgt = mask_tokens(x, mask_id=1, vocab_size=50, generator=g)
+    chosen = tgt != IGNORE
+    assert abs(chosen.float().mean().item() - 0.15) < 0.01
+    assert (tgt[chosen] == x[chosen]).all()
+    masked = (inp == 1) & chosen
+    kept = (inp == x) & chosen
+    assert abs(masked.sum().item() / chosen.sum().item() - 0.8) < 0.02
+    assert 0.08 < kept.sum().item() / chosen.sum().item() < 0.13  # 10% kept, plus random picks that hit x
+    assert (inp[~chosen] == x[~chosen]).all()
+
+
+def test_encoder_is_bidirectional():
+    m = tiny(causal=False)
+    a = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    b = torch.tensor([[1, 2, 3, 9, 9, 9]])
+    assert not torch.allclose(m(a)[0][:, :3], m(b)[0][:, :3], atol=1e-4)  # early positions see later tokens
+    fast, _, _ = m(a)
+    slow, _, _ = m(a, reference=True)
+    assert torch.allclose(fast, slow, atol=1e-5)
+
+
+def test_masked_lm_beats_the_majority_baseline(cli, tmp_path):
+    import json
+
+    data = REPO.parent / "shared" / "data" / "timemachine.txt"
+    if not data.is_file():
+        pytest.skip("real data not found")
+    assert cli("preprocess", data, "-n", "d2l", "-l", "char", "--whole", "-o", "tm.tok").exit_code == 0
+    assert cli("vocab", "build", "tm.tok", "-o", "tok.json", "-s", "<unk>", "-s", "<mask>", "-q").exit_code == 0
+    assert cli("vocab", "encode", "tm.tok", "-t", "tok.json", "-o", "tm.ids", "-q").exit_code == 0
+    r = cli("train-transformer", "-d", "tm.ids", "-o", "mlm", "--objective", "mlm", "--layers", "2", "--heads", "2",
+            "--embd", "32", "--block-size", "32", "--batch-size", "16", "--lr", "5e-3", "--max-steps", "200",
+            "--device", "cpu", "--set", "eval_interval=0", "-q")
+    assert r.exit_code == 0, r.stderr
+    ev = json.loads(cli("evaluate", "mlm", "--ids", "tm.ids").stdout)
+    assert ev["objective"] == "mlm" and ev["masked_tokens"] > 20_000
+    assert ev["masked_accuracy"] > ev["majority_accuracy"] + 0.03  # context tells it which letter is missing
+    g = cli("generate", "mlm", "-p", "the")
+    assert g.exit_code != 0 and "masked-LM run" in g.stderr
+    # without a <mask> token in the vocabulary, MLM is refused with a clear message
+    assert cli("vocab", "build", "tm.tok", "-o", "plain.json", "-q").exit_code == 0
+    assert cli("vocab", "encode", "tm.tok", "-t", "plain.json", "-o", "plain.ids", "-q").exit_code == 0
+    r = cli("train-transformer", "-d", "plain.ids", "-o", "x", "--objective", "mlm", "--max-steps", "1", "-q")
+    assert r.exit_code != 0 and "needs a <mask> token" in r.stderr

@@ -208,13 +208,18 @@ def test_generate_errors(cli, tm_ids, tmp_path):
     assert r.exit_code != 0 and "nowhere: no such run directory" in r.stderr
 
 
-def test_ddp_two_processes_match_one(tm_ids, tmp_path):
+@pytest.mark.parametrize("command", ["train-rnn", "train-transformer"])
+def test_ddp_two_processes_match_one(tm_ids, tmp_path, command):
     """Two gloo processes with half the batch each give the single-process result."""
-    sets = ["max_steps=8", "model.n_hidden=16", "model.n_layer=1", "batch_size=8", "seq_len=16",
-            "eval_interval=0", "checkpoint_interval=0", "device=cpu", "log_interval=4"]
+    if command == "train-rnn":
+        sets = ["model.n_hidden=16", "model.n_layer=1", "seq_len=16"]
+    else:
+        sets = ["model.n_embd=16", "model.n_head=2", "model.n_layer=1", "model.block_size=16", "grad_accum=2"]
+    sets += ["max_steps=8", "batch_size=8", "eval_interval=0", "checkpoint_interval=0", "device=cpu",
+             "log_interval=4"]
     args = ["-d", str(tm_ids), "-q", *[x for s in sets for x in ("--set", s)]]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, "-m", "dlcli", "train-rnn", "-o", "one", *args], cwd=tmp_path, env=env,
+    one = subprocess.run([sys.executable, "-m", "dlcli", command, "-o", "one", *args], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
     import socket
@@ -223,7 +228,7 @@ def test_ddp_two_processes_match_one(tm_ids, tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                          "127.0.0.1", "--master_port", port, "-m", "dlcli", "train-rnn", "-o", "two", *args], cwd=tmp_path, env=env,
+                          "127.0.0.1", "--master_port", port, "-m", "dlcli", command, "-o", "two", *args], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr
     a = load_tensors(tmp_path / "one" / "model.safetensors")

@@ -264,6 +264,9 @@ def train_transformer(
                                                      rich_help_panel=TRAIN, show_default=False)] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model.",
                                                     rich_help_panel=TRAIN, show_default=False)] = None,
+    objective: Annotated[Optional[str], typer.Option("--objective", help="clm (next token, default) or mlm "
+                                                     "(masked tokens, BERT-style; needs a <mask> token).",
+                                                     rich_help_panel=MODEL, show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
                                                 rich_help_panel=TRAIN, show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",
@@ -292,7 +295,7 @@ def train_transformer(
                  "model.n_head": heads, "model.n_embd": embd, "model.block_size": block_size,
                  "model.dropout": dropout, "batch_size": batch_size, "grad_accum": grad_accum, "optim.lr": lr,
                  "max_steps": max_steps, "epochs": epochs, "max_time": max_time, "precision": precision,
-                 "compile": compile, "seed": seed, "device": device}
+                 "compile": compile, "objective": objective, "seed": seed, "device": device}
         cfg = c.resolve(TrainTransformerConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
             s = train(cfg, force=force, resume=resume, on_progress=on_progress)

@@ -31,6 +31,7 @@ class GPTConfig:
     bias: bool = True
     positions: str = "learned"  # learned | sinusoidal
     tie_weights: bool = True
+    causal: bool = True  # False: every position sees every other (an encoder, for masked-LM pretraining)
 
 
 def attend_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True
@@ -55,6 +56,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         assert cfg.n_embd % cfg.n_head == 0
         self.n_head = cfg.n_head
+        self.causal = cfg.causal
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # W_Q, W_K, W_V side by side
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
@@ -71,9 +73,9 @@ class CausalSelfAttention(nn.Module):
             v = torch.cat([past[1], v], dim=2)
         weights = None
         if reference:
-            y, weights = attend_reference(q, k, v, causal=True)
+            y, weights = attend_reference(q, k, v, causal=self.causal)
         elif past is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal,
                                                dropout_p=self.dropout if self.training else 0.0)
         else:  # new queries see every cached key and, causally, the new ones
             tk = k.size(2)
@@ -176,7 +178,7 @@ class GPT(nn.Module):
         logits = self.head(self.ln_f(x))  # (B, T, v)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)
         keep = cache is not None or targets is None
         return logits, loss, (new_cache if keep else None)
 

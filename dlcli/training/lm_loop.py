@@ -91,6 +91,40 @@ def load_data(cfg: Any) -> tuple[Any, str, np.ndarray, np.ndarray]:
     return tok, str(tok_path), train_ids, val_ids
 
 
+def evaluate_mlm(model: Any, ids: np.ndarray, batch_size: int, seq_len: int, device: Any, mask_id: int,
+                 special_ids: tuple[int, ...] = (), seed: int = 0) -> dict[str, Any]:
+    """Masked-token loss and accuracy on `ids` with a fixed masking, beside the
+    accuracy of always guessing the most frequent masked token."""
+    import torch
+    import torch.nn.functional as F
+
+    from dlcli.data.lm import eval_streams
+    from dlcli.data.mlm import IGNORE, mask_tokens
+
+    was_training = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    total, correct, count = 0.0, 0, 0
+    seen: list[torch.Tensor] = []
+    with torch.no_grad():
+        for x, _ in eval_streams(ids, batch_size, seq_len):
+            xb, yb = mask_tokens(torch.from_numpy(x), mask_id, model.cfg.vocab_size, g, special_ids=special_ids)
+            logits, _, _ = model(xb.to(device))
+            m = yb != IGNORE
+            if not m.any():
+                continue
+            picked, target = logits.float().cpu()[m], yb[m]
+            total += float(F.cross_entropy(picked, target, reduction="sum"))
+            correct += int((picked.argmax(-1) == target).sum())
+            count += int(m.sum())
+            seen.append(target)
+    model.train(was_training)
+    targets = torch.cat(seen) if seen else torch.zeros(0, dtype=torch.long)
+    majority = int(torch.bincount(targets).max()) if count else 0
+    return {"loss": total / max(1, count), "accuracy": correct / max(1, count),
+            "majority_accuracy": majority / max(1, count), "masked": count}
+
+
 def _check_resume(run: Path, cfg: Any) -> None:
     saved_path = run / "config.yaml"
     if not saved_path.is_file():
@@ -190,6 +224,16 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
     max_time = parse_duration(cfg.max_time) if cfg.max_time else 0.0
     tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum
     carry = cfg.sampling == "sequential" and getattr(model, "carries_state", True)
+    mlm, specials = None, ()
+    if getattr(cfg, "objective", "clm") == "mlm":
+        from dlcli.data.mlm import mask_tokens
+
+        mlm = tok.token_to_id("<mask>")
+        if mlm is None:
+            raise InputError(f"{tok_path}: masked-LM pretraining needs a <mask> token; build the vocabulary with "
+                             "--special '<mask>'")
+        specials = tuple(i for t in tok.get_added_tokens_decoder().values() if (i := tok.token_to_id(t.content))
+                         is not None)
     metrics = rundir.MetricsLog(run) if dist.main else None
     history = rundir.read_metrics(run) if resume and dist.main else []
     t0 = time.perf_counter()
@@ -238,8 +282,14 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
     def evaluate() -> float:
         nonlocal val_loss
         if dist.main:
-            val_loss, _ = evaluate_ids(model, val_ids, cfg.batch_size, cfg.seq_len, device, cfg.precision)
-            rec = {"step": step, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))}
+            if mlm is not None:
+                r = evaluate_mlm(model, val_ids, cfg.batch_size, cfg.seq_len, device, mlm, specials)
+                val_loss = r["loss"]
+                rec = {"step": step, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50)),
+                       "val_masked_accuracy": r["accuracy"], "val_majority_accuracy": r["majority_accuracy"]}
+            else:
+                val_loss, _ = evaluate_ids(model, val_ids, cfg.batch_size, cfg.seq_len, device, cfg.precision)
+                rec = {"step": step, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))}
             assert metrics is not None
             metrics.log(**rec)
             history.append(rec)
@@ -266,6 +316,8 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
                 yb = torch.from_numpy(y).to(device, non_blocking=True)
                 # gradients are averaged across processes only on the last micro-batch
                 sync = contextlib.nullcontext() if not dist.enabled or micro == cfg.grad_accum - 1 else net.no_sync()
+                if mlm is not None:
+                    xb, yb = mask_tokens(xb, mlm, cfg.model.vocab_size, special_ids=specials)
                 with sync:
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
                         _, loss, h = net(xb, h if carry else None, yb)
