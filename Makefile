@@ -37,6 +37,10 @@ demo: $(STAMP)
 	$(BIN)/dlcli train-rnn -d $(DEMO)/story-whole.ids -o $(DEMO)/rnn --cell lstm --layers 1 --hidden 128 \
 		--seq-len 32 --batch-size 16 --lr 0.005 --max-steps 1500 --seed 1
 	$(BIN)/dlcli generate $(DEMO)/rnn --prompt "The keeper" -n 120 --temperature 0.6 --seed 1
+	@echo "== a small GPT on the same characters (about 15 s), sampled with its key/value cache"
+	$(BIN)/dlcli train-transformer -d $(DEMO)/story-whole.ids -o $(DEMO)/gpt --layers 2 --heads 2 --embd 64 \
+		--block-size 64 --batch-size 16 --lr 0.003 --max-steps 400 --seed 1 --device cpu
+	$(BIN)/dlcli generate $(DEMO)/gpt --prompt "The keeper" -n 120 --temperature 0.6 --seed 1
 	@echo "== time series: 1-step vs k-step forecasts of the d2l sine series"
 	$(BIN)/dlcli train-rnn --task forecast -d sample_data/sine.csv --cell mlp -o $(DEMO)/sine
 	@echo "== tabular features"
