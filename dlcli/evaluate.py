@@ -19,10 +19,11 @@ class EvaluateConfig:
     batch_size: int = 0  # 0: the run's
     seq_len: int = 0  # 0: the run's
     device: str = "auto"
+    beam: int = 4  # translation runs: also report beam-search BLEU with this beam (1 = greedy only)
 
     def validate(self) -> None:
-        if (self.ids is None) == (self.text is None):
-            raise ConfigError("give exactly one of an id file (--ids) or a text file (--text)")
+        if self.ids is not None and self.text is not None:
+            raise ConfigError("give one of an id file (--ids) or a text file (--text), not both")
 
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
@@ -34,7 +35,15 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     from dlcli.text import vocabulary
     from dlcli.train_rnn import evaluate_ids
 
+    from dlcli.core import rundir
+
+    if rundir.read_meta(cfg.run).get("stage") == "translate":
+        from dlcli.translate import evaluate_run
+
+        return {"run": cfg.run, **evaluate_run(cfg.run, beam=cfg.beam, device=cfg.device)}
     cfg.validate()
+    if cfg.ids is None and cfg.text is None:
+        raise ConfigError("give an id file (--ids) or a text file (--text) to evaluate a language model on")
     run = open_run(cfg.run, cfg.device)
     if cfg.ids is not None:
         f = IdFile.open(cfg.ids)

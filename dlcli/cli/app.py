@@ -21,6 +21,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("generate", "dlcli.cli.lm", "generate"),
     ("evaluate", "dlcli.cli.lm", "evaluate"),
     ("forecast", "dlcli.cli.lm", "forecast"),
+    ("translate", "dlcli.cli.lm", "translate"),
 ]
 
 app = typer.Typer(

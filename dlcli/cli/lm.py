@@ -174,6 +174,8 @@ def evaluate(
                                                 show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Streams (default: the run's).",
                                                       show_default=False)] = None,
+    beam: Annotated[Optional[int], typer.Option("--beam", help="Translation runs: beam size for the beam BLEU "
+                                                "(default 4; 1 = greedy only).", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps.",
                                                   show_default=False)] = None,
     config: c.ConfigOpt = None,
@@ -181,10 +183,12 @@ def evaluate(
     print_config: c.PrintConfigOpt = False,
     debug: c.DebugOpt = False,
 ) -> None:
-    """Evaluate a language-model run on held-out data.
+    """Evaluate a language-model or translation run on held-out data.
 
     Prints JSON on stdout: mean loss (nats/token), perplexity, bits per
-    character (char-level runs) and the token count.
+    character (char-level runs) and the token count; for masked-LM runs the
+    masked-token accuracy beside the majority baseline; for translation runs
+    greedy and beam BLEU on the held-out pairs (sacrebleu, signature included).
 
     Example: dlcli evaluate runs/ts --text held_out.txt
     """
@@ -192,7 +196,7 @@ def evaluate(
         from dlcli.evaluate import EvaluateConfig
         from dlcli.evaluate import evaluate as run_evaluate
 
-        flags = {"run": run, "ids": ids, "text": text, "batch_size": batch_size, "device": device}
+        flags = {"run": run, "ids": ids, "text": text, "batch_size": batch_size, "beam": beam, "device": device}
         cfg = c.resolve(EvaluateConfig, config, set_, flags, print_config)
         print(json.dumps(run_evaluate(cfg), indent=2))
 
@@ -232,7 +236,10 @@ def forecast(
 
 def train_transformer(
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="Id file to train on (from 'dlcli vocab "
-                                                "encode').", show_default=False)] = None,
+                                                "encode'); a parallel TSV with --task translate.",
+                                                show_default=False)] = None,
+    task: Annotated[str, typer.Option("--task", help="lm (language model; --objective picks clm or mlm) or "
+                                      "translate (encoder-decoder on a source<TAB>target file).")] = "lm",
     val: Annotated[Optional[str], typer.Option("--val", help="Validation id file (default: the last 10% of "
                                                "--data).", show_default=False)] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Run directory (default runs/gpt).",
@@ -289,6 +296,25 @@ def train_transformer(
     Example: dlcli train-transformer --config configs/transformer-shakespeare-cpu.yaml -d ts.ids -o runs/gpt
     """
     with c.errors(debug):
+        if task == "translate":
+            from dlcli import translate as tr
+
+            tflags = {"data.tsv": data, "output": output, "model.n_layer": layers, "model.n_head": heads,
+                      "model.n_embd": embd, "model.max_len": block_size, "model.dropout": dropout,
+                      "batch_size": batch_size, "optim.lr": lr, "max_steps": max_steps, "epochs": epochs,
+                      "max_time": max_time, "seed": seed, "device": device}
+            tcfg = c.resolve(tr.TrainTranslateConfig, config, set_, tflags, print_config)
+            with c.progress(quiet) as on_progress:
+                s = tr.train(tcfg, force=force, resume=resume, on_progress=on_progress)
+            if s["truncated"]:
+                c.err.print(f"warning: {s['truncated']:,} training sentences were longer than model.max_len and "
+                            "were truncated", markup=False, highlight=False)
+            c.info(f"{s['steps']:,} steps in {s['elapsed']:.0f} s; held-out BLEU (greedy) {s['bleu_greedy']:.2f} "
+                   f"on {s['held_out']:,} pairs [{s['signature']}]", quiet)
+            c.result(s["run"])
+            return
+        if task != "lm":
+            raise c.fail(f"--task: '{task}' is not one of lm, translate", 2)
         from dlcli.train_transformer import TrainTransformerConfig, train
 
         flags = {"data.train": data, "data.val": val, "output": output, "model.n_layer": layers,
@@ -302,3 +328,38 @@ def train_transformer(
         c.info(f"{s['steps']:,} steps ({s['epochs']:.2f} epochs, {s['params']:,} parameters) in {s['elapsed']:.0f} s;"
                f" validation loss {s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}", quiet)
         c.result(s["run"])
+
+
+def translate(
+    run: Annotated[str, typer.Argument(help="A run from 'dlcli train-transformer --task translate'.")],
+    input: Annotated[str, typer.Argument(help="Sentences, one per line, or - for stdin.")] = "-",
+    output: Annotated[str, typer.Option("--output", "-o", help="Where translations go (default stdout).")] = "-",
+    beam: Annotated[int, typer.Option("--beam", help="Beam size; 1 = greedy.")] = 1,
+    length_penalty: Annotated[float, typer.Option("--length-penalty", help="GNMT length penalty alpha for beam "
+                                                  "search.")] = 0.6,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse sentences longer than the model's maximum "
+                                         "(default: truncate with a warning).")] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    force: c.ForceOpt = False,
+    debug: c.DebugOpt = False,
+) -> None:
+    """Translate sentences with a translation run, one output line per input line.
+
+    Example: echo "I am cold." | dlcli translate runs/fra
+    """
+    with c.errors(debug):
+        from dlcli.core import io
+        from dlcli.translate import translate_lines
+
+        if input == "-":
+            text = sys.stdin.read()
+        else:
+            io.check_text_file(input)
+            text = "".join(io.TextChecker(input).decode(ch) for ch in io.read_chunks(input))
+        lines = text.splitlines()
+        out, cut = translate_lines(run, lines, beam, length_penalty, device, strict)
+        if cut:
+            c.err.print(f"warning: {cut} input sentences were longer than the model's maximum and were truncated",
+                        markup=False, highlight=False)
+        with io.open_output(output, force) as f:
+            f.write(("\n".join(out) + ("\n" if out else "")).encode("utf-8"))
