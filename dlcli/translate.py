@@ -326,3 +326,47 @@ def evaluate_run(run: str | Path, beam: int = 1, device: str = "auto", limit: in
         out["beam"] = beam
         out["sentences_per_s_beam"] = len(rows) / (time.perf_counter() - t0)
     return out
+
+
+def plot_attention(run: str | Path, sentences: list[str], out_dir: str | Path, device: str = "auto",
+                   force: bool = False) -> list[str]:
+    """Heatmaps (PNG) of the last layer's encoder self-attention and decoder
+    cross-attention, averaged over heads, for each sentence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from dlcli.core.io import atomic_write
+
+    model, tok, cfg, dev = open_translation_run(run, device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bos, eos = SPECIALS.index("<bos>"), SPECIALS.index("<eos>")
+    written = []
+    for n, sent in enumerate(sentences, 1):
+        s = norm.normalize(sent, cfg.data.normalize).strip()
+        (src_ids,), _ = encode_sentences(tok, [s], cfg.model.max_len, False, "input")
+        src = torch.tensor([src_ids + [eos]], device=dev)
+        hyp = model.greedy(src, bos, eos)[0]
+        tgt_in = torch.tensor([[bos] + hyp], device=dev)
+        enc, cross = model.attention_maps(src, tgt_in)
+        label = [tok.decode([i]).strip() or "_" for i in src_ids] + ["</s>"]
+        hyp_label = ["<s>"] + [tok.decode([i]).strip() or "_" for i in hyp]
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), dpi=100)
+        for ax, w, ys, title in ((axes[0], enc[-1], label, "encoder self-attention"),
+                                 (axes[1], cross[-1], hyp_label, "decoder cross-attention")):
+            m = w[0].mean(0).cpu().numpy()  # average over heads
+            ax.imshow(m, cmap="viridis", vmin=0.0, vmax=max(float(m.max()), 1e-6))
+            ax.set_xticks(range(len(label)), label, rotation=60, ha="right", fontsize=8)
+            ax.set_yticks(range(len(ys)), ys, fontsize=8)
+            ax.set_title(title)
+        fig.suptitle(f"{sent}  ->  {detokenize(tok.decode(hyp, skip_special_tokens=True).strip())}", fontsize=9)
+        fig.tight_layout()
+        path = out / f"attention-{n}.png"
+        with atomic_write(path, force=force) as f:
+            fig.savefig(f, format="png")
+        plt.close(fig)
+        written.append(str(path))
+    return written

@@ -61,6 +61,10 @@ def test_train_translate_evaluate(cli):
     strict = cli("translate", "run", "--strict", input="This sentence is far too long for a model whose maximum "
                                                        "length is sixteen tokens, so it is cut.\n")
     assert strict.exit_code != 0 and "more than model.max_len" in strict.stderr
+    pic = cli("translate", "run", "--plot-attention", "att", input="Go.\nI am cold.\n")
+    assert pic.exit_code == 0, pic.stderr
+    assert sorted(p.name for p in Path("att").iterdir()) == ["attention-1.png", "attention-2.png"]
+    assert Path("att/attention-1.png").read_bytes()[:4] == b"\x89PNG"
     ev = json.loads(cli("evaluate", "run", "--beam", "2").stdout)
     assert ev["held_out"] == 50 and 0 <= ev["bleu_greedy"] <= 100 and "bleu_beam" in ev
     g = cli("generate", "run", "-p", "go")

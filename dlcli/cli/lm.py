@@ -339,6 +339,10 @@ def translate(
                                                   "search.")] = 0.6,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse sentences longer than the model's maximum "
                                          "(default: truncate with a warning).")] = False,
+    plot_attention: Annotated[Optional[str], typer.Option("--plot-attention", help="Also draw encoder "
+                                                          "self-attention and decoder cross-attention heatmaps of "
+                                                          "the first 8 sentences into this folder.",
+                                                          show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
     force: c.ForceOpt = False,
     debug: c.DebugOpt = False,
@@ -363,3 +367,8 @@ def translate(
                         markup=False, highlight=False)
         with io.open_output(output, force) as f:
             f.write(("\n".join(out) + ("\n" if out else "")).encode("utf-8"))
+        if plot_attention:
+            from dlcli.translate import plot_attention as draw
+
+            for path in draw(run, lines[:8], plot_attention, device, force):
+                c.err.print(f"wrote {path}", markup=False, highlight=False)

@@ -173,6 +173,19 @@ class Seq2Seq(nn.Module):
         return logits, loss
 
     @torch.no_grad()
+    def attention_maps(self, src: torch.Tensor, tgt_in: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per layer: encoder self-attention (B, nh, S, S) and decoder cross-attention
+        (B, nh, T, S) weights, from the reference path."""
+        pad = src == self.cfg.pad_id
+        x = self._embed(self.src_emb, src)
+        enc = []
+        for layer in self.encoder:
+            x, w = layer(x, pad, reference=True)
+            enc.append(w)
+        _, cross = self.decode(tgt_in, self.ln_enc(x), pad, reference=True)
+        return enc, cross  # type: ignore[return-value]
+
+    @torch.no_grad()
     def greedy(self, src: torch.Tensor, bos: int, eos: int, max_len: int | None = None) -> list[list[int]]:
         """Greedy decoding for a batch; each result stops before its first eos."""
         memory, src_pad = self.encode(src)
