@@ -14,7 +14,19 @@ from dlcli.core import rundir
 from dlcli.core.config import from_dict, load_yaml
 from dlcli.errors import ConfigError, InputError
 
-LM_STAGES = ("train-rnn", "train-transformer")
+# stage -> (config class, model class)
+LM_STAGES = {
+    "train-rnn": ("dlcli.train_rnn:TrainRNNConfig", "dlcli.models.rnn:RNNLM"),
+    "train-transformer": ("dlcli.train_transformer:TrainTransformerConfig", "dlcli.models.gpt:GPT"),
+}
+
+
+def read_config(run: Path, cls: type) -> Any:
+    """A run's config.yaml as its config class; a bad file is an input error."""
+    try:
+        return from_dict(cls, load_yaml(run / "config.yaml"))
+    except ConfigError as e:
+        raise InputError(f"{run / 'config.yaml'}: {e}") from None
 
 
 @dataclass
@@ -53,34 +65,16 @@ def open_run(path: str | Path, device: str = "auto") -> LMRun:
             raise InputError(f"{run}: missing {name} (was the run finished? a checkpoint alone is not enough)")
     dev = resolve_device(device)
     tok = vocabulary.load(run / "tokenizer.json")
-    if stage == "train-rnn":
-        from dlcli.models.rnn import RNNLM
-        from dlcli.train_rnn import TrainRNNConfig
+    import importlib
 
-        try:
-            cfg = from_dict(TrainRNNConfig, load_yaml(run / "config.yaml"))
-        except ConfigError as e:
-            raise InputError(f"{run / 'config.yaml'}: {e}") from None
-        if cfg.model.vocab_size != tok.get_vocab_size(with_added_tokens=True):
-            raise InputError(f"{run}: tokenizer.json has {tok.get_vocab_size(with_added_tokens=True)} entries but "
-                             f"the model was trained with {cfg.model.vocab_size}")
-        model = RNNLM(cfg.model)
-    else:
-        from dlcli.models.gpt import GPT
-        from dlcli.train_transformer import TrainTransformerConfig
-
-        try:
-            cfg = from_dict(TrainTransformerConfig, load_yaml(run / "config.yaml"))
-        except ConfigError as e:
-            raise InputError(f"{run / 'config.yaml'}: {e}") from None
-        if cfg.model.vocab_size != tok.get_vocab_size(with_added_tokens=True):
-            raise InputError(f"{run}: tokenizer.json has {tok.get_vocab_size(with_added_tokens=True)} entries but "
-                             f"the model was trained with {cfg.model.vocab_size}")
-        model = GPT(cfg.model)
-    weights = rundir.load_tensors(run / "model.safetensors")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise InputError(f"{run / 'model.safetensors'}: does not fit the model: {str(e).splitlines()[0]}") from None
+    cfg_path, model_path = LM_STAGES[stage]
+    cfg_cls = getattr(importlib.import_module(cfg_path.split(":")[0]), cfg_path.split(":")[1])
+    model_cls = getattr(importlib.import_module(model_path.split(":")[0]), model_path.split(":")[1])
+    cfg = read_config(run, cfg_cls)
+    if cfg.model.vocab_size != tok.get_vocab_size(with_added_tokens=True):
+        raise InputError(f"{run}: tokenizer.json has {tok.get_vocab_size(with_added_tokens=True)} entries but "
+                         f"the model was trained with {cfg.model.vocab_size}")
+    model = model_cls(cfg.model)
+    rundir.load_weights(model, run / "model.safetensors")
     model.to(dev).eval()
     return LMRun(run, stage, cfg, model, tok, dev)

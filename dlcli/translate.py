@@ -276,8 +276,8 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
 
 def open_translation_run(path: str | Path, device: str = "auto") -> tuple[Any, Any, Any, Any]:
     """(model, tokenizer, config, device) of a translation run."""
-    from dlcli.core.config import from_dict, load_yaml
     from dlcli.core.runtime import resolve_device
+    from dlcli.lmrun import read_config
     from dlcli.models.seq2seq import Seq2Seq
     from dlcli.text import vocabulary
 
@@ -285,15 +285,11 @@ def open_translation_run(path: str | Path, device: str = "auto") -> tuple[Any, A
     meta = rundir.read_meta(run)
     if meta.get("stage") != "translate":
         raise InputError(f"{run}: a '{meta.get('stage')}' run is not a translation model")
-    cfg = from_dict(TrainTranslateConfig, load_yaml(run / "config.yaml"))
+    cfg = read_config(run, TrainTranslateConfig)
     tok = vocabulary.load(run / "tokenizer.json")
     dev = resolve_device(device)
     model = Seq2Seq(cfg.model)
-    weights = rundir.load_tensors(run / "model.safetensors")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise InputError(f"{run / 'model.safetensors'}: does not fit the model: {str(e).splitlines()[0]}") from None
+    rundir.load_weights(model, run / "model.safetensors")
     return model.to(dev).eval(), tok, cfg, dev
 
 

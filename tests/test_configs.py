@@ -9,7 +9,9 @@ import pytest
 from dlcli.core.config import build_config
 
 REPO = Path(__file__).resolve().parent.parent
-SCHEMAS = {"rnn-": "dlcli.train_rnn:TrainRNNConfig", "transformer-": "dlcli.train_transformer:TrainTransformerConfig"}
+SCHEMAS = {"rnn-": "dlcli.train_rnn:TrainRNNConfig", "transformer-": "dlcli.train_transformer:TrainTransformerConfig",
+           "translate-": "dlcli.translate:TrainTranslateConfig"}
+DATA_KEY = {"translate-": "data.tsv=x.tsv"}
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -20,5 +22,5 @@ def test_shipped_config_is_valid(path):
     import importlib
 
     schema = getattr(importlib.import_module(module), cls)
-    cfg = build_config(schema, path, ["data.train=x.ids"])  # the data path is given on the command line
+    cfg = build_config(schema, path, [DATA_KEY.get(prefix, "data.train=x.ids")])  # data comes from the command line
     assert cfg is not None

@@ -131,3 +131,11 @@ def load_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str,
         return load_file(str(p), device=device)
     except Exception as e:  # safetensors raises its own error types
         raise InputError(f"{p}: damaged or not a safetensors file ({str(e).splitlines()[0]})") from None
+
+
+def load_weights(model: Any, path: str | os.PathLike[str]) -> None:
+    """Load a safetensors file into `model`; a file that does not fit is one clear error."""
+    try:
+        model.load_state_dict(load_tensors(path))
+    except RuntimeError as e:
+        raise InputError(f"{path}: does not fit the model: {str(e).splitlines()[0]}") from None
