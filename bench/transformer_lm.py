@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from text_pipeline import tree_rss_kb  # noqa: E402
+from text_pipeline import measure as run  # noqa: E402
 
 BARE = r"""
 import math, sys, time, torch, torch.nn as nn, torch.nn.functional as F
@@ -94,19 +93,6 @@ with torch.no_grad():  # the whole validation set in 64-token windows, like dlcl
 times.sort()
 print(1000 * times[len(times) // 2], tot / cnt)
 """
-
-
-def run(cmd: list[str], cwd: Path) -> tuple[float, int, str]:
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    while p.poll() is None:
-        peak = max(peak, tree_rss_kb(p.pid))
-        time.sleep(0.05)
-    out, err = p.communicate()
-    if p.returncode:
-        sys.exit(f"{' '.join(cmd[:5])} failed:\n{err[-2000:]}")
-    return time.perf_counter() - t0, peak // 1024, out.strip()
 
 
 def matmul_peak() -> float:

@@ -293,10 +293,11 @@ def open_translation_run(path: str | Path, device: str = "auto") -> tuple[Any, A
     return model.to(dev).eval(), tok, cfg, dev
 
 
-def translate_lines(run: str | Path, lines: list[str], beam: int = 1, length_penalty: float = 0.6,
+def translate_lines(run: str | Path | tuple, lines: list[str], beam: int = 1, length_penalty: float = 0.6,
                     device: str = "auto", strict: bool = False) -> tuple[list[str], int]:
-    """Translate raw sentences; returns the translations and how many were truncated."""
-    model, tok, cfg, dev = open_translation_run(run, device)
+    """Translate raw sentences with a run (a path, or what `open_translation_run`
+    returned); returns the translations and how many were truncated."""
+    model, tok, cfg, dev = run if isinstance(run, tuple) else open_translation_run(run, device)
     sents = [norm.normalize(s, cfg.data.normalize).strip() for s in lines]
     ids, cut = encode_sentences(tok, sents, cfg.model.max_len, strict, "input")
     out = translate_ids(model, ids, dev, beam=beam, length_penalty=length_penalty)
@@ -309,15 +310,16 @@ def evaluate_run(run: str | Path, beam: int = 1, device: str = "auto", limit: in
     rows = [ln.split("\t") for ln in (run / "heldout.tsv").read_text(encoding="utf-8").splitlines() if ln]
     rows = rows[:limit] if limit else rows
     src, ref = [r[0] for r in rows], [r[1] for r in rows]
+    loaded = open_translation_run(run, device)
     t0 = time.perf_counter()
-    hyp, _ = translate_lines(run, src, 1, device=device)
+    hyp, _ = translate_lines(loaded, src, 1)
     dt = time.perf_counter() - t0
     score, sig = bleu(hyp, ref)
     out: dict[str, Any] = {"held_out": len(rows), "bleu_greedy": score, "sentences_per_s_greedy": len(rows) / dt,
                            "signature": sig}
     if beam > 1:
         t0 = time.perf_counter()
-        hyp_b, _ = translate_lines(run, src, beam, device=device)
+        hyp_b, _ = translate_lines(loaded, src, beam)
         out["bleu_beam"] = bleu(hyp_b, ref)[0]
         out["beam"] = beam
         out["sentences_per_s_beam"] = len(rows) / (time.perf_counter() - t0)

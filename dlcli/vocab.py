@@ -330,8 +330,8 @@ def encode(cfg: EncodeConfig, force: bool = False, on_progress: OnProgress = not
 
 def decode_lines(tok: Any, ids_file: IdFile, batch_lines: int = 4096) -> Iterator[str]:
     """Text of each line of an id file, decoded with the tokenizer."""
-    dec = json.loads(tok.to_str()).get("decoder")
-    model = json.loads(tok.to_str()).get("model", {}).get("type")
+    spec = json.loads(tok.to_str())
+    dec, model = spec.get("decoder"), spec.get("model", {}).get("type")
     joiner = None
     if model == "WordLevel":
         joiner = "" if dec and dec.get("type") == "Fuse" else (" " if dec is None else None)

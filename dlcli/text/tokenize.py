@@ -43,8 +43,8 @@ def load_hf_tokenizer(path: str) -> Any:
     return Tokenizer.from_file(path)
 
 
-def _strip_newline(text: str) -> tuple[str, bool]:
-    return (text[:-1], True) if text.endswith("\n") else (text, False)
+def _strip_newline(text: str) -> str:
+    return text[:-1] if text.endswith("\n") else text
 
 
 def _char_lines(text: str, whole: bool) -> str:
@@ -106,7 +106,7 @@ def to_stream(chunk: bytes, spec: TokenizeSpec) -> bytes:
     elif steps:
         text = norm.normalize(text, steps, spec.whole)
     if not spec.whole:
-        text, _ = _strip_newline(text)
+        text = _strip_newline(text)
     if spec.level == "char":
         out_text = _char_lines(text, spec.whole)
     elif spec.level == "word":

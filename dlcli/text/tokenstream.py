@@ -50,16 +50,3 @@ def format_line(tokens: Iterable[str]) -> str:
 def parse_line(line: str) -> list[str]:
     """A stream line -> its tokens (split on ASCII whitespace only)."""
     return [unescape(t) for t in _ASCII_WS.split(line) if t]
-
-
-def split_chunk(chunk: bytes) -> list[bytes]:
-    """All tokens of a chunk of stream lines, still escaped, as bytes."""
-    return chunk.split()
-
-
-def tokens_per_line(chunk: bytes) -> list[int]:
-    """Token count of each line in a chunk of stream lines."""
-    lines = chunk.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return [ln.count(b" ") + 1 if ln else 0 for ln in lines]

@@ -123,9 +123,3 @@ def load(path: str | Path) -> Tokenizer:
     except Exception as e:  # tokenizers raises plain Exception
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{p}: not a valid tokenizer.json: {first}") from None
-
-
-def dlcli_meta(tok: Tokenizer) -> dict[str, Any]:
-    """What dlcli recorded about how a tokenizer was made (level, normalisers)."""
-    data = json.loads(tok.to_str())
-    return {"model": data.get("model", {}).get("type", "?")}
