@@ -38,7 +38,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     from dlcli.core import rundir
 
     if rundir.read_meta(cfg.run).get("stage") == "translate":
-        from dlcli.translate import evaluate_run
+        from dlcli.translation import evaluate_run
 
         return {"run": cfg.run, **evaluate_run(cfg.run, beam=cfg.beam, device=cfg.device)}
     cfg.validate()

@@ -10,7 +10,7 @@ from dlcli.core.config import build_config
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = {"rnn-": "dlcli.train_rnn:TrainRNNConfig", "transformer-": "dlcli.train_transformer:TrainTransformerConfig",
-           "translate-": "dlcli.translate:TrainTranslateConfig"}
+           "translate-": "dlcli.translation:TrainTranslateConfig"}
 DATA_KEY = {"translate-": "data.tsv=x.tsv"}
 
 

@@ -64,3 +64,65 @@ def test_learns_to_reverse_and_greedy_decodes():
     out = m.greedy(test, BOS, EOS)
     correct = sum(o == t.flip(0).tolist() for o, t in zip(out, test))
     assert correct >= 14, out
+
+
+def test_cached_decoding_step_equals_full_decode():
+    m = tiny()
+    src = torch.tensor([[5, 6, 7, PAD], [8, 9, 10, 11]])
+    tgt = torch.tensor([[BOS, 5, 6, 9], [BOS, 8, 4, 3]])
+    memory, pad = m.encode(src)
+    full, _ = m.decode(tgt, memory, pad)
+    cache = m.new_cache()
+    steps = [m.decode_step(tgt[:, t], memory, pad, cache) for t in range(tgt.size(1))]
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+
+
+def _greedy_without_cache(m, src, max_len=12):
+    memory, pad = m.encode(src)
+    out = torch.full((src.size(0), 1), BOS)
+    for _ in range(max_len - 1):
+        logits, _ = m.decode(out, memory, pad)
+        out = torch.cat([out, logits[:, -1].argmax(-1, keepdim=True)], 1)
+    return [r[: r.index(EOS)] if EOS in r else r for r in out[:, 1:].tolist()]
+
+
+def test_greedy_with_cache_matches_recomputation_and_beam_of_one():
+    from dlcli.translation.search import beam_search
+
+    m = tiny()
+    src = torch.tensor([[5, 6, 7, PAD], [8, 9, 10, 11], [3, 4, PAD, PAD]])
+    greedy = m.greedy(src, BOS, EOS)
+    assert greedy == _greedy_without_cache(m, src)
+    assert beam_search(m, src, BOS, EOS, beam=1, alpha=0.0) == greedy
+
+
+def test_batched_beam_search_equals_one_sentence_at_a_time():
+    from dlcli.translation.search import beam_search
+
+    m = tiny()
+    src = torch.tensor([[5, 6, 7, PAD], [8, 9, 10, 11], [3, 4, PAD, PAD]])
+    batched = beam_search(m, src, BOS, EOS, beam=4, alpha=0.6)
+    single = [beam_search(m, src[i: i + 1, : int((src[i] != PAD).sum())], BOS, EOS, beam=4, alpha=0.6)[0]
+              for i in range(3)]
+    assert batched == single
+
+
+def test_beam_search_finds_a_likelier_translation_than_greedy():
+    """Beam search ranks by log P(Y|X) (alpha = 0): it never does worse than greedy here."""
+    from dlcli.translation.search import beam_search
+
+    m = tiny(tgt_vocab_size=6, src_vocab_size=6, max_len=6)
+    src = torch.tensor([[3, 4, 5], [5, 4, 3], [4, 4, 3]])
+
+    def logp(row, ys):
+        memory, pad = m.encode(src[row: row + 1])
+        tgt = torch.tensor([[BOS] + ys])
+        logits, _ = m.decode(tgt, memory, pad)
+        lp = torch.log_softmax(logits[0], -1)
+        return float(sum(lp[i, t] for i, t in enumerate(ys + [EOS])))
+
+    greedy = m.greedy(src, BOS, EOS)
+    beam = beam_search(m, src, BOS, EOS, beam=8, alpha=0.0)
+    for i in range(3):
+        if len(greedy[i]) < 5:  # greedy finished with eos, so it is a complete hypothesis to compare with
+            assert logp(i, beam[i]) >= logp(i, greedy[i]) - 1e-5

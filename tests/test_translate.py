@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from dlcli.translate import bleu, bucket_batches, detokenize
+from dlcli.translation import bleu, bucket_batches, detokenize
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,3 +70,114 @@ def test_train_translate_evaluate(cli):
     assert ev["held_out"] == 50 and 0 <= ev["bleu_greedy"] <= 100 and "bleu_beam" in ev
     g = cli("generate", "run", "-p", "go")
     assert g.exit_code != 0 and "not a language model" in g.stderr
+
+
+TINY = ["--layers", "1", "--heads", "2", "--embd", "16", "--block-size", "16", "--max-time", "0", "--device", "cpu",
+        "--set", "data.held_out=20", "--set", "data.vocab_size=300", "--set", "optim.warmup_steps=2",
+        "--set", "log_interval=2", "--set", "bleu_sample=10", "-q"]
+
+
+@pytest.fixture
+def small_tsv(data) -> Path:
+    lines = (data / "fra-eng.txt").read_text(encoding="utf-8").splitlines(True)
+    Path("small.tsv").write_text("".join(lines[:600]), encoding="utf-8")
+    return Path("small.tsv")
+
+
+def test_resume_after_interrupt_continues_exactly_and_bleu_is_logged(cli, small_tsv):
+    from dlcli.core.config import build_config
+    from dlcli.core.rundir import load_tensors
+    from dlcli.errors import Interrupted
+    from dlcli.translation import TrainTranslateConfig, train
+
+    sets = ["data.tsv=small.tsv", "max_steps=8", "max_time=0", "eval_interval=4", "log_interval=2", "bleu_sample=10",
+            "data.held_out=20", "data.vocab_size=300", "optim.warmup_steps=2", "model.n_layer=1", "model.n_head=2",
+            "model.n_embd=16", "model.max_len=16", "device=cpu"]
+
+    def cfg(out: str) -> TrainTranslateConfig:
+        return build_config(TrainTranslateConfig, None, [*sets, f"output={out}"])
+
+    train(cfg("whole"))
+
+    def stop_at_4(tick):
+        if tick.done >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match="interrupted at step 4; checkpoint saved"):
+        train(cfg("cut"), on_progress=stop_at_4)
+    assert not Path("cut/model.safetensors").exists()
+    train(cfg("cut"), resume=True)
+    a, b = load_tensors("whole/model.safetensors"), load_tensors("cut/model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    recs = [json.loads(x) for x in Path("whole/metrics.jsonl").read_text().splitlines()]
+    assert any("val_bleu" in r and r["step"] == 4 for r in recs) and Path("whole/bleu.png").is_file()
+    changed = cli("train-transformer", "--task", "translate", "-d", small_tsv, "-o", "cut", "--max-steps", "9",
+                  "--resume", *TINY, "--set", "label_smoothing=0.2")
+    assert changed.exit_code != 0 and "label_smoothing" in changed.stderr
+
+
+def test_separate_source_and_target_tokenizers(cli, small_tsv):
+    r = cli("train-transformer", "--task", "translate", "-d", small_tsv, "-o", "sep", "--max-steps", "2", *TINY,
+            "--set", "data.shared_vocab=false")
+    assert r.exit_code != 0 and "model.share_embeddings" in r.stderr
+    r = cli("train-transformer", "--task", "translate", "-d", small_tsv, "-o", "sep", "--max-steps", "2", *TINY,
+            "--set", "data.shared_vocab=false", "--set", "model.share_embeddings=false")
+    assert r.exit_code == 0, r.stderr
+    assert Path("sep/src_tokenizer.json").is_file() and Path("sep/tgt_tokenizer.json").is_file()
+    assert not Path("sep/tokenizer.json").exists()
+    out = cli("translate", "sep", input="I am cold.\n")
+    assert out.exit_code == 0 and len(out.stdout.splitlines()) == 1, out.stderr
+
+
+def test_given_tokenizer_needs_bos_and_eos(cli, small_tsv):
+    assert cli("vocab", "train", small_tsv, "-m", "bpe", "-v", "300", "-o", "plain.json", "-q").exit_code == 0
+    r = cli("train-transformer", "--task", "translate", "-d", small_tsv, "-o", "run", "--max-steps", "2", *TINY,
+            "--set", "data.src_tokenizer=plain.json")
+    assert r.exit_code != 0 and "plain.json: the tokenizer has no <pad> token" in r.stderr
+    assert not Path("run/model.safetensors").exists()
+
+
+def test_bad_configs_and_wrong_runs(cli, small_tsv, data):
+    r = cli("train-transformer", "--task", "translate", "-d", small_tsv, "-o", "run", "--max-steps", "2", *TINY,
+            "--heads", "3")
+    assert r.exit_code != 0 and "3 heads do not divide model.n_embd 16" in r.stderr
+    tok = cli("preprocess", data / "timemachine.txt", "-l", "char", "--whole", "-o", "tm.tok", "-q")
+    assert tok.exit_code == 0
+    assert cli("vocab", "build", "tm.tok", "-o", "tm.json", "-q").exit_code == 0
+    assert cli("vocab", "encode", "tm.tok", "-t", "tm.json", "-o", "tm.ids", "-q").exit_code == 0
+    lm = cli("train-rnn", "-d", "tm.ids", "-o", "lm", "--max-steps", "2", "--hidden", "8", "-q")
+    assert lm.exit_code == 0, lm.stderr
+    r = cli("translate", "lm", input="I am cold.\n")
+    assert r.exit_code != 0 and "is not a translation model" in r.stderr
+
+
+def test_ddp_two_processes_match_one(small_tsv, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from dlcli.core.rundir import load_tensors
+
+    args = ["train-transformer", "--task", "translate", "-d", str(small_tsv.resolve()), "--max-steps", "4",
+            "--set", "batch_size=16", "--set", "eval_interval=0", "--set", "model.dropout=0", *TINY]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "dlcli", *args, "-o", "one"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                          "127.0.0.1", "--master_port", port, "-m", "dlcli", *args, "-o", "two"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr
+    # the same losses (a mean over all target tokens of the batch, whichever process holds them) ...
+    losses = [[json.loads(x)["loss"] for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+               if '"loss"' in x] for run in ("one", "two")]
+    assert len(losses[0]) == 2 and losses[0] == pytest.approx(losses[1], rel=1e-5)
+    # ... and the same weights, up to float noise that Adam magnifies in parameters whose true gradient is 0
+    # (the key biases: softmax ignores a constant added to every score)
+    a, b = load_tensors(tmp_path / "one/model.safetensors"), load_tensors(tmp_path / "two/model.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5 if "kv.bias" not in k else 1e-3), k

@@ -297,7 +297,7 @@ def train_transformer(
     """
     with c.errors(debug):
         if task == "translate":
-            from dlcli import translate as tr
+            from dlcli import translation as tr
 
             tflags = {"data.tsv": data, "output": output, "model.n_layer": layers, "model.n_head": heads,
                       "model.n_embd": embd, "model.max_len": block_size, "model.dropout": dropout,
@@ -306,6 +306,8 @@ def train_transformer(
             tcfg = c.resolve(tr.TrainTranslateConfig, config, set_, tflags, print_config)
             with c.progress(quiet) as on_progress:
                 s = tr.train(tcfg, force=force, resume=resume, on_progress=on_progress)
+            if not s:  # a DDP process other than the main one: the main one reports
+                return
             if s["truncated"]:
                 c.err.print(f"warning: {s['truncated']:,} training sentences were longer than model.max_len and "
                             "were truncated", markup=False, highlight=False)
@@ -353,7 +355,7 @@ def translate(
     """
     with c.errors(debug):
         from dlcli.core import io
-        from dlcli.translate import translate_lines
+        from dlcli.translation import translate_lines
 
         if input == "-":
             text = sys.stdin.read()
@@ -368,7 +370,7 @@ def translate(
         with io.open_output(output, force) as f:
             f.write(("\n".join(out) + ("\n" if out else "")).encode("utf-8"))
         if plot_attention:
-            from dlcli.translate import plot_attention as draw
+            from dlcli.translation.attention import plot_attention as draw
 
             for path in draw(run, lines[:8], plot_attention, device, force):
                 c.err.print(f"wrote {path}", markup=False, highlight=False)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from dlcli import __version__
-from dlcli.core.config import to_yaml
+from dlcli.core.config import diff, from_dict, load_yaml, to_yaml
 from dlcli.core.io import write_text_atomic
-from dlcli.errors import InputError, OutputExistsError
+from dlcli.errors import ConfigError, InputError, OutputExistsError
 
 
 def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str] | None = None,
@@ -43,8 +43,22 @@ def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str]
     return run
 
 
-RUN_FILES = ("config.yaml", "meta.json", "metrics.jsonl", "tokenizer.json", "*.safetensors", "checkpoint.json",
-             "*.png", "*.gif", "forecast.json", "predictions.csv")
+def check_resume(run: Path, cfg: Any, resumable: tuple[str, ...]) -> None:
+    """Refuse to resume with a config that differs from the run's, except the `resumable` keys."""
+    saved_path = run / "config.yaml"
+    if not saved_path.is_file():
+        raise InputError(f"{run}: nothing to resume (no config.yaml)")
+    saved = from_dict(type(cfg), load_yaml(saved_path))
+    for k in resumable:
+        setattr(saved, k, getattr(cfg, k))
+    changes = diff(saved, cfg)
+    if changes:
+        raise ConfigError(f"{run}: config differs from the run being resumed: {'; '.join(changes)} "
+                          "(budgets, intervals and device may change; start a new run for the rest)")
+
+
+RUN_FILES = ("config.yaml", "meta.json", "metrics.jsonl", "tokenizer.json", "*_tokenizer.json", "*.safetensors",
+             "checkpoint.json", "heldout.tsv", "bleu.json", "*.png", "*.gif", "forecast.json", "predictions.csv")
 
 
 def clear(run: Path) -> None:

@@ -64,12 +64,23 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, key_pad: torch.Tensor | None,
-                reference: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                reference: bool = False, cache: dict[str, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Queries from x, keys and values from memory. With a cache (decoding
+        step by step): self-attention appends this step's keys and values to it;
+        cross-attention computes the encoder's keys and values once and reuses them."""
         b, tq, c = x.shape
-        tk = memory.size(1)
         hs = c // self.n_head
-        q = self.q(x).view(b, tq, self.n_head, hs).transpose(1, 2)
-        k, v = (z.view(b, tk, self.n_head, hs).transpose(1, 2) for z in self.kv(memory).split(c, dim=2))
+        q = self.q(x).view(b, tq, self.n_head, hs).transpose(1, 2)  # (B, nh, Tq, hs)
+        if cache is not None and not self.causal and "k" in cache:
+            k, v = cache["k"], cache["v"]
+        else:
+            tk = memory.size(1)
+            k, v = (z.view(b, tk, self.n_head, hs).transpose(1, 2) for z in self.kv(memory).split(c, dim=2))
+            if cache is not None:
+                if self.causal and "k" in cache:
+                    k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+                cache["k"], cache["v"] = k, v
         y, w = attend(q, k, v, key_pad, self.causal, reference, self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(b, tq, c)), w
 
@@ -110,11 +121,13 @@ class DecoderLayer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, y: torch.Tensor, memory: torch.Tensor, tgt_pad: torch.Tensor | None, src_pad: torch.Tensor,
-                reference: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                reference: bool = False, cache: dict[str, dict[str, torch.Tensor]] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.ln1(y)
-        a, _ = self.self_attn(h, h, tgt_pad, reference)
+        a, _ = self.self_attn(h, h, tgt_pad, reference, None if cache is None else cache["self"])
         y = y + self.drop(a)
-        c, w = self.cross_attn(self.ln2(y), memory, src_pad, reference)  # queries: target; keys/values: source
+        # queries: target; keys/values: source
+        c, w = self.cross_attn(self.ln2(y), memory, src_pad, reference, None if cache is None else cache["cross"])
         y = y + self.drop(c)
         return y + self.ff(self.ln3(y)), w
 
@@ -137,10 +150,11 @@ class Seq2Seq(nn.Module):
             # std d^-1/2, so that scaled by sqrt(d) the token vectors match the positions' scale
             nn.init.normal_(emb.weight, mean=0.0, std=cfg.n_embd ** -0.5)
 
-    def _embed(self, table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
-        if ids.size(1) > self.cfg.max_len:
-            raise ValueError(f"{ids.size(1)} tokens is longer than max_len {self.cfg.max_len}")
-        return self.drop(table(ids) * math.sqrt(self.cfg.n_embd) + self.pos[: ids.size(1)])
+    def _embed(self, table: nn.Embedding, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        end = start + ids.size(1)
+        if end > self.cfg.max_len:
+            raise ValueError(f"{end} tokens is longer than max_len {self.cfg.max_len}")
+        return self.drop(table(ids) * math.sqrt(self.cfg.n_embd) + self.pos[start:end])
 
     def encode(self, src: torch.Tensor, reference: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """src (B, S) -> memory (B, S, C) and its padding mask (B, S)."""
@@ -160,6 +174,25 @@ class Seq2Seq(nn.Module):
             y, w = layer(y, memory, tgt_pad, src_pad, reference)
             cross.append(w)
         return self.head(self.ln_dec(y)), cross
+
+    def new_cache(self) -> list[dict[str, dict[str, torch.Tensor]]]:
+        """Per decoder layer: self-attention keys/values so far, and the encoder's keys/values."""
+        return [{"self": {}, "cross": {}} for _ in self.decoder]
+
+    def decode_step(self, tok: torch.Tensor, memory: torch.Tensor, src_pad: torch.Tensor,
+                    cache: list[dict[str, dict[str, torch.Tensor]]]) -> torch.Tensor:
+        """One decoding step with a key/value cache: the newest token (B,) -> logits (B, V)."""
+        start = cache[0]["self"]["k"].size(2) if cache[0]["self"] else 0
+        y = self._embed(self.tgt_emb, tok[:, None], start)
+        for layer, c in zip(self.decoder, cache):
+            y, _ = layer(y, memory, None, src_pad, cache=c)
+        return self.head(self.ln_dec(y[:, -1]))
+
+    @staticmethod
+    def reorder_cache(cache: list[dict[str, dict[str, torch.Tensor]]], rows: torch.Tensor) -> None:
+        """Keep the self-attention cache rows `rows` (beam search picks which hypotheses go on)."""
+        for c in cache:
+            c["self"]["k"], c["self"]["v"] = c["self"]["k"][rows], c["self"]["v"][rows]
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor | None = None,
                 label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -187,20 +220,21 @@ class Seq2Seq(nn.Module):
 
     @torch.no_grad()
     def greedy(self, src: torch.Tensor, bos: int, eos: int, max_len: int | None = None) -> list[list[int]]:
-        """Greedy decoding for a batch; each result stops before its first eos."""
+        """Greedy decoding for a batch (with a key/value cache); each result stops before its first eos."""
         memory, src_pad = self.encode(src)
         b = src.size(0)
-        out = torch.full((b, 1), bos, dtype=torch.long, device=src.device)
+        cache = self.new_cache()
+        nxt = torch.full((b,), bos, dtype=torch.long, device=src.device)
         done = torch.zeros(b, dtype=torch.bool, device=src.device)
+        steps = []
         for _ in range((max_len or self.cfg.max_len) - 1):
-            logits, _ = self.decode(out, memory, src_pad)
-            nxt = logits[:, -1].argmax(-1)
+            nxt = self.decode_step(nxt, memory, src_pad, cache).argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, self.cfg.pad_id), nxt)
-            out = torch.cat([out, nxt[:, None]], dim=1)
+            steps.append(nxt)
             done |= nxt == eos
             if done.all():
                 break
         result = []
-        for row in out[:, 1:].tolist():
+        for row in torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(b)]:
             result.append(row[: row.index(eos)] if eos in row else [t for t in row if t != self.cfg.pad_id])
         return result

@@ -12,7 +12,6 @@ batches.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import shutil
 import time
@@ -24,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from dlcli.core import rundir
-from dlcli.core.config import diff, from_dict, load_yaml
 from dlcli.core.idfile import IdFile
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.core.runtime import parse_duration
@@ -125,21 +123,6 @@ def evaluate_mlm(model: Any, ids: np.ndarray, batch_size: int, seq_len: int, dev
             "majority_accuracy": majority / max(1, count), "masked": count}
 
 
-def _check_resume(run: Path, cfg: Any) -> None:
-    saved_path = run / "config.yaml"
-    if not saved_path.is_file():
-        raise InputError(f"{run}: nothing to resume (no config.yaml)")
-    saved = from_dict(type(cfg), load_yaml(saved_path))
-    a, b = dataclasses.replace(saved), dataclasses.replace(cfg)
-    for k in RESUMABLE:
-        setattr(a, k, getattr(b, k))
-    a.model.vocab_size = b.model.vocab_size
-    changes = diff(a, b)
-    if changes:
-        raise ConfigError(f"{run}: config differs from the run being resumed: {'; '.join(changes)} "
-                          "(budgets, intervals and device may change; start a new run for the rest)")
-
-
 def evaluate_ids(model: Any, ids: np.ndarray, batch_size: int, seq_len: int, device: Any,
                  precision: str = "fp32") -> tuple[float, int]:
     """Mean cross-entropy (nats/token) over `ids`, carrying state across batches."""
@@ -191,7 +174,7 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
     cfg.model.vocab_size = tok.get_vocab_size(with_added_tokens=True)
     run = Path(cfg.output)
     if resume:
-        _check_resume(run, cfg)
+        rundir.check_resume(run, cfg, RESUMABLE)
     if dist.main:
         rundir.create(run, cfg, stage, [cfg.data.train] + ([cfg.data.val] if cfg.data.val else []),
                       force=force, resume=resume)

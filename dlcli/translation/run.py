@@ -1,0 +1,83 @@
+"""Using a translation run: open it, translate sentences, score BLEU on its held-out pairs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlcli.core import rundir
+from dlcli.errors import InputError
+from dlcli.text import normalize as norm
+from dlcli.translation.bleu import bleu, detokenize
+from dlcli.translation.data import Tokenizers, encode_sentences, load_run_tokenizers
+
+
+@dataclass
+class TranslationRun:
+    model: Any
+    toks: Tokenizers
+    cfg: Any  # TrainTranslateConfig
+    device: Any
+
+
+def open_translation_run(path: str | Path, device: str = "auto") -> TranslationRun:
+    """The model (eval mode, on the device), tokenizers and config of a translation run."""
+    from dlcli.core.runtime import resolve_device
+    from dlcli.lmrun import read_config
+    from dlcli.models.seq2seq import Seq2Seq
+    from dlcli.translation.train import TrainTranslateConfig
+
+    run = Path(path)
+    meta = rundir.read_meta(run)
+    if meta.get("stage") != "translate":
+        raise InputError(f"{run}: a '{meta.get('stage')}' run is not a translation model")
+    cfg = read_config(run, TrainTranslateConfig)
+    toks = load_run_tokenizers(run)
+    dev = resolve_device(device)
+    model = Seq2Seq(cfg.model)
+    rundir.load_weights(model, run / "model.safetensors")
+    return TranslationRun(model.to(dev).eval(), toks, cfg, dev)
+
+
+def translate_normalized(tr: TranslationRun, sents: list[str], beam: int = 1, alpha: float = 0.6,
+                         strict: bool = False, batch_size: int = 64) -> tuple[list[str], int]:
+    """Translate already-normalised sentences; returns the detokenised output and how many were cut."""
+    from dlcli.translation.search import translate_ids
+
+    t = tr.toks
+    ids, cut = encode_sentences(t.src, sents, tr.cfg.model.max_len, strict, "input")
+    out = translate_ids(tr.model, ids, tr.device, t.bos, t.eos, t.pad, batch_size, beam, alpha)
+    return [detokenize(t.tgt.decode(o, skip_special_tokens=True).strip()) for o in out], cut
+
+
+def translate_lines(run: str | Path | TranslationRun, lines: list[str], beam: int = 1, length_penalty: float = 0.6,
+                    device: str = "auto", strict: bool = False) -> tuple[list[str], int]:
+    """Translate raw sentences with a run (a path, or an opened run); returns
+    the translations and how many inputs were truncated."""
+    tr = run if isinstance(run, TranslationRun) else open_translation_run(run, device)
+    sents = [norm.normalize(s, tr.cfg.data.normalize).strip() for s in lines]
+    return translate_normalized(tr, sents, beam, length_penalty, strict)
+
+
+def evaluate_run(run: str | Path, beam: int = 1, device: str = "auto", limit: int = 0,
+                 length_penalty: float = 0.6) -> dict[str, Any]:
+    """BLEU of a translation run on its held-out pairs (greedy, and beam when asked), with sentences/s."""
+    run = Path(run)
+    rows = [ln.split("\t") for ln in (run / "heldout.tsv").read_text(encoding="utf-8").splitlines() if ln]
+    rows = rows[:limit] if limit else rows
+    src, ref = [r[0] for r in rows], [r[1] for r in rows]
+    tr = open_translation_run(run, device)
+    t0 = time.perf_counter()
+    hyp, _ = translate_normalized(tr, src)
+    dt = time.perf_counter() - t0
+    score, sig = bleu(hyp, ref)
+    out: dict[str, Any] = {"held_out": len(rows), "bleu_greedy": score, "sentences_per_s_greedy": len(rows) / dt,
+                           "signature": sig}
+    if beam > 1:
+        t0 = time.perf_counter()
+        hyp_b, _ = translate_normalized(tr, src, beam, length_penalty)
+        out.update({"bleu_beam": bleu(hyp_b, ref)[0], "beam": beam, "length_penalty": length_penalty,
+                    "sentences_per_s_beam": len(rows) / (time.perf_counter() - t0)})
+    return out
