@@ -41,6 +41,14 @@ demo: $(STAMP)
 	$(BIN)/dlcli train-transformer -d $(DEMO)/story-whole.ids -o $(DEMO)/gpt --layers 2 --heads 2 --embd 64 \
 		--block-size 64 --batch-size 16 --lr 0.003 --max-steps 400 --seed 1 --device cpu
 	$(BIN)/dlcli generate $(DEMO)/gpt --prompt "The keeper" -n 120 --temperature 0.6 --seed 1
+	@echo "== translation: English -> French numbers in words (about 25 s), greedy and beam search, BLEU"
+	$(BIN)/python sample_data/number_words.py 3000 > $(DEMO)/numbers.tsv
+	$(BIN)/dlcli train-transformer --task translate -d $(DEMO)/numbers.tsv -o $(DEMO)/numbers --layers 2 --heads 4 \
+		--embd 128 --block-size 24 --batch-size 64 --lr 0.003 --max-time 25s --seed 1 --device cpu \
+		--set data.held_out=100 --set data.vocab_size=400 --set optim.warmup_steps=100 --set eval_interval=200
+	printf "two hundred and thirty-four\nseventy-one\none thousand nine hundred and ninety-nine\n" \
+		| $(BIN)/dlcli translate $(DEMO)/numbers --beam 4
+	$(BIN)/dlcli evaluate $(DEMO)/numbers --beam 4
 	@echo "== time series: 1-step vs k-step forecasts of the d2l sine series"
 	$(BIN)/dlcli train-rnn --task forecast -d sample_data/sine.csv --cell mlp -o $(DEMO)/sine
 	@echo "== tabular features"
