@@ -11,7 +11,12 @@
 (c) model FLOPs utilisation: 6N + 12 L T C FLOPs per token (PaLM's count)
     times tokens/s, against an fp32 matmul peak measured in this run.
 
-Usage: python bench/transformer_lm.py [--skip-bare] [--skip-recommended]
+Validation loss at one seed varies by about 0.01 from seed to seed, and
+nanoGPT's own estimate (20 random batches with --eval_iters=20) by more, so
+--seeds N repeats (a) for N seeds in both dlcli and the bare loop and prints
+the means.
+
+Usage: python bench/transformer_lm.py [--seeds N] [--skip-bare] [--skip-recommended]
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from text_pipeline import measure as run  # noqa: E402
 
 BARE = r"""
 import math, sys, time, torch, torch.nn as nn, torch.nn.functional as F
-torch.manual_seed(1337)
+torch.manual_seed(int(sys.argv[2]) if len(sys.argv) > 2 else 1337)
 text = open(sys.argv[1], encoding="utf-8").read()
 chars = sorted(set(text)); stoi = {c: i for i, c in enumerate(chars)}
 data = torch.tensor([stoi[c] for c in text]); n = int(0.9 * len(data)); train, val = data[:n], data[n:]
@@ -109,6 +114,34 @@ def matmul_peak() -> float:
     return best
 
 
+def estimate_spread(run_dir: Path, ids_path: Path, reps: int = 100) -> tuple[float, float, float]:
+    """nanoGPT's estimate_loss with --eval_iters=20 (20 random batches of 12 x 64 validation windows),
+    repeated `reps` times on one trained model: mean, standard deviation and the lowest estimate."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from dlcli.core.idfile import IdFile
+    from dlcli.lmrun import open_run
+
+    lm = open_run(run_dir, "cpu")
+    ids = np.asarray(IdFile.open(ids_path).ids)
+    val = torch.from_numpy(ids[int(0.9 * len(ids)):].astype(np.int64))
+    estimates = []
+    with torch.no_grad():
+        for r in range(reps):
+            g = torch.Generator().manual_seed(r)
+            losses = []
+            for _ in range(20):
+                ix = torch.randint(len(val) - 64, (12,), generator=g)
+                x = torch.stack([val[i:i + 64] for i in ix])
+                y = torch.stack([val[i + 1:i + 65] for i in ix])
+                logits = lm.model(x)[0]
+                losses.append(float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))))
+            estimates.append(sum(losses) / len(losses))
+    return statistics.mean(estimates), statistics.stdev(estimates), min(estimates)
+
+
 def metrics(run_dir: Path) -> tuple[float, float, int]:
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     tps = statistics.median(r["tokens_per_s"] for r in rows if "tokens_per_s" in r)
@@ -118,6 +151,7 @@ def metrics(run_dir: Path) -> tuple[float, float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=1, help="repeat (a) for this many seeds")
     ap.add_argument("--skip-bare", action="store_true")
     ap.add_argument("--skip-recommended", action="store_true")
     args = ap.parse_args()
@@ -130,18 +164,34 @@ def main() -> None:
     print(f"fp32 matmul peak (2048^3, best of 10): {peak / 1e9:.0f} GFLOP/s")
 
     cfg = REPO / "configs" / "transformer-shakespeare-nanogpt-cpu.yaml"
-    wall, rss, _ = run([*py, "train-transformer", "--config", str(cfg), "-d", "ts.ids", "-o", "nano", "-q",
-                        "--set", "eval_interval=0", "--device", "cpu"], work)
-    tps, val, step = metrics(work / "nano")
-    print(f"(a) nanoGPT CPU settings, dlcli: {768 / tps * 1000:.1f} ms/iteration (median), validation loss "
-          f"{val:.4f} at step {step}, {wall:.0f} s wall, {rss} MB peak RSS")
-    if not args.skip_bare:
-        bwall, brss, out = run([sys.executable, "-c", BARE, str(DATA)], work)
-        ms, bval = map(float, out.split())
-        print(f"    same model, bare PyTorch loop: {ms:.1f} ms/iteration (median), validation loss {bval:.4f}, "
-              f"{bwall:.0f} s wall, {brss} MB peak RSS")
-        print(f"    speed dlcli / bare: {ms / (768 / tps * 1000):.2f}x; nanoGPT measured here before: 49.7 ms/it, "
-              f"1.8857, 365 MB -> dlcli {49.7 / (768 / tps * 1000):.2f}x")
+    ours, bare = [], []
+    for i in range(args.seeds):
+        seed = 1337 + i
+        out_dir = "nano" if i == 0 else f"nano-{seed}"
+        wall, rss, _ = run([*py, "train-transformer", "--config", str(cfg), "-d", "ts.ids", "-o", out_dir, "-q",
+                            "--set", "eval_interval=0", "--device", "cpu", "--seed", str(seed)], work)
+        tps, val, step = metrics(work / out_dir)
+        ours.append(val)
+        if i == 0:
+            first_tps = tps
+        print(f"(a) nanoGPT CPU settings, dlcli, seed {seed}: {768 / tps * 1000:.1f} ms/iteration (median), "
+              f"validation loss {val:.4f} at step {step}, {wall:.0f} s wall, {rss} MB peak RSS")
+        if not args.skip_bare:
+            bwall, brss, out = run([sys.executable, "-c", BARE, str(DATA), str(seed)], work)
+            ms, bval = map(float, out.split())
+            bare.append(bval)
+            print(f"    same model, bare PyTorch loop, seed {seed}: {ms:.1f} ms/iteration (median), validation loss "
+                  f"{bval:.4f}, {bwall:.0f} s wall, {brss} MB peak RSS")
+            print(f"    speed dlcli / bare: {ms / (768 / tps * 1000):.2f}x; nanoGPT measured here before: 49.7 ms/it, "
+                  f"1.8857, 365 MB -> dlcli {49.7 / (768 / tps * 1000):.2f}x")
+    if args.seeds > 1:
+        sd = statistics.stdev(ours)
+        print(f"    mean validation loss over {args.seeds} seeds: dlcli {statistics.mean(ours):.4f} (sd {sd:.4f})"
+              + (f", bare loop {statistics.mean(bare):.4f} (sd {statistics.stdev(bare):.4f})" if bare else ""))
+    tps = first_tps
+    mean, sd, low = estimate_spread(work / "nano", work / "ts.ids")
+    print(f"(a') nanoGPT's own figure is estimate_loss over 20 random batches: on dlcli's seed-1337 model that "
+          f"estimate, repeated 100 times, gives {mean:.4f} +/- {sd:.4f} (sd), lowest {low:.4f}")
     from safetensors.numpy import load_file
 
     weights = load_file(str(work / "nano" / "model.safetensors"))
