@@ -55,6 +55,11 @@ demo: $(STAMP)
 	$(BIN)/dlcli preprocess sample_data/people.csv --table --categorical nationality --standardize \
 		-o $(DEMO)/people.npy --csv $(DEMO)/people.features.csv
 	head -n 3 $(DEMO)/people.features.csv
+	@echo "== word embeddings: skip-gram on the story's words (a few seconds), then nearest neighbours"
+	$(BIN)/dlcli preprocess sample_data/story.txt -n d2l -l word -o $(DEMO)/story-words.tok -q
+	$(BIN)/dlcli embed train $(DEMO)/story-words.tok -o $(DEMO)/vec --dim 32 --min-count 2 --sample 0 \
+		--epochs 100 --workers 1 --seed 1
+	$(BIN)/dlcli embed neighbors $(DEMO)/vec keeper night -k 4
 
 bench: $(STAMP)  ## text pipeline bench (about a minute)
 	$(BIN)/python bench/text_pipeline.py

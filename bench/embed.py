@@ -1,0 +1,154 @@
+"""Benchmark: `dlcli embed train` against gensim's Word2Vec on the same corpus.
+
+The corpus joins Tiny Shakespeare, The Time Machine, the Lee background
+corpus and the English side of fra-eng (from ../shared/data), normalised by
+`dlcli preprocess -n d2l -l word` (letters only, lower case), one sentence a
+line. Both trainers read the same sentences with the same hyperparameters:
+skip-gram (or --model cbow), dim 100, window 5, negative 5, sample 1e-3,
+min_count 5, 5 epochs, 2 workers, alpha 0.025 -> 0.0001.
+
+Speed is counted as gensim counts it: *effective* words per second of
+training, i.e. words left after min_count and subsampling, divided by the
+time of the training call (gensim's `train()`; dlcli's kernel loop, without
+numba's one-off compile/cache load, which is printed on its own). Raw words/s
+(after min_count, before subsampling) are printed too. Quality is the
+analogy accuracy on questions-words.txt (3CosAdd), scored by the same
+evaluator for both models over the whole vocabulary (gensim's default
+restrict_vocab of 300,000 covers it); gensim's own evaluator is printed as a
+cross-check. With --repeats N the two trainers alternate N times and the
+median of each figure is reported.
+
+Needs gensim: .venv/bin/pip install -e '.[bench]'   (or: pip install gensim)
+
+Usage: python bench/embed.py [--model skipgram|cbow] [--repeats 3] [--workers 2] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))
+
+HYPER = {"dim": 100, "window": 5, "negative": 5, "sample": 1e-3, "min_count": 5, "epochs": 5, "alpha": 0.025,
+         "min_alpha": 0.0001}
+
+
+def build_corpus(workdir: Path) -> Path:
+    """The four texts (fra-eng: English column only), normalised to a word-level token stream."""
+    from dlcli.preprocess import PreprocessConfig, run
+
+    raw = workdir / "raw.txt"
+    with open(raw, "w", encoding="utf-8") as out:
+        for name in ("tinyshakespeare.txt", "timemachine.txt", "lee_background.cor"):
+            out.write((DATA / name).read_text(encoding="utf-8"))
+        for line in (DATA / "fra-eng.txt").read_text(encoding="utf-8").splitlines():
+            out.write(line.split("\t", 1)[0] + "\n")
+    tok = workdir / "corpus.tok"
+    run(PreprocessConfig(inputs=[str(raw)], output=str(tok), normalize=["d2l"], level="word"), force=True)
+    return tok
+
+
+def run_gensim(sentences: list[list[str]], sg: bool, workers: int, seed: int) -> dict:
+    from gensim.models import Word2Vec
+
+    m = Word2Vec(vector_size=HYPER["dim"], window=HYPER["window"], negative=HYPER["negative"],
+                 sample=HYPER["sample"], min_count=HYPER["min_count"], alpha=HYPER["alpha"],
+                 min_alpha=HYPER["min_alpha"], sg=int(sg), hs=0, workers=workers, seed=seed)
+    m.build_vocab(sentences)
+    t = time.perf_counter()
+    effective, raw = m.train(sentences, total_examples=m.corpus_count, epochs=HYPER["epochs"])
+    dt = time.perf_counter() - t
+    trained = sum(m.wv.get_vecattr(w, "count") for w in m.wv.index_to_key) * HYPER["epochs"]
+    return {"model": m, "seconds": dt, "effective": effective, "raw_per_s": trained / dt, "eff_per_s": effective / dt,
+            "words": list(m.wv.index_to_key), "W": m.wv.vectors}
+
+
+def run_dlcli(corpus: Path, out: Path, sg: bool, workers: int, seed: int) -> dict:
+    from dlcli.embed.train import EmbedConfig, train
+    from dlcli.embed.vecfile import load_vectors
+
+    cfg = EmbedConfig(data=str(corpus), output=str(out), model="skipgram" if sg else "cbow", workers=workers,
+                      seed=seed, **HYPER)
+    s = train(cfg, force=True)
+    words, W = load_vectors(out)
+    return {"seconds": s["train_seconds"], "effective": s["effective_words"], "compile": s["compile_seconds"],
+            "raw_per_s": s["words_per_s"], "eff_per_s": s["effective_words_per_s"], "words": words, "W": W}
+
+
+def accuracy(words: list[str], W, questions: Path) -> dict:
+    from dlcli.embed.evaluate import analogies
+    from dlcli.embed.query import Vectors
+
+    return analogies(Vectors(words, W), questions, restrict=300_000)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=["skipgram", "cbow"], default="skipgram")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    try:
+        import gensim
+    except ImportError:
+        sys.exit("gensim is needed: .venv/bin/pip install -e '.[bench]'  (or pip install gensim)")
+    logging.getLogger("gensim").setLevel(logging.WARNING)
+    questions = DATA / "questions-words.txt"
+    sg = args.model == "skipgram"
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        work = Path(tmp)
+        corpus = build_corpus(work)
+        sentences = [line.split() for line in corpus.read_text(encoding="utf-8").splitlines()]
+        n_words = sum(map(len, sentences))
+        print(f"corpus: {n_words:,} words in {len(sentences):,} sentences (d2l-normalised: Tiny Shakespeare, "
+              f"The Time Machine, Lee background, fra-eng English side)")
+        print(f"{args.model}, {', '.join(f'{k} {v}' for k, v in HYPER.items())}, workers {args.workers}; "
+              f"gensim {gensim.__version__}")
+        runs: dict[str, list[dict]] = {"gensim": [], "dlcli": []}
+        for r in range(args.repeats):
+            runs["gensim"].append(run_gensim(sentences, sg, args.workers, args.seed + r))
+            runs["dlcli"].append(run_dlcli(corpus, work / "run", sg, args.workers, args.seed + r))
+            g, d = runs["gensim"][-1], runs["dlcli"][-1]
+            print(f"  repeat {r + 1}: gensim {g['eff_per_s']:,.0f}  dlcli {d['eff_per_s']:,.0f} effective words/s"
+                  f" (dlcli compile/cache load {d['compile']:.2f} s)")
+        summary = {}
+        for name, rs in runs.items():
+            acc = [accuracy(x["words"], x["W"], questions) for x in rs]
+            summary[name] = {
+                "eff": statistics.median(x["eff_per_s"] for x in rs),
+                "raw": statistics.median(x["raw_per_s"] for x in rs),
+                "sec": statistics.median(x["seconds"] for x in rs),
+                "vocab": len(rs[0]["words"]),
+                "acc": statistics.median(a["total"]["accuracy"] for a in acc),
+                "sem": statistics.median(a["semantic"]["accuracy"] for a in acc),
+                "syn": statistics.median(a["syntactic"]["accuracy"] for a in acc),
+                "answered": acc[0]["total"]["answered"],
+            }
+        own = runs["gensim"][-1]["model"].wv.evaluate_word_analogies(str(questions))[0]
+        print()
+        print(f"{'':8} {'vocab':>7} {'train s':>8} {'effective words/s':>18} {'raw words/s':>12} "
+              f"{'analogy total':>14} {'semantic':>9} {'syntactic':>9}")
+        for name, s in summary.items():
+            print(f"{name:8} {s['vocab']:>7,} {s['sec']:>8.2f} {s['eff']:>18,.0f} {s['raw']:>12,.0f} "
+                  f"{100 * s['acc']:>13.2f}% {100 * s['sem']:>8.2f}% {100 * s['syn']:>8.2f}%")
+        g, d = summary["gensim"], summary["dlcli"]
+        print(f"\nspeed ratio dlcli / gensim (effective words/s, median of {args.repeats}): {d['eff'] / g['eff']:.2f}x")
+        print(f"analogy accuracy difference dlcli - gensim: {100 * (d['acc'] - g['acc']):+.2f} points "
+              f"({g['answered']:,} questions answerable in the vocabulary); gensim's own evaluator on its last "
+              f"model: {100 * own:.2f}%")
+        print("dlcli numba compile/cache load (not in the throughput): "
+              + ", ".join(f"{x['compile']:.2f}s" for x in runs["dlcli"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""`dlcli embed train`: word2vec skip-gram / CBOW with negative sampling.
+
+A run directory holds config.yaml, meta.json, metrics.jsonl, tokenizer.json,
+embeddings.safetensors (`embeddings`: the input vectors, one row per
+tokenizer id, zero for specials and trimmed words; `context`: the output
+vectors; `counts`; `trained`: 1 where a row was trained) and vectors.vec
+(word2vec text format; vectors.bin too with `binary`). While a run is
+unfinished (stopped by --max-time or Ctrl-C) checkpoint.safetensors and
+checkpoint.json let `--resume` continue it exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlcli.core import rundir
+from dlcli.core.config import diff, from_dict
+from dlcli.core.io import AtomicGroup
+from dlcli.core.progress import OnProgress, Tick, nothing
+from dlcli.core.runtime import parse_duration
+from dlcli.embed import corpus as corpus_mod
+from dlcli.embed import vecfile
+from dlcli.errors import ConfigError, InputError, Interrupted
+
+MODELS = ("skipgram", "cbow")
+SLICE_WORDS = 500_000  # words per kernel call: progress, --max-time and Ctrl-C are checked between calls
+_RESUME_KEYS = ("data", "tokenizer", "model", "dim", "window", "negative", "sample", "min_count", "epochs",
+                "alpha", "min_alpha", "seed", "workers")
+_OUTPUTS = ("metrics.jsonl", "tokenizer.json", "embeddings.safetensors", "vectors.vec", "vectors.bin",
+            "checkpoint.safetensors", "checkpoint.json")
+
+
+@dataclass
+class EmbedConfig:
+    """Options of `dlcli embed train`."""
+
+    data: str = ""  # token stream (dlcli preprocess) or id file (dlcli vocab encode)
+    tokenizer: str = ""  # for an id file: its tokenizer.json (default: the one its sidecar names)
+    output: str = "runs/embed"  # the run directory
+    model: str = "skipgram"  # skipgram | cbow
+    dim: int = 100
+    window: int = 5  # largest reach of the dynamic window
+    negative: int = 5  # noise words per example
+    sample: float = 1e-3  # subsampling threshold (0: off)
+    min_count: int = 5  # drop words seen fewer times
+    epochs: int = 5
+    alpha: float = 0.025  # learning rate at the start, falling linearly to min_alpha
+    min_alpha: float = 0.0001
+    workers: int = 0  # threads (0: one per core); 1 is bit-for-bit reproducible
+    seed: int = 1
+    max_time: str = ""  # wall-clock budget such as 10m ("" = none); stops cleanly, --resume continues
+    binary: bool = False  # also write vectors.bin (word2vec binary format)
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("data: no input given (a token stream or an id file)")
+        if self.model not in MODELS:
+            raise ConfigError(f"model: '{self.model}' is not one of {', '.join(MODELS)}")
+        for key in ("dim", "window", "min_count", "epochs"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be at least 1, not {getattr(self, key)}")
+        if self.negative < 1:
+            raise ConfigError(f"negative: must be at least 1, not {self.negative}")
+        if not (0 <= self.sample < 1):
+            raise ConfigError(f"sample: must be in [0, 1), not {self.sample}")
+        if not (math.isfinite(self.alpha) and self.alpha > 0) or not (0 <= self.min_alpha <= self.alpha):
+            raise ConfigError(f"alpha and min_alpha: need 0 <= min_alpha <= alpha and alpha > 0, not "
+                              f"{self.alpha} and {self.min_alpha}")
+        if self.workers < 0:
+            raise ConfigError(f"workers: must be 0 (one per core) or more, not {self.workers}")
+        if self.max_time:
+            parse_duration(self.max_time)
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _seed(*parts: int) -> np.uint64:
+    """A 64-bit seed from integers (splitmix64 of a running mix): each thread and slice gets its own stream."""
+    x = 0x9E3779B97F4A7C15
+    for p in parts:
+        x = (x ^ (p & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return np.uint64(x | 1)
+
+
+def _slices(c: corpus_mod.Corpus) -> np.ndarray:
+    """Sentence indices where kernel calls start and stop, about SLICE_WORDS words apart."""
+    n_slices = max(1, round(c.words_total / SLICE_WORDS))
+    targets = np.linspace(0, c.words_total, n_slices + 1)
+    return np.unique(np.searchsorted(c.sent_starts, targets))
+
+
+def _parts(c: corpus_mod.Corpus, first: int, last: int, workers: int) -> np.ndarray:
+    """Cut sentences first..last into `workers` runs of about equal word counts (one per thread)."""
+    a, b = c.sent_starts[first], c.sent_starts[last]
+    cuts = np.searchsorted(c.sent_starts, np.linspace(a, b, workers + 1))
+    cuts[0], cuts[-1] = first, last
+    return np.maximum.accumulate(np.clip(cuts, first, last)).astype(np.int64)
+
+
+def init_vectors(words: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input vectors uniform in [-0.5/dim, 0.5/dim] (as word2vec.c); output vectors zero."""
+    rng = np.random.default_rng(seed)
+    W_in = ((rng.random((words, dim), dtype=np.float32) - 0.5) / dim).astype(np.float32)
+    return W_in, np.zeros((words, dim), dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _sigint_flag() -> Iterator[dict[str, bool]]:
+    """Ctrl-C sets a flag checked between kernel calls (a compiled call cannot be stopped halfway)."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        flag["stop"] = True
+
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _read_run_config(run: Path) -> EmbedConfig:
+    import yaml
+
+    p = run / "config.yaml"
+    try:
+        return from_dict(EmbedConfig, yaml.safe_load(p.read_text(encoding="utf-8")) or {})
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, ConfigError) as e:
+        raise InputError(f"{p}: cannot read the run's config ({e})") from None
+
+
+def _resume_state(run: Path, cfg: EmbedConfig) -> dict[str, Any] | None:
+    """The checkpoint of an unfinished run to continue, if any."""
+    state_p = run / "checkpoint.json"
+    if not state_p.is_file():
+        if (run / "embeddings.safetensors").is_file():
+            raise ConfigError(f"{run}: this run is finished; use --force to train it again")
+        return None
+    changed = [d for d in diff(_read_run_config(run), cfg) if d.split(":", 1)[0] in _RESUME_KEYS]
+    if changed:
+        raise ConfigError(f"{run}: cannot resume with a different {'; '.join(changed)} (use --force to start over)")
+    try:
+        return json.loads(state_p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{state_p}: damaged checkpoint") from None
+
+
+def _save_checkpoint(run: Path, W_in: np.ndarray, W_out: np.ndarray, state: dict[str, Any]) -> None:
+    with AtomicGroup(force=True) as group:
+        with group.open(run / "checkpoint.safetensors") as f:
+            f.write(vecfile.tensors_bytes({"W_in": W_in, "W_out": W_out}))
+        with group.open(run / "checkpoint.json") as f:  # last: its presence means a complete checkpoint
+            f.write((json.dumps(state) + "\n").encode("utf-8"))
+
+
+def _stepper(cfg: EmbedConfig, c: corpus_mod.Corpus, W_in: np.ndarray, W_out: np.ndarray, bounds: np.ndarray,
+             workers: int) -> tuple[Callable[[int, int, float, float], np.ndarray], float]:
+    """step(epoch, slice, lr_start, lr_end): the numba kernel on one slice, on `workers` threads; and the
+    seconds it took to compile the kernel (or load it from numba's cache)."""
+    from dlcli.embed import kernels
+
+    kernels.set_threads(workers)
+    keep = corpus_mod.keep_probabilities(c.counts, cfg.sample)
+    prob, alias = kernels.alias_table(corpus_mod.noise_weights(c.counts))
+    sig, logsig = kernels.sigmoid_tables()
+    compile_s = kernels.warm_up()
+
+    def step(epoch: int, k: int, lr_a: float, lr_b: float) -> np.ndarray:
+        parts = _parts(c, int(bounds[k]), int(bounds[k + 1]), workers)
+        seeds = np.array([_seed(cfg.seed, epoch, k, p) for p in range(workers)], dtype=np.uint64)
+        return kernels.train_slice(W_in, W_out, c.ids, c.sent_starts, parts, keep, prob, alias,
+                                   cfg.model == "skipgram", cfg.window, cfg.negative, lr_a, lr_b, seeds, sig, logsig)
+
+    return step, compile_s
+
+
+def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
+          on_progress: OnProgress | None = None) -> dict[str, Any]:
+    """Train word vectors and write the run directory; returns a summary."""
+    notify = on_progress or nothing
+    cfg.validate()
+    budget = parse_duration(cfg.max_time) if cfg.max_time else None
+    run = Path(cfg.output)
+    state = _resume_state(run, cfg) if resume and run.is_dir() else None
+    c = corpus_mod.load(cfg.data, cfg.tokenizer, cfg.min_count, on_progress=notify)
+    longest = int(np.diff(c.sent_starts).max()) if c.sent_starts.size > 1 else 0
+    if longest <= 1:
+        raise InputError(f"{cfg.data}: no sentence has two words after min-count {cfg.min_count}: nothing to "
+                         "learn from (the corpus is smaller than a window)")
+    rundir.create(run, cfg, "embed", inputs=[cfg.data], force=force, resume=resume)
+    if state is None:
+        for name in _OUTPUTS:
+            (run / name).unlink(missing_ok=True)
+
+    workers = cfg.workers or default_workers()
+    if state is None:
+        W_in, W_out = init_vectors(len(c.words), cfg.dim, cfg.seed)
+        state = {"epoch": 0, "slice": 0, "elapsed": 0.0, "words": 0, "effective": 0}
+    else:
+        t = vecfile.load_tensors(run / "checkpoint.safetensors")
+        W_in, W_out = t["W_in"].copy(), t["W_out"].copy()
+        if W_in.shape != (len(c.words), cfg.dim):
+            raise InputError(f"{run}: the checkpoint does not fit this corpus (was the data changed?)")
+    bounds = _slices(c)
+    n_slices = bounds.size - 1
+    total = cfg.epochs * c.words_total
+    steps_total = cfg.epochs * n_slices
+    step, compile_s = _stepper(cfg, c, W_in, W_out, bounds, workers)
+    desc = f"train {cfg.model}"
+    t0 = time.monotonic() - state["elapsed"]
+    last_loss: float | None = None
+    stopped = ""
+    notify(Tick(desc, state["words"], total, unit="word"))
+    with rundir.MetricsLog(run) as log, _sigint_flag() as sigint:
+        while state["epoch"] < cfg.epochs:
+            epoch, k = state["epoch"], state["slice"]
+            i = epoch * n_slices + k  # slices done so far
+            lr_a = cfg.alpha - (cfg.alpha - cfg.min_alpha) * i / steps_total
+            lr_b = cfg.alpha - (cfg.alpha - cfg.min_alpha) * (i + 1) / steps_total
+            t_call = time.monotonic()
+            out = step(epoch, k, lr_a, lr_b)
+            dt = time.monotonic() - t_call
+            seen, kept, examples, loss = out.sum(axis=0)
+            last_loss = float(loss / max(examples, 1))
+            if not math.isfinite(last_loss):
+                raise InputError(f"loss became {last_loss} in epoch {epoch + 1}; try a lower --alpha")
+            state["words"] += int(seen)
+            state["effective"] += int(kept)
+            state["elapsed"] = time.monotonic() - t0
+            state["epoch"], state["slice"] = (epoch + 1, 0) if k + 1 == n_slices else (epoch, k + 1)
+            rate = kept / dt if dt > 0 else 0.0
+            log.log(epoch=epoch + 1, slice=k + 1, words=state["words"], lr=lr_b, loss=last_loss,
+                    effective_words_per_s=round(rate), words_per_s=round(seen / dt) if dt > 0 else 0,
+                    elapsed=round(state["elapsed"], 3))
+            notify(Tick(desc, state["words"], total, unit="word",
+                        metrics={"epoch": epoch + 1, "loss": last_loss, "lr": lr_b, "eff words/s": round(rate)}))
+            if state["epoch"] < cfg.epochs:
+                if sigint["stop"]:
+                    stopped = "interrupted"
+                elif budget is not None and state["elapsed"] >= budget:
+                    stopped = "max_time"
+                if stopped or state["slice"] == 0:
+                    _save_checkpoint(run, W_in, W_out, state)
+                if stopped:
+                    break
+
+    if stopped == "interrupted":
+        raise Interrupted(f"interrupted in epoch {state['epoch'] + 1}; progress saved in {run} "
+                          "(continue with --resume)")
+    written = vecfile.write_run(run, c.tokenizer, c.words, c.rows, W_in, W_out, c.counts, cfg.binary)
+    if not stopped:
+        for name in ("checkpoint.safetensors", "checkpoint.json"):
+            (run / name).unlink(missing_ok=True)
+    train_s = state["elapsed"]
+    return {
+        "run": str(run), "model": cfg.model, "words": len(c.words), "dim": cfg.dim, "workers": workers,
+        "corpus_words": c.raw_words, "trained_words": c.words_total, "sentences": int(c.sent_starts.size - 1),
+        "epochs_done": state["epoch"] + state["slice"] / n_slices, "loss": last_loss,
+        "effective_words": state["effective"], "train_seconds": train_s, "compile_seconds": compile_s,
+        "effective_words_per_s": state["effective"] / train_s if train_s > 0 else 0.0,
+        "words_per_s": state["words"] / train_s if train_s > 0 else 0.0,
+        "stopped": stopped or None, "written": written,
+    }
