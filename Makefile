@@ -55,11 +55,43 @@ demo: $(STAMP)
 	$(BIN)/dlcli preprocess sample_data/people.csv --table --categorical nationality --standardize \
 		-o $(DEMO)/people.npy --csv $(DEMO)/people.features.csv
 	head -n 3 $(DEMO)/people.features.csv
+	@echo "== learning from feedback (SFT, reward model, PPO, DPO on a toy task): make rlhf-demo"
 	@echo "== word embeddings: skip-gram on the story's words (a few seconds), then nearest neighbours"
 	$(BIN)/dlcli preprocess sample_data/story.txt -n d2l -l word -o $(DEMO)/story-words.tok -q
 	$(BIN)/dlcli embed train $(DEMO)/story-words.tok -o $(DEMO)/vec --dim 32 --min-count 2 --sample 0 \
 		--epochs 100 --workers 1 --seed 1
 	$(BIN)/dlcli embed neighbors $(DEMO)/vec keeper night -k 4
+
+.PHONY: rlhf-demo
+RLHF := $(DEMO)/rlhf
+rlhf-demo: $(STAMP)  ## pretrain -> SFT -> reward model -> PPO and DPO on a toy task whose "human" is a program
+	@rm -rf $(RLHF) && mkdir -p $(RLHF)
+	@echo "== the toy task: answers that stay on topic and are positive are preferred (dlcli/rlhf/toytask.py)"
+	$(BIN)/python sample_data/rlhf_task.py $(RLHF)
+	head -n 2 $(RLHF)/sft.jsonl $(RLHF)/prefs.jsonl
+	$(BIN)/dlcli preprocess $(RLHF)/corpus.txt -l char --whole -o $(RLHF)/corpus.tok -q
+	$(BIN)/dlcli vocab build $(RLHF)/corpus.tok -o $(RLHF)/chars.json -q
+	$(BIN)/dlcli vocab encode $(RLHF)/corpus.tok -t $(RLHF)/chars.json -o $(RLHF)/corpus.ids -q
+	@echo "== 1. pretraining: a tiny character GPT (train-transformer, 400 steps)"
+	OMP_NUM_THREADS=1 $(BIN)/dlcli train-transformer -d $(RLHF)/corpus.ids -o $(RLHF)/base --layers 2 --heads 4 \
+		--embd 64 --block-size 48 --batch-size 32 --lr 0.003 --max-steps 400 --seed 1 --device cpu -q
+	@echo "== 2. supervised fine-tuning on prompt/completion pairs"
+	OMP_NUM_THREADS=1 $(BIN)/dlcli rlhf sft $(RLHF)/base $(RLHF)/sft.jsonl -o $(RLHF)/sft --max-steps 300 --lr 1e-3 \
+		--device cpu -q
+	@echo "== 3. a reward model on preference pairs (Bradley-Terry)"
+	OMP_NUM_THREADS=1 $(BIN)/dlcli rlhf reward $(RLHF)/base $(RLHF)/prefs.jsonl -o $(RLHF)/rm --max-steps 300 \
+		--lr 1e-3 --device cpu -q
+	@echo "== 4a. PPO against the reward model, KL penalty to the SFT model (reward.png, kl.png)"
+	OMP_NUM_THREADS=1 $(BIN)/dlcli rlhf ppo $(RLHF)/sft $(RLHF)/rm --prompts $(RLHF)/prompts.jsonl -o $(RLHF)/ppo \
+		--max-steps 60 --device cpu -q
+	@echo "== 4b. DPO straight from the preference pairs"
+	OMP_NUM_THREADS=1 $(BIN)/dlcli rlhf dpo $(RLHF)/sft $(RLHF)/prefs.jsonl -o $(RLHF)/dpo --max-steps 200 \
+		--device cpu -q
+	@echo "== before (SFT) and after (PPO, DPO), a prompt wording never trained on; the rule scores them:"
+	@for run in sft ppo dpo; do echo "-- $$run"; OMP_NUM_THREADS=1 $(BIN)/dlcli generate $(RLHF)/$$run \
+		--prompt "what about tea:" -n 18 --num-samples 4 --seed 3 | grep "^what about tea:" | \
+		$(BIN)/python -c "import sys; from dlcli.rlhf.toytask import score; \
+		[print(f'{score(l[:15], l[15:]):.1f}  {l.rstrip()}') for l in sys.stdin]"; done
 
 bench: $(STAMP)  ## text pipeline bench (about a minute)
 	$(BIN)/python bench/text_pipeline.py

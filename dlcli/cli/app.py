@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("evaluate", "dlcli.cli.lm", "evaluate"),
     ("forecast", "dlcli.cli.lm", "forecast"),
     ("translate", "dlcli.cli.lm", "translate"),
+    ("rlhf", "dlcli.cli.rlhf", "app"),
     ("embed", "dlcli.cli.embed", "app"),
     ("gan", "dlcli.cli.gan", "app"),
 ]

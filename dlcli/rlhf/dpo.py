@@ -1,0 +1,124 @@
+"""`dlcli rlhf dpo`: direct preference optimisation (Rafailov et al. 2023).
+
+With pi the policy and pi_ref the frozen SFT model, and log pi(y|x) the summed
+log-probability of response y:
+
+    implicit reward  r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x))
+    loss             = -log sigmoid(r(x, chosen) - r(x, rejected))
+
+The reference log-probabilities are computed once, before training. Logged:
+loss, implicit-reward accuracy (r_chosen > r_rejected) and margin, on training
+batches and held-out pairs. The result is a language-model run directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dlcli.core.progress import OnProgress, nothing
+from dlcli.errors import ConfigError
+from dlcli.rlhf.common import StageConfig
+from dlcli.training.optim import OptimConfig
+
+
+def _optim() -> OptimConfig:
+    return OptimConfig(lr=2e-4, weight_decay=0.0, warmup_steps=10, min_lr_ratio=0.1)
+
+
+@dataclass
+class DPOConfig(StageConfig):
+    sft: str = ""  # the starting policy and the frozen reference
+    output: str = "runs/dpo"
+    optim: OptimConfig = field(default_factory=_optim)
+    beta: float = 0.1
+    max_steps: int = 200
+
+    def validate(self) -> None:
+        super().validate()
+        if self.beta <= 0:
+            raise ConfigError("beta: must be > 0")
+
+
+def dpo_loss(pi_c: torch.Tensor, pi_r: torch.Tensor, ref_c: torch.Tensor, ref_r: torch.Tensor, beta: float
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed log-probs (B,) of chosen / rejected under the policy and the reference ->
+    (mean loss, implicit reward of chosen, of rejected)."""
+    r_c = beta * (pi_c - ref_c)
+    r_r = beta * (pi_r - ref_r)
+    return -F.logsigmoid(r_c - r_r).mean(), r_c.detach(), r_r.detach()
+
+
+def sequence_logprobs(gpt: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of the response tokens' log-probabilities: (B,)."""
+    from dlcli.rlhf.common import token_logprobs
+
+    logits, _, _ = gpt(ids)
+    return (token_logprobs(logits, ids) * mask).sum(-1)
+
+
+def run(cfg: DPOConfig, force: bool = False, on_progress: OnProgress = nothing,
+        probe: Callable[[Any], dict[str, float]] | None = None) -> dict[str, Any]:
+    """Train; write the run directory; return a summary. `probe(policy)`, if given, adds its own
+    held-out figures (e.g. a true reward) to every evaluation."""
+    from dlcli.core.runtime import seed_everything
+    from dlcli.rlhf import common, data
+    from dlcli.training.plots import plot_curves
+
+    cfg.validate()
+    sft = common.open_lm(cfg.sft, cfg.device)
+    cfg.model = sft.model.cfg
+    recs = data.read(cfg.data, "prefs", cfg.skip_bad)
+    enc = common.encode_records(cfg.data, recs, sft.tokenizer, cfg.model.block_size, ("chosen", "rejected"),
+                                cfg.skip_bad)
+    out = common.start_run(cfg, "rlhf-dpo", [cfg.sft, cfg.data], force)
+    seed_everything(cfg.seed)
+    gpt, dev = sft.model, sft.device
+    pad_id = common.end_token(sft.tokenizer, cfg.sft)
+
+    def both(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chosen and rejected of `rows` as one padded batch (chosen first) and its response mask."""
+        prompts = [enc[i]["prompt"] for i in rows] * 2
+        return common.batch(prompts, [enc[i]["chosen"] for i in rows] + [enc[i]["rejected"] for i in rows],
+                            pad_id, dev)
+
+    ref = torch.empty(len(enc), 2)  # reference log-probs of (chosen, rejected), computed once
+    with torch.no_grad():
+        for i in range(0, len(enc), cfg.batch_size):
+            rows = list(range(i, min(i + cfg.batch_size, len(enc))))
+            lp = sequence_logprobs(gpt, *both(rows)).cpu()
+            ref[rows, 0], ref[rows, 1] = lp[: len(rows)], lp[len(rows):]
+    ref = ref.to(dev)
+    train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
+
+    def losses(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        lp = sequence_logprobs(gpt, *both(rows))
+        n = len(rows)
+        return dpo_loss(lp[:n], lp[n:], ref[rows, 0], ref[rows, 1], cfg.beta)
+
+    def step_fn(idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, rc, rr = losses([train_i[i] for i in idx])
+        return loss, {"accuracy": float((rc > rr).float().mean()), "margin": float((rc - rr).mean())}
+
+    def evaluate() -> dict[str, float]:
+        parts = [losses(val_i[i: i + cfg.batch_size]) for i in range(0, len(val_i), cfg.batch_size)]
+        n = [min(cfg.batch_size, len(val_i) - i) for i in range(0, len(val_i), cfg.batch_size)]
+        rc, rr = torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
+        out = {"val_loss": sum(float(p[0]) * k for p, k in zip(parts, n)) / len(val_i),
+               "val_accuracy": float((rc > rr).float().mean()), "val_margin": float((rc - rr).mean())}
+        return {**out, **(probe(gpt) if probe is not None else {})}
+
+    def plots(history: list[dict[str, Any]]) -> None:
+        plot_curves(history, out / "accuracy.png", {"accuracy": "train", "val_accuracy": "held-out"},
+                    "implicit-reward accuracy", "DPO")
+
+    steps, last, secs = common.train_loop(cfg, out, gpt, len(train_i), step_fn, evaluate, on_progress, "dpo", plots)
+    gpt.eval()
+    common.write_lm(out, gpt, Path(cfg.sft) / "tokenizer.json")
+    return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "elapsed": secs,
+            "steps_per_s": steps / max(secs, 1e-9), **{k: v for k, v in last.items() if k != "step"}}

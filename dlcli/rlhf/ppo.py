@@ -1,0 +1,337 @@
+"""`dlcli rlhf ppo`: reinforcement learning from a reward model with PPO.
+
+One PPO step:
+  1. rollouts: sample a response to each of `batch_size` prompts from the policy;
+  2. score: the reward model's scalar for prompt + response (optionally whitened over the batch);
+  3. per-token rewards: -kl_coef * (log pi(token) - log pi_ref(token)) at every response token, plus
+     the score at the last one (pi_ref is the frozen SFT model);
+  4. advantages by GAE from the value head's estimates, then whitened; returns = advantages + values;
+  5. `ppo_epochs` passes over minibatches of the rollouts: clipped policy loss
+     max(-A r, -A clip(r, 1-eps, 1+eps)) with r = pi/pi_old, clipped value loss, and their sum;
+  6. the KL coefficient is fixed, or adaptive (Ziegler et al. 2019): nudged so the KL tracks `kl_target`.
+Logged: mean reward, KL (nats per response), entropy, clip fraction, value loss, KL coefficient, and
+sample generations every `sample_interval` steps. If the KL passes `kl_stop` (or is not finite), the run
+stops with a clear message and keeps the last good policy.
+
+    POLICY/model.safetensors  the policy GPT (a language-model run: `generate`, `evaluate`)
+    POLICY/value_head.safetensors  POLICY/reward.png  POLICY/kl.png  POLICY/metrics.jsonl
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlcli.core.progress import OnProgress, Tick, nothing
+from dlcli.errors import ConfigError
+from dlcli.models.gpt import GPT
+from dlcli.rlhf.common import StageConfig
+from dlcli.training.optim import OptimConfig
+
+
+def _optim() -> OptimConfig:
+    return OptimConfig(lr=1e-4, weight_decay=0.0, warmup_steps=0, schedule="constant")
+
+
+@dataclass
+class PPOConfig(StageConfig):
+    sft: str = ""  # the starting policy and the frozen reference
+    reward_model: str = ""
+    output: str = "runs/ppo"
+    optim: OptimConfig = field(default_factory=_optim)
+    batch_size: int = 64  # rollouts per PPO step
+    mini_batch_size: int = 0  # rollouts per gradient step; 0 = half of batch_size
+    ppo_epochs: int = 4
+    max_steps: int = 100
+    max_new_tokens: int = 24
+    temperature: float = 1.0
+    kl_coef: float = 0.1  # the starting (or fixed) coefficient of the KL penalty
+    adaptive_kl: bool = False
+    kl_target: float = 1.0  # nats per response, for the adaptive coefficient
+    kl_horizon: int = 2000
+    kl_stop: float = 20.0  # stop when the mean KL per response passes this
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip: float = 0.2
+    clip_value: float = 0.2
+    vf_coef: float = 0.1
+    whiten_rewards: bool = True
+    log_interval: int = 1
+    eval_interval: int = 10
+    sample_interval: int = 10
+    num_samples: int = 4
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.mini_batch_size <= self.batch_size:
+            raise ConfigError("mini_batch_size: must be between 1 and batch_size (0 = half of it)")
+        if self.ppo_epochs < 1 or self.max_new_tokens < 1:
+            raise ConfigError("ppo_epochs and max_new_tokens must be >= 1")
+        if self.kl_coef < 0 or self.clip <= 0 or self.kl_stop <= 0:
+            raise ConfigError("kl_coef must be >= 0, clip and kl_stop > 0")
+
+
+class PolicyWithValue(nn.Module):
+    """The policy GPT and a value head on its last hidden states."""
+
+    def __init__(self, gpt: GPT) -> None:
+        super().__init__()
+        self.gpt = gpt
+        self.value = nn.Linear(gpt.cfg.n_embd, 1)
+        nn.init.zeros_(self.value.weight)
+        nn.init.zeros_(self.value.bias)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids (B, T) -> logits (B, T, v), values (B, T)."""
+        from dlcli.rlhf.common import forward_hidden
+
+        logits, h = forward_hidden(self.gpt, ids)
+        return logits, self.value(h).squeeze(-1)
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over the masked (response) positions of (B, T) tensors.
+
+    delta_t = r_t + gamma V_{t+1} - V_t (V after the last response token is 0) and
+    A_t = sum_{k >= t} (gamma lam)^(k - t) delta_k, as one triangular matrix product.
+    Returns (advantages, returns = advantages + values), zero outside the mask."""
+    m = mask.float()
+    v = values * m
+    next_v = torch.cat([v[:, 1:], torch.zeros_like(v[:, :1])], dim=1)
+    delta = (rewards + gamma * next_v - v) * m
+    t = torch.arange(delta.size(1), device=delta.device)
+    gap = (t[None, :] - t[:, None]).float()  # gap[t, k] = k - t
+    discount = torch.where(gap >= 0, (gamma * lam) ** gap.clamp(min=0), torch.zeros_like(gap))
+    adv = (delta @ discount.T) * m
+    return adv, (adv + v) * m
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True) -> torch.Tensor:
+    """(x - mean) / std over the masked entries."""
+    m = torch.ones_like(x) if mask is None else mask.float()
+    n = m.sum().clamp(min=1)
+    mean = (x * m).sum() / n
+    var = ((x - mean) ** 2 * m).sum() / n
+    out = (x - mean) * torch.rsqrt(var + 1e-8)
+    return (out if shift_mean else out + mean) * m
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+@dataclass
+class Rollout:
+    ids: torch.Tensor  # (B, T) prompt + response, right-padded
+    mask: torch.Tensor  # (B, T-1) response targets
+    logp: torch.Tensor  # (B, T-1) log pi_old
+    values: torch.Tensor  # (B, T-1)
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    score: torch.Tensor  # (B,) reward-model scores
+    kl: torch.Tensor  # (B,) sum over the response of log pi - log pi_ref
+    responses: list[list[int]]
+
+
+class AdaptiveKL:
+    """kl_coef *= 1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon (fixed when not adaptive)."""
+
+    def __init__(self, cfg: PPOConfig) -> None:
+        self.value, self.cfg = cfg.kl_coef, cfg
+
+    def update(self, kl: float, n: int) -> None:
+        if self.cfg.adaptive_kl:
+            err = max(-0.2, min(0.2, kl / self.cfg.kl_target - 1))
+            self.value *= 1 + err * n / self.cfg.kl_horizon
+
+
+def rollout(policy: PolicyWithValue, ref: GPT, rm: Any, prompts: list[list[int]], cfg: PPOConfig, kl_coef: float,
+            end_id: int, gen: torch.Generator, banned: tuple[int, ...]) -> Rollout:
+    from dlcli.rlhf.common import batch, sample, token_logprobs
+
+    dev = next(policy.parameters()).device
+    policy.eval()
+    responses = sample(policy.gpt, prompts, cfg.max_new_tokens, end_id, gen, cfg.temperature, banned=banned)
+    ids, mask = batch(prompts, responses, end_id, dev)
+    lengths = torch.tensor([len(p) + len(r) for p, r in zip(prompts, responses)], device=dev)
+    with torch.no_grad():
+        logits, values = policy(ids)
+        logp = token_logprobs(logits, ids)
+        ref_logp = token_logprobs(ref(ids)[0], ids)
+        score = rm(ids, lengths).float()
+    m = mask.float()
+    kl_tok = (logp - ref_logp) * m
+    rewards = -kl_coef * kl_tok  # the KL penalty at every response token
+    final = whiten(score) if cfg.whiten_rewards else score
+    rewards[torch.arange(len(prompts), device=dev), lengths - 2] += final  # the score at the last token
+    values = values[:, :-1] * m
+    adv, ret = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+    adv = whiten(adv, mask)
+    policy.train()
+    return Rollout(ids, mask, logp, values, adv, ret, score, kl_tok.sum(1), responses)
+
+
+def ppo_update(policy: PolicyWithValue, optimizer: torch.optim.Optimizer, ro: Rollout, cfg: PPOConfig,
+               gen: torch.Generator) -> dict[str, float]:
+    """`ppo_epochs` passes of clipped policy + value losses over minibatches of the rollout."""
+    from dlcli.rlhf.common import token_logprobs
+
+    stats: dict[str, float] = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_frac": 0.0}
+    n, count = ro.ids.size(0), 0
+    size = cfg.mini_batch_size or max(1, n // 2)
+    for _ in range(cfg.ppo_epochs):
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, size):
+            mb = order[i: i + size].to(ro.ids.device)
+            ids, mask, adv = ro.ids[mb], ro.mask[mb].float(), ro.advantages[mb]
+            logits, values = policy(ids)
+            logp = token_logprobs(logits, ids)
+            ratio = torch.exp(logp - ro.logp[mb])
+            pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip))
+            policy_loss = masked_mean(pg, mask)
+            v = values[:, :-1]
+            v_clipped = ro.values[mb] + (v - ro.values[mb]).clamp(-cfg.clip_value, cfg.clip_value)
+            vf = 0.5 * torch.maximum((v - ro.returns[mb]) ** 2, (v_clipped - ro.returns[mb]) ** 2)
+            value_loss = masked_mean(vf, mask)
+            loss = policy_loss + cfg.vf_coef * value_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            with torch.no_grad():
+                lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+                entropy = masked_mean(-(lp.exp() * lp).sum(-1), mask)
+                clip_frac = masked_mean(((ratio - 1).abs() > cfg.clip).float(), mask)
+            for k, val in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", entropy),
+                           ("clip_frac", clip_frac)):
+                stats[k] += float(val.detach())
+            count += 1
+    return {k: v / count for k, v in stats.items()}
+
+
+def run(cfg: PPOConfig, force: bool = False, on_progress: OnProgress = nothing,
+        probe: Callable[[GPT], dict[str, float]] | None = None) -> dict[str, Any]:
+    """Train; write the run directory; return a summary. `probe(policy)`, if given, adds its own
+    held-out figures (e.g. a true reward) to every evaluation."""
+    from dlcli.core import rundir
+    from dlcli.core.runtime import parse_duration, seed_everything
+    from dlcli.errors import Interrupted, TrainingDiverged
+    from dlcli.rlhf import common, data
+    from dlcli.rlhf.reward import open_rm
+    from dlcli.training.optim import build_optimizer, lr_at, set_lr
+    from dlcli.training.plots import plot_curves
+
+    cfg.validate()
+    if not cfg.reward_model:
+        raise ConfigError("reward_model: give the reward model's directory")
+    sft = common.open_lm(cfg.sft, cfg.device)
+    rm = open_rm(cfg.reward_model, cfg.device)
+    common.same_tokenizer(rm.tokenizer, sft.tokenizer, cfg.reward_model, f"the policy {cfg.sft}")
+    cfg.model = sft.model.cfg
+    tok = sft.tokenizer
+    recs = data.read(cfg.data, "prompts", cfg.skip_bad)
+    enc = common.encode_records(cfg.data, recs, tok, min(cfg.model.block_size, rm.model.gpt.cfg.block_size), (),
+                                cfg.skip_bad, room=cfg.max_new_tokens)
+    out = common.start_run(cfg, "rlhf-ppo", [cfg.sft, cfg.reward_model, cfg.data], force)
+    seed_everything(cfg.seed)
+    dev = sft.device
+    end_id = common.end_token(tok, cfg.sft)
+    banned = common.banned_ids(tok)
+    ref = copy.deepcopy(sft.model).eval().requires_grad_(False)
+    policy = PolicyWithValue(sft.model).to(dev)
+    optimizer = build_optimizer(policy, cfg.optim, dev)
+    kl_ctl = AdaptiveKL(cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
+    total = common.budget_steps(cfg, len(train_i))
+    max_time = parse_duration(cfg.max_time) if cfg.max_time else 0.0
+    history: list[dict[str, Any]] = []
+    good = copy.deepcopy(policy.gpt.state_dict())
+    step, t0, last_eval = 0, time.perf_counter(), math.nan
+
+    def evaluate() -> dict[str, float]:
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        ro = rollout(policy, ref, rm.model, [enc[i]["prompt"] for i in val_i], cfg, kl_ctl.value, end_id, g, banned)
+        out = {"val_reward": float(ro.score.mean()), "val_kl": float(ro.kl.mean())}
+        if probe is not None:
+            policy.eval()
+            out.update(probe(policy.gpt))
+            policy.train()
+        return out
+
+    def plots() -> None:
+        plot_curves(history, out / "reward.png", {"reward": "rollouts", "val_reward": "held-out prompts"},
+                    "reward-model score", "PPO: reward")
+        plot_curves(history, out / "kl.png", {"kl": "rollouts", "val_kl": "held-out prompts"},
+                    "KL to the reference (nats / response)", "PPO: KL")
+
+    def keep_good(reason: str) -> TrainingDiverged:
+        policy.gpt.load_state_dict(good)
+        common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
+        return TrainingDiverged(f"{reason} at step {step}; the last good policy (step {max(0, step - 1)}) is kept "
+                                f"in {out}; try a larger kl_coef or a lower optim.lr")
+
+    with rundir.MetricsLog(out) as log:
+        try:
+            first = evaluate()
+            log.log(step=0, **first)
+            history.append({"step": 0, **first})
+            while not (total and step >= total) and not (max_time and time.perf_counter() - t0 >= max_time):
+                rows = [train_i[int(i)] for i in torch.randint(len(train_i), (cfg.batch_size,), generator=gen)]
+                ro = rollout(policy, ref, rm.model, [enc[i]["prompt"] for i in rows], cfg, kl_ctl.value, end_id,
+                             gen, banned)
+                kl = float(ro.kl.mean())
+                if not math.isfinite(kl) or kl > cfg.kl_stop:
+                    raise keep_good(f"the mean KL to the reference reached {kl:.3g} nats (kl_stop {cfg.kl_stop})")
+                good = copy.deepcopy(policy.gpt.state_dict())
+                set_lr(optimizer, lr := lr_at(step, cfg.optim, step / total if total else None))
+                stats = ppo_update(policy, optimizer, ro, cfg, gen)
+                if not all(math.isfinite(v) for v in stats.values()):
+                    raise keep_good("the PPO losses became non-finite")
+                kl_ctl.update(kl, cfg.batch_size)
+                step += 1
+                rec = {"step": step, "reward": float(ro.score.mean()), "kl": kl, "kl_coef": kl_ctl.value, "lr": lr,
+                       "response_tokens": float(ro.mask.sum(1).float().mean()), **stats,
+                       "elapsed": time.perf_counter() - t0}
+                if cfg.eval_interval and step % cfg.eval_interval == 0:
+                    ev = evaluate()
+                    rec.update(ev)
+                    last_eval = ev["val_reward"]
+                if cfg.sample_interval and step % cfg.sample_interval == 0:
+                    rec["samples"] = [{"prompt": tok.decode(enc[rows[j]]["prompt"]),
+                                       "response": common.decode(tok, ro.responses[j], end_id),
+                                       "reward": round(float(ro.score[j]), 4)}
+                                      for j in range(min(cfg.num_samples, len(rows)))]
+                log.log(**rec)
+                history.append(rec)
+                if step % cfg.log_interval == 0 or step == total:
+                    show = {"reward": rec["reward"], "kl": kl, "clip": stats["clip_frac"]}
+                    on_progress(Tick("ppo", step, total or None, unit="step", metrics=show))
+                    plots()
+        except KeyboardInterrupt:
+            common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
+            raise Interrupted(f"interrupted at step {step}; the policy so far is saved in {out}") from None
+        if not history or "val_reward" not in history[-1]:
+            ev = evaluate()
+            log.log(step=step, **ev)
+            history.append({"step": step, **ev})
+            last_eval = ev["val_reward"]
+        plots()
+    policy.eval()
+    common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
+    rundir.save_tensors(policy.value.state_dict(), out / "value_head.safetensors")
+    rewards = [h["reward"] for h in history if "reward" in h]
+    return {"run": str(out), "steps": step, "elapsed": time.perf_counter() - t0, "val_reward": last_eval,
+            "val_reward_before": first["val_reward"], "val_kl": history[-1].get("val_kl"),
+            "reward_first": rewards[0] if rewards else math.nan, "reward_last": rewards[-1] if rewards else math.nan,
+            "kl_coef": kl_ctl.value}

@@ -1,0 +1,197 @@
+"""`dlcli rlhf reward` and `dlcli rlhf score`: a reward model and its scores.
+
+The model is the base run's Transformer trunk (its weights to start from) with a
+scalar head on the hidden state of the last token of prompt + response (its end
+token). Training minimises the Bradley-Terry pairwise loss
+
+    loss = -log sigmoid(r(prompt, chosen) - r(prompt, rejected))
+
+(the probability that a person prefers `chosen` is sigmoid of the reward difference).
+Reported: held-out pairwise accuracy (r_chosen > r_rejected) and mean margin.
+
+    RM/config.yaml  RM/meta.json (stage rlhf-reward)  RM/tokenizer.json
+    RM/model.safetensors  (gpt.* trunk, head.* scalar head)  RM/metrics.jsonl  RM/loss.png
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlcli.core.progress import OnProgress, nothing
+from dlcli.models.gpt import GPT, GPTConfig
+from dlcli.rlhf.common import StageConfig
+
+
+@dataclass
+class RewardConfig(StageConfig):
+    base: str = ""  # a causal GPT run: tokenizer, model shape and starting weights
+    output: str = "runs/reward"
+
+
+class RewardModel(nn.Module):
+    """GPT trunk -> hidden state at each sequence's last token -> one scalar."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.gpt = GPT(cfg)
+        self.head = nn.Linear(cfg.n_embd, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) right-padded, lengths (B,) -> rewards (B,)."""
+        from dlcli.rlhf.common import forward_hidden
+
+        _, h = forward_hidden(self.gpt, ids)
+        last = h[torch.arange(ids.size(0), device=ids.device), lengths - 1]  # (B, C)
+        return self.head(last).squeeze(-1)
+
+
+def bradley_terry(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """Mean of -log sigmoid(r_c - r_r)."""
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+
+
+def score_pairs(rm: RewardModel, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
+                device: Any) -> torch.Tensor:
+    from dlcli.rlhf.common import pad
+
+    seqs = [p + r for p, r in zip(prompts, responses)]
+    return rm(pad(seqs, pad_id, device), torch.tensor([len(s) for s in seqs], device=device))
+
+
+def run(cfg: RewardConfig, force: bool = False, on_progress: OnProgress = nothing) -> dict[str, Any]:
+    import shutil
+
+    from dlcli.core import rundir
+    from dlcli.core.runtime import seed_everything
+    from dlcli.rlhf import common, data
+    from dlcli.training.plots import plot_curves
+
+    cfg.validate()
+    base = common.open_lm(cfg.base, cfg.device)
+    cfg.model = base.model.cfg
+    recs = data.read(cfg.data, "prefs", cfg.skip_bad)
+    enc = common.encode_records(cfg.data, recs, base.tokenizer, cfg.model.block_size, ("chosen", "rejected"),
+                                cfg.skip_bad)
+    out = common.start_run(cfg, "rlhf-reward", [cfg.base, cfg.data], force)
+    seed_everything(cfg.seed)
+    dev = base.device
+    rm = RewardModel(cfg.model).to(dev)
+    rm.gpt.load_state_dict(base.model.state_dict())
+    pad_id = common.end_token(base.tokenizer, cfg.base)
+    train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
+
+    def rewards(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        prompts = [enc[i]["prompt"] for i in rows] * 2
+        resp = [enc[i]["chosen"] for i in rows] + [enc[i]["rejected"] for i in rows]
+        r = score_pairs(rm, prompts, resp, pad_id, dev)
+        return r[: len(rows)], r[len(rows):]
+
+    def step_fn(idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        rc, rr = rewards([train_i[i] for i in idx])
+        return bradley_terry(rc, rr), {"accuracy": float((rc > rr).float().mean())}
+
+    def evaluate() -> dict[str, float]:
+        rc, rr = zip(*(rewards(val_i[i: i + cfg.batch_size]) for i in range(0, len(val_i), cfg.batch_size)))
+        c, r = torch.cat(rc), torch.cat(rr)
+        return {"val_loss": float(bradley_terry(c, r)), "val_accuracy": float((c > r).float().mean()),
+                "val_margin": float((c - r).mean())}
+
+    def plots(history: list[dict[str, Any]]) -> None:
+        plot_curves(history, out / "accuracy.png", {"accuracy": "train", "val_accuracy": "held-out"},
+                    "pairwise accuracy", "Reward model (Bradley-Terry)")
+
+    steps, last, secs = common.train_loop(cfg, out, rm, len(train_i), step_fn, evaluate, on_progress, "reward",
+                                          plots)
+    rundir.save_tensors(rm.state_dict(), out / "model.safetensors")
+    shutil.copyfile(Path(cfg.base) / "tokenizer.json", out / "tokenizer.json")
+    return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "elapsed": secs,
+            "val_pairs": len(val_i), **{k: v for k, v in last.items() if k != "step"}}
+
+
+@dataclass
+class LoadedRM:
+    model: RewardModel
+    tokenizer: Any
+    device: Any
+    path: Path
+
+
+def open_rm(path: str, device: str = "auto") -> LoadedRM:
+    from dlcli.core import rundir
+    from dlcli.core.runtime import resolve_device
+    from dlcli.errors import InputError
+    from dlcli.lmrun import read_config
+    from dlcli.text import vocabulary
+
+    p = Path(path)
+    if not p.is_dir():
+        raise InputError(f"{p}: no such reward-model directory")
+    if rundir.read_meta(p).get("stage") != "rlhf-reward":
+        raise InputError(f"{p}: not a reward model (made by 'dlcli rlhf reward')")
+    cfg = read_config(p, RewardConfig)
+    rm = RewardModel(cfg.model)
+    rundir.load_weights(rm, p / "model.safetensors")
+    dev = resolve_device(device)
+    return LoadedRM(rm.to(dev).eval(), vocabulary.load(p / "tokenizer.json"), dev, p)
+
+
+def score(rm_path: str, data_path: str, output: str = "-", batch_size: int = 64, skip_bad: bool = False,
+          device: str = "auto", force: bool = False) -> dict[str, Any]:
+    """Add "reward" to each prompt/completion line (or "reward_chosen" and "reward_rejected" to a
+    preference line) of a JSONL file; write JSONL to `output` ('-' = stdout)."""
+    from dlcli.core.io import open_output
+    from dlcli.rlhf import common, data
+
+    rm = open_rm(rm_path, device)
+    first = _first_object(data_path)
+    kind = "prefs" if "chosen" in first else "sft"
+    keys = ("chosen", "rejected") if kind == "prefs" else ("completion",)
+    recs = data.read(data_path, kind, skip_bad)
+    enc = common.encode_records(data_path, recs, rm.tokenizer, rm.model.gpt.cfg.block_size, keys, skip_bad)
+    kept = sorted(set(recs.lines) - {n for n, _ in recs.skipped})
+    originals = _objects(data_path, set(kept))
+    pad_id = common.end_token(rm.tokenizer, rm_path)
+    scores: dict[str, list[float]] = {k: [] for k in keys}
+    with torch.no_grad():
+        for i in range(0, len(enc), batch_size):
+            chunk = enc[i: i + batch_size]
+            for k in keys:
+                scores[k] += score_pairs(rm.model, [e["prompt"] for e in chunk], [e[k] for e in chunk], pad_id,
+                                         rm.device).tolist()
+    names = {"completion": "reward", "chosen": "reward_chosen", "rejected": "reward_rejected"}
+    lines = []
+    for j, n in enumerate(kept):
+        obj = originals[n]
+        for k in keys:
+            obj[names[k]] = round(scores[k][j], 6)
+        lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
+    with open_output(output, force) as f:
+        f.write("".join(lines).encode("utf-8"))
+    return {"lines": len(lines), "skipped": len(recs.skipped), "output": output,
+            "mean_reward": sum(scores[keys[0]]) / max(1, len(scores[keys[0]]))}
+
+
+def _first_object(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    return {}
+                return obj if isinstance(obj, dict) else {}
+    return {}
+
+
+def _objects(path: str, wanted: set[int]) -> dict[int, dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return {n: json.loads(line) for n, line in enumerate(f, 1) if n in wanted}

@@ -1,0 +1,100 @@
+"""RLHF library: data readers, the losses against hand computation, GAE, and tiny runs of each stage."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlcli.errors import InputError
+from dlcli.rlhf import data, toytask
+
+HH = [
+    {"chosen": "\n\nHuman: hi\n\nAssistant: hello!\n\nHuman: about cats?\n\nAssistant: cats are nice.",
+     "rejected": "\n\nHuman: hi\n\nAssistant: hello!\n\nHuman: about cats?\n\nAssistant: cats are bad."},
+    {"chosen": "\n\nHuman: about tea?\n\nAssistant: tea is good.",
+     "rejected": "\n\nHuman: about tea?\n\nAssistant: no."},
+    {"chosen": "\n\nHuman: rain?\n\nAssistant: rain is fun.",
+     "rejected": "\n\nHuman: rain?\n\nAssistant: rain is sad."},
+]
+
+
+def write_jsonl(path: Path, rows: list) -> str:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_hh_prompt_is_longest_shared_prefix_ending_in_an_assistant_turn(tmp_path: Path) -> None:
+    recs = data.read(write_jsonl(tmp_path / "hh.jsonl", HH), "prefs")
+    first = recs.rows[0]
+    assert first["prompt"] == "\n\nHuman: hi\n\nAssistant: hello!\n\nHuman: about cats?\n\nAssistant:"
+    assert (first["chosen"], first["rejected"]) == (" cats are nice.", " cats are bad.")
+    # the responses share " rain is " but the prompt stops at the marker
+    assert recs.rows[2]["prompt"] == "\n\nHuman: rain?\n\nAssistant:" and recs.rows[2]["chosen"] == " rain is fun."
+
+
+def test_chat_template_splits_on_the_last_assistant_turn(tmp_path: Path) -> None:
+    msgs = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "about cats?"},
+            {"role": "assistant", "content": "cats are nice."}]
+    recs = data.read(write_jsonl(tmp_path / "chat.jsonl", [{"messages": msgs}]), "sft")
+    assert recs.rows[0] == {"prompt": "be kind\n\nHuman: about cats?\n\nAssistant:", "completion": " cats are nice."}
+
+
+@pytest.mark.parametrize("line, problem", [
+    ('{"prompt": "a", "chosen": "b"}', 'line 2: missing key "rejected"'),
+    ('{"prompt": "a", "chosen": 3, "rejected": "c"}', 'line 2: "chosen" must be a string, not int'),
+    ('{"prompt": "a", "chosen": "b", "rejected": "b"}', "line 2: chosen is identical to rejected"),
+    ("{nope", "line 2: not valid JSON"),
+    ('["a"]', "line 2: expected a JSON object"),
+])
+def test_bad_lines_name_the_line_and_skip_bad_leaves_them_out(tmp_path: Path, line: str, problem: str) -> None:
+    good = {"prompt": "a", "chosen": "b", "rejected": "c"}
+    path = write_jsonl(tmp_path / "p.jsonl", [good, line, good])
+    with pytest.raises(InputError, match=problem):
+        data.read(path, "prefs")
+    recs = data.read(path, "prefs", skip_bad=True)
+    assert len(recs.rows) == 2 and recs.lines == [1, 3] and recs.skipped[0][0] == 2
+
+
+def test_bradley_terry_and_dpo_losses_match_hand_computation() -> None:
+    from dlcli.rlhf.dpo import dpo_loss
+    from dlcli.rlhf.reward import bradley_terry
+
+    rc, rr = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
+    # -log sigmoid(1) = log(1 + e^-1); -log sigmoid(-1) = log(1 + e)
+    assert float(bradley_terry(rc, rr)) == pytest.approx((math.log(1 + math.exp(-1)) + math.log(1 + math.e)) / 2)
+    # beta 0.5: r_c = 0.5 (-3 - -4) = 0.5, r_r = 0.5 (-5 - -4) = -0.5, loss = -log sigmoid(1)
+    loss, r_c, r_r = dpo_loss(torch.tensor([-3.0]), torch.tensor([-5.0]), torch.tensor([-4.0]), torch.tensor([-4.0]),
+                              0.5)
+    assert float(loss) == pytest.approx(math.log(1 + math.exp(-1)))
+    assert (float(r_c), float(r_r)) == pytest.approx((0.5, -0.5))
+
+
+def test_gae_matches_a_hand_computed_example() -> None:
+    from dlcli.rlhf.ppo import gae
+
+    # one prompt position (masked out), then three response tokens
+    rewards = torch.tensor([[0.0, 0.1, -0.2, 1.0]])
+    values = torch.tensor([[9.0, 0.5, 0.4, 0.3]])
+    mask = torch.tensor([[False, True, True, True]])
+    g, lam = 0.9, 0.5
+    d3 = 1.0 - 0.3  # the last token: V after it is 0
+    d2 = -0.2 + g * 0.3 - 0.4
+    d1 = 0.1 + g * 0.4 - 0.5
+    a3, a2 = d3, d2 + g * lam * d3
+    a1 = d1 + g * lam * a2
+    adv, ret = gae(rewards, values, mask, g, lam)
+    assert adv.tolist()[0] == pytest.approx([0.0, a1, a2, a3])
+    assert ret.tolist()[0] == pytest.approx([0.0, a1 + 0.5, a2 + 0.4, a3 + 0.3])
+
+
+def test_toy_rule_scores() -> None:
+    assert toytask.score("about cats:", " cats are nice.") == 1.0
+    assert toytask.score("about cats:", " dogs are nice.") == 0.5
+    assert toytask.score("tell me about cats:", " cats are bad.") == 0.5
+    assert toytask.score("about cats:", " cats and dogs are nice, bad.") == 0.0
+    pairs = toytask.preference_pairs(50)
+    assert all(toytask.score(p["prompt"], p["chosen"]) > toytask.score(p["prompt"], p["rejected"]) for p in pairs)

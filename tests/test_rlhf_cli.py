@@ -1,0 +1,159 @@
+"""`dlcli rlhf`: tiny end-to-end runs of every stage and the bad input of the issue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlcli.rlhf import toytask
+
+HH = [
+    {"chosen": "\n\nHuman: about cats?\n\nAssistant: cats are nice.",
+     "rejected": "\n\nHuman: about cats?\n\nAssistant: cats are bad."},
+    {"chosen": "\n\nHuman: hi\n\nAssistant: hello.\n\nHuman: about tea?\n\nAssistant: tea is good.",
+     "rejected": "\n\nHuman: hi\n\nAssistant: hello.\n\nHuman: about tea?\n\nAssistant: no."},
+    {"chosen": "\n\nHuman: rain?\n\nAssistant: rain is fun.",
+     "rejected": "\n\nHuman: rain?\n\nAssistant: rain is sad."},
+    {"chosen": "\n\nHuman: dogs?\n\nAssistant: dogs are great.",
+     "rejected": "\n\nHuman: dogs?\n\nAssistant: dogs are awful."},
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest (and share the machine best) on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def write_jsonl(path: Path, rows: list) -> str:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def make_base(path: Path, chars: str, block_size: int = 96, name: str = "base") -> str:
+    """A tiny, untrained `train-transformer` run over `chars` (what RLHF starts from)."""
+    from dlcli.core import rundir
+    from dlcli.models.gpt import GPT, GPTConfig
+    from dlcli.text.vocabulary import word_level
+    from dlcli.train_transformer import TrainTransformerConfig
+
+    tok = word_level(["<unk>"] + sorted(set(chars)), "<unk>", "char", [])
+    cfg = TrainTransformerConfig(model=GPTConfig(vocab_size=tok.get_vocab_size(), block_size=block_size, n_layer=1,
+                                                 n_head=2, n_embd=16))
+    cfg.data.train = "x.ids"
+    run = rundir.create(path / name, cfg, "train-transformer")
+    tok.save(str(run / "tokenizer.json"))
+    torch.manual_seed(0)
+    rundir.save_tensors(GPT(cfg.model).state_dict(), run / "model.safetensors")
+    return str(run)
+
+
+CHARS = "".join(sorted(set(toytask.corpus(200) + "".join(json.dumps(h) for h in HH) + "\n?!HA")))
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> dict[str, str]:
+    return {"base": make_base(tmp_path, CHARS),
+            "sft": write_jsonl(tmp_path / "sft.jsonl", toytask.sft_pairs(40)),
+            "prefs": write_jsonl(tmp_path / "prefs.jsonl", toytask.preference_pairs(40)),
+            "prompts": write_jsonl(tmp_path / "prompts.jsonl", toytask.prompts(20)),
+            "hh": write_jsonl(tmp_path / "hh.jsonl", HH)}
+
+
+FAST = ["--device", "cpu", "-q", "--batch-size", "8"]
+
+
+def test_every_stage_end_to_end(cli, toy, tmp_path: Path) -> None:
+    r = cli("rlhf", "sft", toy["base"], toy["sft"], "-o", "sft", "--max-steps", "4", *FAST)
+    assert r.exit_code == 0, r.output
+    for f in ("config.yaml", "meta.json", "metrics.jsonl", "tokenizer.json", "model.safetensors", "loss.png"):
+        assert (Path("sft") / f).is_file(), f
+    r = cli("rlhf", "reward", toy["base"], toy["prefs"], "-o", "rm", "--max-steps", "4", *FAST)
+    assert r.exit_code == 0, r.output
+    assert any("val_accuracy" in json.loads(line) for line in Path("rm/metrics.jsonl").read_text().splitlines())
+    r = cli("rlhf", "score", "rm", toy["sft"])
+    assert r.exit_code == 0, r.output
+    scored = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(scored) == 40 and all(isinstance(s["reward"], float) for s in scored)
+    r = cli("rlhf", "ppo", "sft", "rm", "--prompts", toy["prompts"], "-o", "ppo", "--max-steps", "2",
+            "--max-new-tokens", "8", "--adaptive-kl", *FAST, "--set", "mini_batch_size=4",
+            "--set", "sample_interval=1")
+    assert r.exit_code == 0, r.output
+    for f in ("model.safetensors", "value_head.safetensors", "reward.png", "kl.png", "tokenizer.json"):
+        assert (Path("ppo") / f).is_file(), f
+    recs = [json.loads(line) for line in Path("ppo/metrics.jsonl").read_text().splitlines()]
+    steps = [x for x in recs if "reward" in x]
+    assert len(steps) == 2 and all({"kl", "entropy", "clip_frac", "kl_coef", "samples"} <= set(x) for x in steps)
+    assert steps[1]["kl_coef"] != 0.1  # adaptive
+    r = cli("rlhf", "dpo", "sft", toy["prefs"], "-o", "dpo", "--max-steps", "3", *FAST)
+    assert r.exit_code == 0, r.output
+    last = [json.loads(line) for line in Path("dpo/metrics.jsonl").read_text().splitlines()][-1]
+    assert {"val_accuracy", "val_margin"} <= set(last)
+    for run in ("sft", "ppo", "dpo"):  # language-model runs: generate and evaluate read them
+        r = cli("generate", run, "--prompt", "about cats:", "-n", "5", "--seed", "1")
+        assert r.exit_code == 0 and r.stdout.startswith("about cats:"), r.output
+    Path("held.txt").write_text(toytask.corpus(20, seed=9))
+    r = cli("evaluate", "ppo", "--text", "held.txt")
+    assert r.exit_code == 0, r.output
+
+
+def test_hh_dialogues_train_a_reward_model_and_dpo(cli, toy) -> None:
+    r = cli("rlhf", "reward", toy["base"], toy["hh"], "-o", "rm", "--max-steps", "2", *FAST,
+            "--set", "val_fraction=0.25")
+    assert r.exit_code == 0, r.output
+    r = cli("rlhf", "dpo", toy["base"], toy["hh"], "-o", "dpo", "--max-steps", "2", *FAST)
+    assert r.exit_code == 0, r.output
+    assert Path("dpo/model.safetensors").is_file()
+
+
+def test_sft_learns_the_completions(toy) -> None:
+    from dlcli.rlhf.sft import SFTConfig, run
+    from dlcli.training.optim import OptimConfig
+
+    s = run(SFTConfig(base=toy["base"], data=toy["sft"], output="sft", max_steps=60, batch_size=16, device="cpu",
+                      eval_interval=0, optim=OptimConfig(lr=3e-3)))
+    assert s["val_loss"] < 0.75 * s["val_loss_before"]
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(cli, toy, tmp_path: Path) -> None:
+    rows = [toytask.sft_pairs(1)[0], '{"prompt": "about cats:"}'] + toytask.sft_pairs(2)
+    bad = write_jsonl(tmp_path / "bad.jsonl", rows)
+    r = cli("rlhf", "sft", toy["base"], bad, "-o", "out", *FAST)
+    assert r.exit_code != 0 and 'line 2: missing key "completion"' in r.stderr and not Path("out").exists()
+    r = cli("rlhf", "sft", toy["base"], bad, "-o", "out", "--max-steps", "1", "--skip-bad", "--device", "cpu")
+    assert r.exit_code == 0 and "left out 1 bad line" in r.stderr
+    long = write_jsonl(tmp_path / "long.jsonl", [{"prompt": "about cats:" * 9, "completion": " cats."}])
+    r = cli("rlhf", "sft", toy["base"], long, "-o", "out2", *FAST)
+    assert r.exit_code != 0 and "longer than the context of 96" in r.stderr and not Path("out2").exists()
+    same = write_jsonl(tmp_path / "same.jsonl", [{"prompt": "a", "chosen": " b", "rejected": " b"}])
+    r = cli("rlhf", "dpo", toy["base"], same, "-o", "out3", *FAST)
+    assert r.exit_code != 0 and "chosen is identical to rejected" in r.stderr
+    unknown = write_jsonl(tmp_path / "unk.jsonl", [{"prompt": "about ÷:", "completion": " x"}])
+    r = cli("rlhf", "sft", toy["base"], unknown, "-o", "out4", *FAST)
+    assert r.exit_code != 0 and "not in the vocabulary: '÷'" in r.stderr
+
+
+def test_reward_model_with_another_tokenizer_is_refused(cli, toy, tmp_path: Path) -> None:
+    other = make_base(tmp_path, CHARS + "#", name="other")
+    assert cli("rlhf", "reward", other, toy["prefs"], "-o", "rm", "--max-steps", "1", *FAST).exit_code == 0
+    r = cli("rlhf", "ppo", toy["base"], "rm", "--prompts", toy["prompts"], "-o", "ppo", *FAST)
+    assert r.exit_code != 0 and "its tokenizer differs from the one of the policy" in r.stderr
+    assert not Path("ppo").exists()
+
+
+def test_exploding_kl_stops_and_keeps_the_last_good_policy(cli, toy) -> None:
+    r = cli("rlhf", "ppo", toy["base"], toy["base"], "--prompts", toy["prompts"], "-o", "ppo", *FAST)
+    assert r.exit_code != 0 and "not a reward model" in r.stderr
+    assert cli("rlhf", "reward", toy["base"], toy["prefs"], "-o", "rm", "--max-steps", "1", *FAST).exit_code == 0
+    r = cli("rlhf", "ppo", toy["base"], "rm", "--prompts", toy["prompts"], "-o", "ppo", "--max-steps", "20",
+            "--lr", "0.3", "--max-new-tokens", "8", *FAST, "--set", "kl_stop=0.5", "--set", "optim.grad_clip=0")
+    assert r.exit_code != 0 and "mean KL to the reference reached" in r.stderr and "is kept in ppo" in r.stderr
+    from dlcli.lmrun import open_run
+
+    assert open_run("ppo", "cpu").stage == "rlhf-ppo"  # the kept policy is a usable run
