@@ -35,6 +35,7 @@ class TrainTransformerConfig:
     eval_interval: int = 250
     checkpoint_interval: int = 500
     seed: int = 1337
+    init_embeddings: str = ""  # an `dlcli embed` run or a .vec/.bin file: input embedding rows by token
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     compile: bool = False  # torch.compile the model

@@ -252,3 +252,39 @@ def test_embedding_rows_initialised_by_token():
     assert torch.equal(m.embed.weight[1], before)  # tokens without a vector keep their initialisation
     with pytest.raises(ConfigError, match="2 dimensions but the model's embedding has 3"):
         init_embedding(m.embed, tok, {"the": np.zeros(2)})
+
+
+@pytest.mark.parametrize("command", ["train-rnn", "train-transformer"])
+def test_init_embeddings_from_a_vec_file(cli, tm_ids, tmp_path, command):
+    """Rows are copied by token string; the coverage is reported; a dimension mismatch is one clear line."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tm_ids.parent / "tokenizer.json"))
+    vocab = tok.get_vocab()
+    letters = [t for t in "abcdefghij" if t in vocab]
+    vec = tmp_path / "v.vec"
+    vec.write_text(f"{len(letters) + 1} 4\n" + "".join(f"{t} {i} 0.5 -1 2\n" for i, t in enumerate(letters))
+                   + "zzz 9 9 9 9\n")
+    size = ["--embd", "4"] + (["--hidden", "4"] if command == "train-rnn" else ["--heads", "2", "--layers", "1"])
+    r = cli(command, "-d", tm_ids, "-o", tmp_path / "run", "--max-steps", "1", *size, "--init-embeddings", vec,
+            "--device", "cpu", "--set", "eval_interval=0")
+    assert r.exit_code == 0, r.stderr
+    assert f"initialised {len(letters)} of {tok.get_vocab_size()} embedding rows" in r.stderr
+    bad = cli(command, "-d", tm_ids, "-o", tmp_path / "bad", "--max-steps", "1", "--embd", "8",
+              *size[2:], "--init-embeddings", vec)
+    assert bad.exit_code != 0 and "4-dimensional vectors but the model's embedding has 8" in bad.stderr
+
+
+def test_initialised_rows_hold_the_given_vectors(tm_ids):
+    from tokenizers import Tokenizer
+
+    from dlcli.training.embeddings import load_pretrained
+
+    tok = Tokenizer.from_file(str(tm_ids.parent / "tokenizer.json"))
+    vec = tm_ids.parent / "e.vec"
+    vec.write_text("2 3\ne 1 2 3\nt -1 -2 -3\n")
+    m = RNNLM(RNNConfig(vocab_size=tok.get_vocab_size(), n_hidden=3, n_embd=3))
+    cov = load_pretrained(m, tok, str(vec))
+    assert cov["covered"] == 2
+    assert m.embed.weight[tok.token_to_id("e")].tolist() == [1.0, 2.0, 3.0]
+    assert m.embed.weight[tok.token_to_id("t")].tolist() == [-1.0, -2.0, -3.0]

@@ -17,6 +17,13 @@ TRAIN = "Training"
 FORECAST = "Time series (--task forecast)"
 
 
+def _coverage(summary: dict, quiet: bool) -> None:
+    cov = summary.get("init_embeddings")
+    if cov:
+        c.info(f"initialised {cov['covered']:,} of {cov['total']:,} embedding rows ({100 * cov['coverage']:.1f}%) "
+               f"from {cov['path']}", quiet)
+
+
 def train_rnn(
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="Id file to train on (from 'dlcli vocab "
                                                 "encode'); a CSV with --task forecast.", show_default=False)] = None,
@@ -53,6 +60,11 @@ def train_rnn(
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m, 1h. Stops "
                                                     "cleanly, evaluates, saves.", rich_help_panel=TRAIN,
                                                     show_default=False)] = None,
+    init_embeddings: Annotated[Optional[str], typer.Option("--init-embeddings", help="Initialise the input "
+                                                           "embedding from word vectors: a 'dlcli embed' run or a "
+                                                           ".vec/.bin file (rows matched by token; coverage is "
+                                                           "reported).", rich_help_panel=MODEL,
+                                                           show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
                                                 rich_help_panel=TRAIN, show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",
@@ -109,10 +121,12 @@ def train_rnn(
         flags = {"data.train": data, "data.val": val, "output": output, "model.cell": cell,
                  "model.n_layer": layers, "model.n_hidden": hidden, "model.n_embd": embd, "model.dropout": dropout,
                  "batch_size": batch_size, "seq_len": seq_len, "sampling": sampling, "optim.lr": lr,
-                 "max_steps": max_steps, "epochs": epochs, "max_time": max_time, "seed": seed, "device": device}
+                 "max_steps": max_steps, "epochs": epochs, "max_time": max_time, "seed": seed, "device": device,
+                 "init_embeddings": init_embeddings}
         cfg = c.resolve(TrainRNNConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
             s = train(cfg, force=force, resume=resume, on_progress=on_progress)
+        _coverage(s, quiet)
         c.info(f"{s['steps']:,} steps ({s['epochs']:.2f} epochs) in {s['elapsed']:.0f} s; validation loss "
                f"{s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}", quiet)
         c.result(s["run"])
@@ -274,6 +288,11 @@ def train_transformer(
     objective: Annotated[Optional[str], typer.Option("--objective", help="clm (next token, default) or mlm "
                                                      "(masked tokens, BERT-style; needs a <mask> token).",
                                                      rich_help_panel=MODEL, show_default=False)] = None,
+    init_embeddings: Annotated[Optional[str], typer.Option("--init-embeddings", help="Initialise the input "
+                                                           "embedding from word vectors: a 'dlcli embed' run or a "
+                                                           ".vec/.bin file (rows matched by token; coverage is "
+                                                           "reported).", rich_help_panel=MODEL,
+                                                           show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
                                                 rich_help_panel=TRAIN, show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",
@@ -323,10 +342,12 @@ def train_transformer(
                  "model.n_head": heads, "model.n_embd": embd, "model.block_size": block_size,
                  "model.dropout": dropout, "batch_size": batch_size, "grad_accum": grad_accum, "optim.lr": lr,
                  "max_steps": max_steps, "epochs": epochs, "max_time": max_time, "precision": precision,
-                 "compile": compile, "objective": objective, "seed": seed, "device": device}
+                 "compile": compile, "objective": objective, "seed": seed, "device": device,
+                 "init_embeddings": init_embeddings}
         cfg = c.resolve(TrainTransformerConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
             s = train(cfg, force=force, resume=resume, on_progress=on_progress)
+        _coverage(s, quiet)
         c.info(f"{s['steps']:,} steps ({s['epochs']:.2f} epochs, {s['params']:,} parameters) in {s['elapsed']:.0f} s;"
                f" validation loss {s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}", quiet)
         c.result(s["run"])

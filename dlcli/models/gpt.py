@@ -157,6 +157,10 @@ class GPT(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
+    @property
+    def input_embedding(self) -> nn.Embedding:
+        return self.tok_emb
+
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, targets: torch.Tensor | None = None,
                 reference: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, KVCache | None]:
         """idx (B, T) -> logits (B, T, v), mean cross-entropy (if targets), KV cache.

@@ -54,6 +54,10 @@ class RNNLM(nn.Module):
             return self.drop(self.embed(idx))
         return F.one_hot(idx, self.cfg.vocab_size).to(self.head.weight.dtype)
 
+    @property
+    def input_embedding(self) -> nn.Embedding | None:
+        return self.embed
+
     def forward(self, idx: torch.Tensor, h: Hidden | None = None, targets: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None, Hidden]:
         """idx (B, T) -> logits (B, T, v), mean cross-entropy (if targets), new state."""

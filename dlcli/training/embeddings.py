@@ -37,3 +37,18 @@ def init_embedding(embedding: nn.Embedding, tokenizer: Any, vectors: Mapping[str
             found += 1
     total = embedding.num_embeddings
     return {"covered": found, "total": total, "coverage": found / max(1, total), "missing_examples": missing[:10]}
+
+
+def load_pretrained(model: nn.Module, tokenizer: Any, path: str) -> dict[str, Any]:
+    """Initialise `model.input_embedding` from an embed run or a .vec/.bin file; returns the coverage."""
+    from dlcli.embed.vecfile import load_vectors
+
+    table = getattr(model, "input_embedding", None)
+    if table is None:
+        raise ConfigError("init_embeddings: this model has no embedding table (a one-hot RNN); set model.n_embd")
+    words, matrix = load_vectors(path)
+    if matrix.shape[1] != table.embedding_dim:
+        raise ConfigError(f"init_embeddings: {path} has {matrix.shape[1]}-dimensional vectors but the model's "
+                          f"embedding has {table.embedding_dim} (set model.n_embd to {matrix.shape[1]})")
+    cov = init_embedding(table, tokenizer, dict(zip(words, matrix)))
+    return {**cov, "path": str(path)}

@@ -185,6 +185,11 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
 
     seed_everything(cfg.seed)
     model = build_model().to(device)
+    coverage = None
+    if getattr(cfg, "init_embeddings", "") and not resume:  # a resumed run has its weights already
+        from dlcli.training.embeddings import load_pretrained
+
+        coverage = load_pretrained(model, tok, cfg.init_embeddings)
     optimizer = build_optimizer(model, cfg.optim, device)
     batches = LMBatches(train_ids, cfg.batch_size, cfg.seq_len, cfg.sampling, cfg.seed, dist.rank, dist.world)
     step, epoch, batch_i, elapsed_before = 0, 0, 0, 0.0
@@ -360,4 +365,4 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
     distributed.cleanup(dist)
     return {"run": str(run), "steps": step, "epochs": epoch + batch_i / max(1, nb), "val_loss": val_loss,
             "val_ppl": math.exp(min(val_loss, 50)), "elapsed": elapsed(), "tokens": step * tokens_per_step,
-            "params": sum(p.numel() for p in model.parameters())}
+            "params": sum(p.numel() for p in model.parameters()), "init_embeddings": coverage}
