@@ -11,8 +11,9 @@ from dlcli.core.config import build_config
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = {"rnn-": "dlcli.train_rnn:TrainRNNConfig", "transformer-": "dlcli.train_transformer:TrainTransformerConfig",
            "translate-": "dlcli.translation:TrainTranslateConfig",
-           "gan-": "dlcli.gan.train:GanConfig"}
-DATA_KEY = {"translate-": "data.tsv=x.tsv", "gan-": "output=runs/x"}  # gan configs name their built-in data
+           "gan-": "dlcli.gan.train:GanConfig", "nerf-": "dlcli.nerf.train:NerfConfig"}
+# gan configs name their built-in data
+DATA_KEY = {"translate-": "data.tsv=x.tsv", "gan-": "output=runs/x", "nerf-": "data=x"}
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)

@@ -25,6 +25,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("rlhf", "dlcli.cli.rlhf", "app"),
     ("embed", "dlcli.cli.embed", "app"),
     ("gan", "dlcli.cli.gan", "app"),
+    ("nerf", "dlcli.cli.nerf", "app"),
 ]
 
 app = typer.Typer(

@@ -1,0 +1,107 @@
+"""The two models end to end: a batch of rays -> colour, depth and accumulation.
+
+* `VanillaNerf` (Mildenhall et al. 2020): a coarse and a fine NerfField; stratified samples for the coarse
+  network, then hierarchical samples drawn from its weights for the fine one; both are trained.
+* `HashNerf` (after Müller et al. 2022): one HashField, stratified samples through the scene box, and an
+  occupancy grid so that only samples in occupied cells reach the network.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlcli.nerf.fields import HashField, NerfField
+from dlcli.nerf.occupancy import OccupancyGrid
+from dlcli.nerf.rays import intersect_box
+from dlcli.nerf.render import composite
+from dlcli.nerf.sampling import importance, stratified
+
+
+def _query(field: nn.Module, origins: torch.Tensor, dirs: torch.Tensor, edges: torch.Tensor,
+           mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Density (R, S) and colour (R, S, 3) at bin midpoints; bins outside `mask` get zero density unevaluated."""
+    mids = 0.5 * (edges[:, 1:] + edges[:, :-1])
+    x = origins[:, None, :] + dirs[:, None, :] * mids[..., None]  # (R, S, 3)
+    d = dirs[:, None, :].expand_as(x)
+    if mask is None:
+        sigma, rgb = field(x.reshape(-1, 3), d.reshape(-1, 3))
+        return sigma.view(mids.shape), rgb.view(*mids.shape, 3)
+    sigma = torch.zeros(mids.shape, device=x.device, dtype=x.dtype)
+    rgb = torch.zeros((*mids.shape, 3), device=x.device, dtype=x.dtype)
+    if mask.any():
+        s, c = field(x[mask], d[mask])
+        sigma = sigma.index_put((mask,), s)
+        rgb = rgb.index_put((mask,), c)
+    return sigma, rgb
+
+
+class VanillaNerf(nn.Module):
+    def __init__(self, bound: float, near: float = 0.0, n_coarse: int = 64, n_fine: int = 128, pos_freqs: int = 10,
+                 dir_freqs: int = 4, width: int = 256, depth: int = 8) -> None:
+        super().__init__()
+        self.bound, self.near, self.n_coarse, self.n_fine = bound, near, n_coarse, n_fine
+        self.coarse = NerfField(pos_freqs, dir_freqs, width, depth, bound=bound)
+        self.fine = NerfField(pos_freqs, dir_freqs, width, depth, bound=bound)
+
+    def forward(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor, perturb: bool = False,
+                generator: torch.Generator | None = None) -> dict[str, Any]:
+        t0, t1, hit = intersect_box(origins, dirs, self.bound, self.near)
+        edges = stratified(t0, t1, self.n_coarse, perturb, generator)
+        sigma, rgb = _query(self.coarse, origins, dirs, edges)
+        coarse = composite(sigma * hit[:, None], rgb, edges, background)
+        edges_fine = importance(edges, coarse["weights"], self.n_fine, perturb, generator)
+        sigma, rgb = _query(self.fine, origins, dirs, edges_fine)
+        out = composite(sigma * hit[:, None], rgb, edges_fine, background)
+        out["coarse_rgb"] = coarse["rgb"]
+        out["samples"] = hit.sum() * (self.n_coarse + self.n_fine)
+        return out
+
+
+class HashNerf(nn.Module):
+    def __init__(self, bound: float, near: float = 0.0, n_samples: int = 128, levels: int = 16, features: int = 2,
+                 log2_table: int = 17, base_res: int = 16, max_res: int = 512, hidden: int = 64,
+                 grid_resolution: int = 64, occupancy_alpha: float = 0.01) -> None:
+        super().__init__()
+        self.bound, self.near, self.n_samples = bound, near, n_samples
+        self.field = HashField(bound, levels, features, log2_table, base_res, max_res, hidden)
+        self.grid = OccupancyGrid(bound, grid_resolution)
+        # A cell is empty when even its densest point would be almost transparent over one step.
+        step = 2 * math.sqrt(3) * bound / n_samples
+        self.threshold = -math.log(1.0 - occupancy_alpha) / step
+
+    def forward(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor, perturb: bool = False,
+                generator: torch.Generator | None = None) -> dict[str, Any]:
+        t0, t1, hit = intersect_box(origins, dirs, self.bound, self.near)
+        edges = stratified(t0, t1, self.n_samples, perturb, generator)
+        mids = 0.5 * (edges[:, 1:] + edges[:, :-1])
+        x = origins[:, None, :] + dirs[:, None, :] * mids[..., None]
+        mask = self.grid.occupied(x, self.threshold) & hit[:, None]
+        sigma, rgb = _query(self.field, origins, dirs, edges, mask)
+        out = composite(sigma, rgb, edges, background)
+        out["samples"] = mask.sum()
+        return out
+
+    def update_grid(self, generator: torch.Generator) -> None:
+        self.grid.update(self.field.density, generator)
+
+
+@torch.no_grad()
+def render_rays(model: nn.Module, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
+                chunk: int = 8192) -> dict[str, torch.Tensor]:
+    """Render any number of rays (N, 3) in chunks, without gradients: rgb (N, 3), depth (N,), acc (N,)."""
+    parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "acc": []}
+    for i in range(0, origins.shape[0], chunk):
+        out = model(origins[i:i + chunk], dirs[i:i + chunk], background, perturb=False)
+        for k in parts:
+            parts[k].append(out[k])
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def build_model(kind: str, bound: float, near: float, opts: dict[str, Any]) -> nn.Module:
+    if kind == "nerf":
+        return VanillaNerf(bound, near, **opts)
+    return HashNerf(bound, near, **opts)
