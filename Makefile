@@ -91,9 +91,9 @@ rlhf-demo: $(STAMP)  ## pretrain -> SFT -> reward model -> PPO and DPO on a toy 
 	@echo "== 4a. PPO against the reward model, KL penalty to the SFT model (reward.png, kl.png)"
 	OMP_NUM_THREADS=1 $(BIN)/dlcli rlhf ppo $(RLHF)/sft $(RLHF)/rm --prompts $(RLHF)/prompts.jsonl -o $(RLHF)/ppo \
 		--max-steps 60 --device cpu -q
-	@echo "== 4b. DPO straight from the preference pairs"
+	@echo "== 4b. DPO straight from the preference pairs (plus the chosen answers' NLL: --rpo-alpha 1)"
 	OMP_NUM_THREADS=1 $(BIN)/dlcli rlhf dpo $(RLHF)/sft $(RLHF)/prefs.jsonl -o $(RLHF)/dpo --max-steps 200 \
-		--device cpu -q
+		--rpo-alpha 1 --device cpu -q
 	@echo "== before (SFT) and after (PPO, DPO), a prompt wording never trained on; the rule scores them:"
 	@for run in sft ppo dpo; do echo "-- $$run"; OMP_NUM_THREADS=1 $(BIN)/dlcli generate $(RLHF)/$$run \
 		--prompt "what about tea:" -n 18 --num-samples 4 --seed 3 | grep "^what about tea:" | \

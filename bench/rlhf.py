@@ -7,7 +7,8 @@
 3. targets: the reward model's held-out pairwise accuracy (>= 95%); for PPO and DPO the TRUE reward
    (the rule's score) of sampled answers to held-out prompts (a wording no training prompt uses) must
    rise by at least half the gap between the SFT model and the best achievable (1.0), with the mean KL
-   to the SFT model below KL_BOUND nats per response; true reward and KL over training are plotted;
+   to the SFT model below KL_BOUND nats per response; true reward and KL over training are plotted.
+   DPO runs with rpo_alpha 1 (plus the chosen responses' NLL); pure DPO is shown beside it;
 4. speed: DPO steps/s against TRL's DPOTrainer on an identical GPT-2-shaped model (same layers, width,
    heads, context, vocabulary), the same pairs, batch size and precomputed reference log-probs, in this
    run. TRL is optional: `pip install -e '.[bench]'` (it must not change torch; check with --dry-run).
@@ -35,8 +36,8 @@ SAMPLES_PER_PROMPT = 16
 MODEL = {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 48}
 
 
-def sh(*args: str) -> None:
-    subprocess.run([str(a) for a in args], check=True)
+def sh(*args: Any) -> None:
+    subprocess.run([str(a) for a in args], check=True, stdout=subprocess.DEVNULL)
 
 
 def prepare(work: Path) -> dict[str, Path]:
@@ -112,10 +113,14 @@ def stages(work: Path, files: dict[str, Path]) -> dict[str, Any]:
     out["ppo_samples"] = probe.last[:6]  # one per topic
     t = time.perf_counter()
     out["dpo"] = dpo.run(dpo.DPOConfig(sft=str(work / "sft"), data=str(files["prefs"]), output=str(work / "dpo"),
-                                       max_steps=200, batch_size=32, device="cpu", eval_interval=20, beta=0.1),
-                         force=True, probe=probe)
+                                       max_steps=200, batch_size=32, device="cpu", eval_interval=20, beta=0.1,
+                                       rpo_alpha=1.0), force=True, probe=probe)
     out["dpo_secs"] = time.perf_counter() - t
     out["dpo_samples"] = probe.last[:6]
+    pure = dpo.run(dpo.DPOConfig(sft=str(work / "sft"), data=str(files["prefs"]), output=str(work / "dpo-pure"),
+                                 max_steps=200, batch_size=32, device="cpu", eval_interval=20, beta=0.1), force=True,
+                   probe=probe)
+    out["dpo_pure"] = pure  # its summary holds the last evaluation, true reward included
     return out
 
 
@@ -164,6 +169,9 @@ def report(out: dict[str, Any]) -> bool:
               f"{out[name]['steps']} steps in {out[name + '_secs']:.0f} s  {'PASS' if good else 'FAIL'}")
         for p, a in out[name + "_samples"]:
             print(f"      {p}{a}")
+    pure = out["dpo_pure"]
+    print(f"(pure DPO, rpo_alpha 0, same budget: true reward {pure['true_reward']:.3f}, KL {pure['true_kl']:.2f} "
+          "nats/response; it lowers both responses and drifts to text neither contains)")
     return ok
 
 

@@ -107,7 +107,7 @@ def test_hh_dialogues_train_a_reward_model_and_dpo(cli, toy) -> None:
     r = cli("rlhf", "reward", toy["base"], toy["hh"], "-o", "rm", "--max-steps", "2", *FAST,
             "--set", "val_fraction=0.25")
     assert r.exit_code == 0, r.output
-    r = cli("rlhf", "dpo", toy["base"], toy["hh"], "-o", "dpo", "--max-steps", "2", *FAST)
+    r = cli("rlhf", "dpo", toy["base"], toy["hh"], "-o", "dpo", "--max-steps", "2", "--rpo-alpha", "1", *FAST)
     assert r.exit_code == 0, r.output
     assert Path("dpo/model.safetensors").is_file()
 

@@ -177,6 +177,9 @@ def dpo(
     skip_bad: SkipBadOpt = None,
     beta: Annotated[Optional[float], typer.Option("--beta", help="DPO temperature beta (default 0.1).",
                                                   rich_help_panel=TRAIN, show_default=False)] = None,
+    rpo_alpha: Annotated[Optional[float], typer.Option("--rpo-alpha", help="Add alpha x the chosen responses' NLL "
+                                                       "per token (RPO; default 0 = pure DPO).",
+                                                       rich_help_panel=TRAIN, show_default=False)] = None,
     config: c.ConfigOpt = None, set_: c.SetOpt = None, print_config: c.PrintConfigOpt = False,
     force: c.ForceOpt = False, quiet: c.QuietOpt = False, debug: c.DebugOpt = False,
 ) -> None:
@@ -187,7 +190,7 @@ def dpo(
     with c.errors(debug):
         from dlcli.rlhf.dpo import DPOConfig, run
 
-        flags = {"sft": sft_run, "beta": beta, **_common(output, data, batch_size, lr, max_steps, epochs, max_time,
+        flags = {"sft": sft_run, "beta": beta, "rpo_alpha": rpo_alpha, **_common(output, data, batch_size, lr, max_steps, epochs, max_time,
                                                          seed, device, skip_bad)}
         cfg = c.resolve(DPOConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:

@@ -6,7 +6,9 @@ log-probability of response y:
     implicit reward  r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x))
     loss             = -log sigmoid(r(x, chosen) - r(x, rejected))
 
-The reference log-probabilities are computed once, before training. Logged:
+The reference log-probabilities are computed once, before training. With `rpo_alpha` > 0
+the loss adds alpha times the chosen responses' negative log-likelihood per token (RPO, Pang et
+al. 2024): pure DPO may lower both responses and move probability to text neither contains. Logged:
 loss, implicit-reward accuracy (r_chosen > r_rejected) and margin, on training
 batches and held-out pairs. The result is a language-model run directory.
 """
@@ -28,7 +30,7 @@ from dlcli.training.optim import OptimConfig
 
 
 def _optim() -> OptimConfig:
-    return OptimConfig(lr=2e-4, weight_decay=0.0, warmup_steps=10, min_lr_ratio=0.1)
+    return OptimConfig(lr=1e-4, weight_decay=0.0, warmup_steps=10, min_lr_ratio=0.1)
 
 
 @dataclass
@@ -37,12 +39,13 @@ class DPOConfig(StageConfig):
     output: str = "runs/dpo"
     optim: OptimConfig = field(default_factory=_optim)
     beta: float = 0.1
+    rpo_alpha: float = 0.0  # > 0 adds alpha * the chosen responses' NLL per token (RPO; keeps mass on them)
     max_steps: int = 200
 
     def validate(self) -> None:
         super().validate()
-        if self.beta <= 0:
-            raise ConfigError("beta: must be > 0")
+        if self.beta <= 0 or self.rpo_alpha < 0:
+            raise ConfigError("beta must be > 0 and rpo_alpha >= 0")
 
 
 def dpo_loss(pi_c: torch.Tensor, pi_r: torch.Tensor, ref_c: torch.Tensor, ref_r: torch.Tensor, beta: float
@@ -54,12 +57,12 @@ def dpo_loss(pi_c: torch.Tensor, pi_r: torch.Tensor, ref_c: torch.Tensor, ref_r:
     return -F.logsigmoid(r_c - r_r).mean(), r_c.detach(), r_r.detach()
 
 
-def sequence_logprobs(gpt: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sum of the response tokens' log-probabilities: (B,)."""
+def sequence_logprobs(gpt: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of the response tokens' log-probabilities (B,), and their number (B,)."""
     from dlcli.rlhf.common import token_logprobs
 
     logits, _, _ = gpt(ids)
-    return (token_logprobs(logits, ids) * mask).sum(-1)
+    return (token_logprobs(logits, ids) * mask).sum(-1), mask.sum(-1)
 
 
 def run(cfg: DPOConfig, force: bool = False, on_progress: OnProgress = nothing,
@@ -91,15 +94,18 @@ def run(cfg: DPOConfig, force: bool = False, on_progress: OnProgress = nothing,
     with torch.no_grad():
         for i in range(0, len(enc), cfg.batch_size):
             rows = list(range(i, min(i + cfg.batch_size, len(enc))))
-            lp = sequence_logprobs(gpt, *both(rows)).cpu()
+            lp = sequence_logprobs(gpt, *both(rows))[0].cpu()
             ref[rows, 0], ref[rows, 1] = lp[: len(rows)], lp[len(rows):]
     ref = ref.to(dev)
     train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
 
     def losses(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        lp = sequence_logprobs(gpt, *both(rows))
+        lp, count = sequence_logprobs(gpt, *both(rows))
         n = len(rows)
-        return dpo_loss(lp[:n], lp[n:], ref[rows, 0], ref[rows, 1], cfg.beta)
+        loss, r_c, r_r = dpo_loss(lp[:n], lp[n:], ref[rows, 0], ref[rows, 1], cfg.beta)
+        if cfg.rpo_alpha:
+            loss = loss - cfg.rpo_alpha * lp[:n].sum() / count[:n].sum()
+        return loss, r_c, r_r
 
     def step_fn(idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         loss, rc, rr = losses([train_i[i] for i in idx])

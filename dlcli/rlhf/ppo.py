@@ -38,7 +38,7 @@ from dlcli.training.optim import OptimConfig
 
 
 def _optim() -> OptimConfig:
-    return OptimConfig(lr=1e-4, weight_decay=0.0, warmup_steps=0, schedule="constant")
+    return OptimConfig(lr=5e-5, weight_decay=0.0, warmup_steps=0, schedule="constant")
 
 
 @dataclass
