@@ -78,6 +78,27 @@ def test_resume_after_a_time_budget_equals_an_uninterrupted_run(planted, tmp_pat
         tr.train(_cfg(planted, tmp_path / "cut"), resume=True)
 
 
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(planted, tmp_path, monkeypatch):
+    import contextlib
+    import os
+    import signal
+
+    from dlcli.errors import Interrupted
+
+    with tr._sigint_flag() as flag:  # Ctrl-C only sets a flag while the kernel runs
+        os.kill(os.getpid(), signal.SIGINT)
+        assert flag["stop"]
+    monkeypatch.setattr(tr, "SLICE_WORDS", 2000)
+    tr.train(_cfg(planted, tmp_path / "full"))
+    with monkeypatch.context() as m:
+        m.setattr(tr, "_sigint_flag", contextlib.contextmanager(lambda: (yield {"stop": True})))
+        with pytest.raises(Interrupted, match="continue with --resume"):
+            tr.train(_cfg(planted, tmp_path / "cut"))
+    assert (tmp_path / "cut" / "checkpoint.json").is_file() and not (tmp_path / "cut" / "vectors.vec").exists()
+    tr.train(_cfg(planted, tmp_path / "cut"), resume=True)
+    assert np.array_equal(vecfile.load_vectors(tmp_path / "cut")[1], vecfile.load_vectors(tmp_path / "full")[1])
+
+
 def test_resume_refuses_a_changed_config(planted, tmp_path):
     tr.train(_cfg(planted, tmp_path / "r", max_time="0s"))
     with pytest.raises(ConfigError, match="dim"):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_embed import PAIRS, planted_corpus
 
 from dlcli.embed import vecfile
-from test_embed import PAIRS, planted_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = ("--dim", "16", "--min-count", "1", "--sample", "0", "--epochs", "3", "-j", "1", "-q")

@@ -45,13 +45,19 @@ def _rand(state: np.uint64) -> np.uint64:
 
 
 @njit(inline="always")
+def _below(r: np.uint64, n: int) -> np.int64:
+    """A uniform integer in [0, n) from the top 32 bits of a draw (multiply-shift: no division)."""
+    return np.int64(((r >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
+
+
+@njit(inline="always")
 def _noise_word(prob: np.ndarray, alias: np.ndarray, r: np.uint64) -> int:
     """A word drawn from the noise distribution in O(1) by Walker's alias method.
 
     The top 32 bits of the draw pick a bucket, the next 16 bits decide between
     the bucket's own word and its alias.
     """
-    i = np.int64(((r >> np.uint64(32)) * np.uint64(prob.shape[0])) >> np.uint64(32))
+    i = _below(r, prob.shape[0])
     u = np.uint32((r >> np.uint64(16)) & np.uint64(0xFFFF))
     return i if u < prob[i] else np.int64(alias[i])
 
@@ -91,7 +97,7 @@ def alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(inline="always")
-def _neg_sampling(W_in: np.ndarray, W_out: np.ndarray, v: np.ndarray, grad: np.ndarray, target: int,
+def _neg_sampling(W_out: np.ndarray, v: np.ndarray, grad: np.ndarray, target: int,
                   prob: np.ndarray, alias: np.ndarray, negative: int, lr: float, state: np.uint64, sig: np.ndarray,
                   logsig: np.ndarray) -> tuple[float, np.uint64]:
     """One positive and `negative` noise words against the input vector v.
@@ -176,7 +182,7 @@ def train_slice(W_in: np.ndarray, W_out: np.ndarray, ids: np.ndarray, sent_start
             kept += n
             for i in range(n):
                 state = _rand(state)
-                reach = window - np.int64(((state >> np.uint64(32)) * np.uint64(window)) >> np.uint64(32))  # dynamic window: 1..window
+                reach = window - _below(state, window)  # dynamic window: 1..window
                 lo, hi = max(0, i - reach), min(n, i + reach + 1)
                 if sg:
                     for c in range(lo, hi):
@@ -184,9 +190,9 @@ def train_slice(W_in: np.ndarray, W_out: np.ndarray, ids: np.ndarray, sent_start
                             continue
                         v = W_in[sent[c]]
                         grad[:] = 0.0
-                        l, state = _neg_sampling(W_in, W_out, v, grad, sent[i], prob, alias, negative, lr, state, sig,
-                                                 logsig)
-                        loss += l
+                        ex_loss, state = _neg_sampling(W_out, v, grad, sent[i], prob, alias, negative, lr, state, sig,
+                                                       logsig)
+                        loss += ex_loss
                         examples += 1
                         for j in range(dim):
                             v[j] += grad[j]
@@ -204,8 +210,9 @@ def train_slice(W_in: np.ndarray, W_out: np.ndarray, ids: np.ndarray, sent_start
                     for j in range(dim):
                         h[j] *= inv
                     grad[:] = 0.0
-                    l, state = _neg_sampling(W_in, W_out, h, grad, sent[i], prob, alias, negative, lr, state, sig, logsig)
-                    loss += l
+                    ex_loss, state = _neg_sampling(W_out, h, grad, sent[i], prob, alias, negative, lr, state, sig,
+                                                   logsig)
+                    loss += ex_loss
                     examples += 1
                     for c in range(lo, hi):  # as word2vec.c: each context vector gets the whole gradient
                         if c != i:

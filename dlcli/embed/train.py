@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ import numpy as np
 from dlcli.core import rundir
 from dlcli.core.config import diff, from_dict
 from dlcli.core.io import AtomicGroup
+from dlcli.core.parallel import default_workers
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.core.runtime import parse_duration
 from dlcli.embed import corpus as corpus_mod
@@ -81,10 +81,6 @@ class EmbedConfig:
             raise ConfigError(f"workers: must be 0 (one per core) or more, not {self.workers}")
         if self.max_time:
             parse_duration(self.max_time)
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _seed(*parts: int) -> np.uint64:
@@ -178,10 +174,10 @@ def _stepper(cfg: EmbedConfig, c: corpus_mod.Corpus, W_in: np.ndarray, W_out: np
     from dlcli.embed import kernels
 
     kernels.set_threads(workers)
+    compile_s = kernels.warm_up()
     keep = corpus_mod.keep_probabilities(c.counts, cfg.sample)
     prob, alias = kernels.alias_table(corpus_mod.noise_weights(c.counts))
     sig, logsig = kernels.sigmoid_tables()
-    compile_s = kernels.warm_up()
 
     def step(epoch: int, k: int, lr_a: float, lr_b: float) -> np.ndarray:
         parts = _parts(c, int(bounds[k]), int(bounds[k + 1]), workers)
