@@ -84,21 +84,22 @@ rlhf-demo: $(STAMP)  ## pretrain -> SFT -> reward model -> PPO and DPO on a toy 
 		--embd 64 --block-size 48 --batch-size 32 --lr 0.003 --max-steps 400 --seed 1 --device cpu -q
 	@echo "== 2. supervised fine-tuning on prompt/completion pairs"
 	OMP_NUM_THREADS=1 $(BIN)/dlcli rlhf sft $(RLHF)/base $(RLHF)/sft.jsonl -o $(RLHF)/sft --max-steps 300 --lr 1e-3 \
-		--device cpu -q
+		--device cpu
 	@echo "== 3. a reward model on preference pairs (Bradley-Terry)"
 	OMP_NUM_THREADS=1 $(BIN)/dlcli rlhf reward $(RLHF)/base $(RLHF)/prefs.jsonl -o $(RLHF)/rm --max-steps 300 \
-		--lr 1e-3 --device cpu -q
+		--lr 1e-3 --device cpu
 	@echo "== 4a. PPO against the reward model, KL penalty to the SFT model (reward.png, kl.png)"
 	OMP_NUM_THREADS=1 $(BIN)/dlcli rlhf ppo $(RLHF)/sft $(RLHF)/rm --prompts $(RLHF)/prompts.jsonl -o $(RLHF)/ppo \
-		--max-steps 60 --device cpu -q
+		--max-steps 60 --device cpu
 	@echo "== 4b. DPO straight from the preference pairs (plus the chosen answers' NLL: --rpo-alpha 1)"
 	OMP_NUM_THREADS=1 $(BIN)/dlcli rlhf dpo $(RLHF)/sft $(RLHF)/prefs.jsonl -o $(RLHF)/dpo --max-steps 200 \
-		--rpo-alpha 1 --device cpu -q
+		--rpo-alpha 1 --device cpu
 	@echo "== before (SFT) and after (PPO, DPO), a prompt wording never trained on; the rule scores them:"
 	@for run in sft ppo dpo; do echo "-- $$run"; OMP_NUM_THREADS=1 $(BIN)/dlcli generate $(RLHF)/$$run \
-		--prompt "what about tea:" -n 18 --num-samples 4 --seed 3 | grep "^what about tea:" | \
-		$(BIN)/python -c "import sys; from dlcli.rlhf.toytask import score; \
-		[print(f'{score(l[:15], l[15:]):.1f}  {l.rstrip()}') for l in sys.stdin]"; done
+		--prompt "what about tea:" -n 18 --num-samples 16 --seed 3 | grep "^what about tea:" | \
+		$(BIN)/python -c "import sys; from dlcli.rlhf.toytask import score; s = [l.rstrip() for l in sys.stdin]; \
+		[print(f'{score(l[:15], l[15:]):.1f}  {l}') for l in s[:4]]; \
+		print(f'mean score of {len(s)} samples: {sum(score(l[:15], l[15:]) for l in s) / len(s):.2f}')"; done
 
 bench: $(STAMP)  ## text pipeline bench (about a minute)
 	$(BIN)/python bench/text_pipeline.py
