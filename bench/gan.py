@@ -15,6 +15,7 @@ Targets: ring8 8/8 modes with >= 97% high quality and grid25 25/25 with
 Digits need scikit-learn: pip install -e '.[bench]'
 
 Usage: python bench/gan.py [--seeds 5] [--only ring8,grid25,digits] [--device cpu] [--json out.json]
+                           [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ TARGETS = {"ring8": (8, 0.97), "grid25": (25, 0.95), "digits": (10, None)}
 TIME_LIMIT_S = 120.0
 
 
-def run_one(name: str, seed: int, device: str, root: Path) -> dict:
+def run_one(name: str, seed: int, device: str, root: Path, sets: list[str]) -> dict:
     from dlcli.core.config import build_config
     from dlcli.gan.sample import evaluate
     from dlcli.gan.train import GanConfig, train
 
     cfg = build_config(GanConfig, REPO / "configs" / f"gan-{name}.yaml",
-                       [f"seed={seed}", f"device={device}", f"output={root / f'{name}-{seed}'}"])
+                       [*sets, f"seed={seed}", f"device={device}", f"output={root / f'{name}-{seed}'}"])
     t0 = time.perf_counter()
     s = train(cfg, force=True)
     seconds = time.perf_counter() - t0
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--only", default="ring8,grid25,digits")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default="")
+    ap.add_argument("--set", action="append", default=[], help="override a config key (key=value), repeatable")
     args = ap.parse_args()
     import torch
 
@@ -76,7 +78,7 @@ def main() -> None:
                     continue
             results[name] = []
             for seed in range(args.seeds):
-                r = run_one(name, seed, args.device, Path(tmp))
+                r = run_one(name, seed, args.device, Path(tmp), args.set)
                 results[name].append(r)
                 if "modes" in r:
                     line = (f"{r['modes']}/{r['n_modes']} modes, {100 * r['high_quality']:.1f}% high quality, "

@@ -362,7 +362,7 @@ def train(cfg: GanConfig, force: bool = False, resume: bool = False,
                 break
             B = cfg.batch_size
             if cfg.lr_schedule == "linear":
-                done = step / budget if budget else elapsed() / max_time
+                done = max(step / budget if budget else 0.0, elapsed() / max_time if max_time else 0.0)
                 for opt, lr in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
                     for group in opt.param_groups:
                         group["lr"] = lr * max(0.0, 1.0 - done)
