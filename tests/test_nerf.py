@@ -271,3 +271,27 @@ def test_synth_refuses_to_overwrite(scene):
 
     with pytest.raises(OutputExistsError):
         synth(SynthConfig(output=str(scene), size=8, n_train=1, n_val=0, n_test=1))
+
+
+def test_orbit_looks_at_the_centre_from_the_training_distance():
+    from dlcli.nerf.camera_path import camera_path
+    from dlcli.nerf.synth import sphere_position
+
+    train = torch.tensor(np.stack([look_at(sphere_position(a, 0.5)) for a in (0.1, 0.1 + math.pi / 2, 0.1 + math.pi, 0.1 + 1.5 * math.pi)])).float()
+    path = camera_path(train, "orbit", 6)
+    pos = path[:, :3, 3]
+    assert torch.allclose(pos.norm(dim=-1), torch.full((6,), 4.0), atol=1e-4)
+    assert torch.allclose(-path[:, :3, 2], -pos / pos.norm(dim=-1, keepdim=True), atol=1e-5)  # looks at 0
+    assert torch.allclose(pos[:, 2], torch.full((6,), 4.0 * math.sin(0.5)), atol=1e-3)  # the same elevation
+    assert camera_path(train, "spiral", 5).shape == (5, 4, 4)
+
+
+def test_occupancy_grid_marks_only_dense_cells():
+    from dlcli.nerf.occupancy import OccupancyGrid
+
+    grid = OccupancyGrid(bound=1.0, resolution=4)
+    x = torch.tensor([[0.1, 0.1, 0.1], [-0.9, -0.9, -0.9]])
+    assert grid.occupied(x, 1.0).all()  # never measured: everything counts as occupied
+    grid.update(lambda p: (p.abs() < 0.5).all(dim=-1).float() * 10, torch.Generator().manual_seed(0))
+    assert grid.occupied(x, 1.0).tolist() == [True, False]
+    assert grid.fraction_occupied(1.0) == pytest.approx(8 / 64)  # the 8 cells around the centre

@@ -11,17 +11,9 @@ import math
 import numpy as np
 import torch
 
+from dlcli.nerf.synth import look_at
+
 PATHS = ("orbit", "spiral", "test")
-
-
-def _look_at(position: np.ndarray, up: np.ndarray) -> np.ndarray:
-    forward = -position / np.linalg.norm(position)
-    right = np.cross(forward, up)
-    right /= np.linalg.norm(right)
-    cam_up = np.cross(right, forward)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, cam_up, -forward, position
-    return c2w
 
 
 def camera_path(train_poses: torch.Tensor, kind: str, n: int, radius_scale: float = 1.0) -> torch.Tensor:
@@ -46,5 +38,5 @@ def camera_path(train_poses: torch.Tensor, kind: str, n: int, radius_scale: floa
             el = elevation + math.radians(15) * math.sin(2 * math.pi * i / n)
             r = radius * (1.0 + 0.15 * math.cos(2 * math.pi * i / n))
         p = r * (math.cos(el) * (math.cos(theta) * a + math.sin(theta) * b) + math.sin(el) * up)
-        out.append(_look_at(p, up))
+        out.append(look_at(p, np.zeros(3), up))
     return torch.from_numpy(np.stack(out)).float()

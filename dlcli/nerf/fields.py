@@ -32,26 +32,24 @@ class NerfField(nn.Module):
         self.color = nn.Sequential(nn.Linear(width + self.dir_enc.out_dim, width // 2), nn.ReLU(),
                                    nn.Linear(width // 2, 3))
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Points (B, 3) and unit directions (B, 3) -> density (B,) and colour (B, 3)."""
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         g = self.pos_enc(x / self.bound)  # scene box -> [-1, 1]^3, so the frequencies fit the scene
         h = g
         for i, layer in enumerate(self.layers):
             if i == self.skip and i > 0:
                 h = torch.cat([h, g], dim=-1)
             h = torch.relu(layer(h))
+        return h
+
+    def forward(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points (B, 3) and unit directions (B, 3) -> density (B,) and colour (B, 3)."""
+        h = self._trunk(x)
         sigma = torch.relu(self.sigma(h)).squeeze(-1)
         rgb = torch.sigmoid(self.color(torch.cat([self.feature(h), self.dir_enc(d)], dim=-1)))
         return sigma, rgb
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.pos_enc(x / self.bound)
-        h = g
-        for i, layer in enumerate(self.layers):
-            if i == self.skip and i > 0:
-                h = torch.cat([h, g], dim=-1)
-            h = torch.relu(layer(h))
-        return torch.relu(self.sigma(h)).squeeze(-1)
+        return torch.relu(self.sigma(self._trunk(x))).squeeze(-1)
 
 
 class HashField(nn.Module):
