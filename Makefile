@@ -41,10 +41,10 @@ demo: $(STAMP)
 	$(BIN)/dlcli train-transformer -d $(DEMO)/story-whole.ids -o $(DEMO)/gpt --layers 2 --heads 2 --embd 64 \
 		--block-size 64 --batch-size 16 --lr 0.003 --max-steps 400 --seed 1 --device cpu
 	$(BIN)/dlcli generate $(DEMO)/gpt --prompt "The keeper" -n 120 --temperature 0.6 --seed 1
-	@echo "== translation: English -> French numbers in words (about 25 s), greedy and beam search, BLEU"
+	@echo "== translation: English -> French numbers in words (about 30 s), greedy and beam search, BLEU"
 	$(BIN)/python sample_data/number_words.py 3000 > $(DEMO)/numbers.tsv
 	$(BIN)/dlcli train-transformer --task translate -d $(DEMO)/numbers.tsv -o $(DEMO)/numbers --layers 2 --heads 4 \
-		--embd 128 --block-size 24 --batch-size 64 --lr 0.003 --max-time 25s --seed 1 --device cpu \
+		--embd 128 --block-size 24 --batch-size 64 --lr 0.003 --max-steps 600 --seed 1 --device cpu \
 		--set data.held_out=100 --set data.vocab_size=400 --set optim.warmup_steps=100 --set eval_interval=200
 	printf "two hundred and thirty-four\nseventy-one\none thousand nine hundred and ninety-nine\n" \
 		| $(BIN)/dlcli translate $(DEMO)/numbers --beam 4
@@ -55,12 +55,12 @@ demo: $(STAMP)
 	$(BIN)/dlcli preprocess sample_data/people.csv --table --categorical nationality --standardize \
 		-o $(DEMO)/people.npy --csv $(DEMO)/people.features.csv
 	head -n 3 $(DEMO)/people.features.csv
-	@echo "== learning from feedback (SFT, reward model, PPO, DPO on a toy task): make rlhf-demo"
 	@echo "== word embeddings: skip-gram on the story's words (a few seconds), then nearest neighbours"
 	$(BIN)/dlcli preprocess sample_data/story.txt -n d2l -l word -o $(DEMO)/story-words.tok -q
 	$(BIN)/dlcli embed train $(DEMO)/story-words.tok -o $(DEMO)/vec --dim 32 --min-count 2 --sample 0 \
 		--epochs 100 --workers 1 --seed 1
 	$(BIN)/dlcli embed neighbors $(DEMO)/vec keeper night -k 4
+	@echo "== learning from feedback (SFT, reward model, PPO, DPO on a toy task): make rlhf-demo"
 	@echo "== NeRF: a procedural scene of coloured primitives, a hash-grid radiance field (about 25 s), an orbit GIF"
 	$(BIN)/dlcli nerf synth -o $(DEMO)/scene --size 48 --train 50 --val 1 --test 8 -q
 	$(BIN)/dlcli nerf train $(DEMO)/scene -o $(DEMO)/nerf --config configs/nerf-synth-cpu.yaml --max-time 25s \
