@@ -17,6 +17,11 @@ TRAIN = "Training"
 FORECAST = "Time series (--task forecast)"
 
 
+InitEmbeddingsOpt = Annotated[Optional[str], typer.Option(
+    "--init-embeddings", help="Initialise the input embedding from word vectors: a 'dlcli embed' run or a .vec/.bin "
+    "file (rows matched by token; coverage is reported).", rich_help_panel=MODEL, show_default=False)]
+
+
 def _coverage(summary: dict, quiet: bool) -> None:
     cov = summary.get("init_embeddings")
     if cov:
@@ -60,11 +65,7 @@ def train_rnn(
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m, 1h. Stops "
                                                     "cleanly, evaluates, saves.", rich_help_panel=TRAIN,
                                                     show_default=False)] = None,
-    init_embeddings: Annotated[Optional[str], typer.Option("--init-embeddings", help="Initialise the input "
-                                                           "embedding from word vectors: a 'dlcli embed' run or a "
-                                                           ".vec/.bin file (rows matched by token; coverage is "
-                                                           "reported).", rich_help_panel=MODEL,
-                                                           show_default=False)] = None,
+    init_embeddings: InitEmbeddingsOpt = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
                                                 rich_help_panel=TRAIN, show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",
@@ -288,11 +289,7 @@ def train_transformer(
     objective: Annotated[Optional[str], typer.Option("--objective", help="clm (next token, default) or mlm "
                                                      "(masked tokens, BERT-style; needs a <mask> token).",
                                                      rich_help_panel=MODEL, show_default=False)] = None,
-    init_embeddings: Annotated[Optional[str], typer.Option("--init-embeddings", help="Initialise the input "
-                                                           "embedding from word vectors: a 'dlcli embed' run or a "
-                                                           ".vec/.bin file (rows matched by token; coverage is "
-                                                           "reported).", rich_help_panel=MODEL,
-                                                           show_default=False)] = None,
+    init_embeddings: InitEmbeddingsOpt = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
                                                 rich_help_panel=TRAIN, show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",

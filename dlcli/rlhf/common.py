@@ -258,7 +258,7 @@ def train_loop(cfg: StageConfig, run: Path, model: torch.nn.Module, n_train: int
                plots: Callable[[list[dict[str, Any]]], None]) -> tuple[int, dict[str, float], float]:
     """Minibatches of shuffled example indices until the budget: `step_fn(indices)` gives the
     loss and statistics to log; `evaluate()` the held-out ones. Returns (steps, last eval, seconds)."""
-    from dlcli.training.optim import build_optimizer, lr_at, set_lr
+    from dlcli.training.optim import apply_gradients, build_optimizer, lr_at, set_lr
 
     device = next(model.parameters()).device
     optimizer = build_optimizer(model, cfg.optim, device)
@@ -293,11 +293,7 @@ def train_loop(cfg: StageConfig, run: Path, model: torch.nn.Module, n_train: int
                 if not math.isfinite(value := float(loss.detach())):
                     raise TrainingDiverged(f"the loss became {value} at step {step}; nothing was saved; "
                                            "try a lower optim.lr")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.optim.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                optimizer.step()
+                apply_gradients(model, optimizer, loss, cfg.optim.grad_clip)
                 step += 1
                 count += 1
                 for k, v in {"loss": value, **stats}.items():

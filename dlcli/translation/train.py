@@ -78,7 +78,7 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
     from dlcli.errors import Interrupted, TrainingDiverged
     from dlcli.models.seq2seq import Seq2Seq
     from dlcli.training import checkpoint, distributed
-    from dlcli.training.optim import build_optimizer, lr_at, set_lr
+    from dlcli.training.optim import apply_gradients, build_optimizer, lr_at, set_lr
     from dlcli.training.plots import plot_curves
     from dlcli.translation.bleu import bleu
     from dlcli.translation.run import TranslationRun, evaluate_run, translate_normalized
@@ -218,11 +218,7 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
                 logits, _ = net(src, tgt_in)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=toks.pad,
                                    label_smoothing=cfg.label_smoothing, reduction="sum") * dist.world / n_tok
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
+            apply_gradients(model, optimizer, loss, cfg.optim.grad_clip)
             step += 1
             window += 1
             loss_sum += loss.detach() / dist.world
