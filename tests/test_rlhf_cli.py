@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dlcli.core.rundir import load_tensors
+from dlcli.errors import ConfigError, Interrupted
 from dlcli.rlhf import toytask
 
 HH = [
@@ -36,7 +38,7 @@ def write_jsonl(path: Path, rows: list) -> str:
     return str(path)
 
 
-def make_base(path: Path, chars: str, block_size: int = 96, name: str = "base") -> str:
+def make_base(path: Path, chars: str, block_size: int = 96, name: str = "base", dropout: float = 0.0) -> str:
     """A tiny, untrained `train-transformer` run over `chars` (what RLHF starts from)."""
     from dlcli.core import rundir
     from dlcli.models.gpt import GPT, GPTConfig
@@ -45,7 +47,7 @@ def make_base(path: Path, chars: str, block_size: int = 96, name: str = "base") 
 
     tok = word_level(["<unk>"] + sorted(set(chars)), "<unk>", "char", [])
     cfg = TrainTransformerConfig(model=GPTConfig(vocab_size=tok.get_vocab_size(), block_size=block_size, n_layer=1,
-                                                 n_head=2, n_embd=16))
+                                                 n_head=2, n_embd=16, dropout=dropout))
     cfg.data.train = "x.ids"
     run = rundir.create(path / name, cfg, "train-transformer")
     tok.save(str(run / "tokenizer.json"))
@@ -157,3 +159,145 @@ def test_exploding_kl_stops_and_keeps_the_last_good_policy(cli, toy) -> None:
     from dlcli.lmrun import open_run
 
     assert open_run("ppo", "cpu").stage == "rlhf-ppo"  # the kept policy is a usable run
+
+
+# ---------------------------------------------------------------------------------------------- resume, DDP, KL
+
+
+def stage_run(stage: str, toy: dict[str, str], out: str, **kw):
+    """(run function, config) of a tiny run of `stage`; `kw` overrides config keys."""
+    from dlcli.rlhf import dpo, ppo, reward, sft
+
+    every = {"output": out, "max_steps": 6, "batch_size": 8, "log_interval": 1, "eval_interval": 3,
+             "device": "cpu", **kw}
+    if stage == "sft":
+        return sft.run, sft.SFTConfig(base=toy["base"], data=toy["sft"], **every)
+    if stage == "reward":
+        return reward.run, reward.RewardConfig(base=toy["base"], data=toy["prefs"], **every)
+    if stage == "dpo":
+        return dpo.run, dpo.DPOConfig(sft=toy["base"], data=toy["prefs"], rpo_alpha=0.5, kl_samples=4, **every)
+    return ppo.run, ppo.PPOConfig(sft=toy["base"], reward_model=toy["rm"], data=toy["prompts"], max_new_tokens=6,
+                                  mini_batch_size=4, ppo_epochs=2, sample_interval=2, **every)
+
+
+def same_weights(a: str, b: str) -> None:
+    x, y = load_tensors(a), load_tensors(b)
+    assert x.keys() == y.keys()
+    for k in x:
+        assert torch.equal(x[k], y[k]), k
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "dpo", "ppo"])
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(toy, tmp_path: Path, stage: str) -> None:
+    """Interrupted at step 4 (checkpoint on Ctrl-C), resumed: the same weights, bit for bit, as one run.
+    Dropout is on, so the random state must come back too."""
+    toy["base"] = make_base(tmp_path, CHARS, dropout=0.1, name="drop")
+    if stage == "ppo":
+        from dlcli.rlhf import reward
+
+        reward.run(reward.RewardConfig(base=toy["base"], data=toy["prefs"], output="rm", max_steps=1, batch_size=8,
+                                       device="cpu"))
+        toy["rm"] = "rm"
+    run, cfg = stage_run(stage, toy, "whole")
+    run(cfg)
+
+    def stop_at_4(tick) -> None:
+        if tick.done >= 4:
+            raise KeyboardInterrupt
+
+    run, cfg = stage_run(stage, toy, "cut")
+    with pytest.raises(Interrupted, match="interrupted at step 4; checkpoint saved in cut"):
+        run(cfg, on_progress=stop_at_4)
+    assert (Path("cut/model.safetensors").exists()) == (stage == "ppo")  # PPO keeps the policy so far too
+    run, cfg = stage_run(stage, toy, "cut")
+    s = run(cfg, resume=True)
+    assert s["steps"] == 6
+    same_weights("whole/model.safetensors", "cut/model.safetensors")
+    if stage == "ppo":
+        same_weights("whole/value_head.safetensors", "cut/value_head.safetensors")
+    evals = [r["step"] for r in map(json.loads, Path("cut/metrics.jsonl").read_text().splitlines())
+             if any(k.startswith("val_") for k in r)]
+    assert 3 in evals and 6 in evals
+
+
+def test_interval_checkpoint_survives_a_crash_and_a_changed_config_is_refused(toy) -> None:
+    """A crash at step 5 (no Ctrl-C checkpoint): --resume continues from the step-4 interval checkpoint."""
+    run, cfg = stage_run("reward", toy, "whole")
+    run(cfg)
+
+    def crash_at_5(tick) -> None:
+        if tick.done == 5:
+            raise RuntimeError("power cut")
+
+    run, cfg = stage_run("reward", toy, "cut", checkpoint_interval=2)
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(cfg, on_progress=crash_at_5)
+    assert json.loads(Path("cut/checkpoint.json").read_text())["state"]["step"] == 4
+    run, cfg = stage_run("reward", toy, "cut", checkpoint_interval=2, batch_size=4)
+    with pytest.raises(ConfigError, match="batch_size: 8 -> 4"):
+        run(cfg, resume=True)
+    run, cfg = stage_run("reward", toy, "cut", checkpoint_interval=5, log_interval=2)  # intervals may change
+    run(cfg, resume=True)
+    same_weights("whole/model.safetensors", "cut/model.safetensors")
+
+
+def test_cli_resume_continues_a_finished_run_with_a_larger_budget(cli, toy) -> None:
+    const = ["--set", "optim.schedule=constant", "--set", "optim.warmup_steps=0", *FAST]
+    assert cli("rlhf", "dpo", toy["base"], toy["prefs"], "-o", "six", "--max-steps", "6", *const).exit_code == 0
+    assert cli("rlhf", "dpo", toy["base"], toy["prefs"], "-o", "more", "--max-steps", "3", *const).exit_code == 0
+    r = cli("rlhf", "dpo", toy["base"], toy["prefs"], "-o", "more", "--max-steps", "6", "--resume", *const)
+    assert r.exit_code == 0, r.output
+    same_weights("six/model.safetensors", "more/model.safetensors")
+    r = cli("rlhf", "dpo", toy["base"], toy["prefs"], "-o", "more", "--max-steps", "9", "--resume", "--beta", "0.2",
+            *const)
+    assert r.exit_code != 0 and "config differs from the run being resumed: beta: 0.1 -> 0.2" in r.stderr
+    r = cli("rlhf", "sft", toy["base"], toy["sft"], "-o", "none", "--resume", *FAST)
+    assert r.exit_code != 0 and "nothing to resume" in r.stderr
+
+
+def test_dpo_logs_the_kl_to_the_reference(toy) -> None:
+    """KL (nats per response, on sampled answers): ~0 while the policy is the reference, > 0 once it moves;
+    in metrics.jsonl, on the progress line and in kl.png."""
+    from dlcli.training.optim import OptimConfig
+
+    ticks = []
+    run, cfg = stage_run("dpo", toy, "still", eval_interval=2, optim=OptimConfig(lr=1e-12, warmup_steps=0))
+    run(cfg, on_progress=ticks.append)
+    kls = [r["val_kl"] for r in map(json.loads, Path("still/metrics.jsonl").read_text().splitlines()) if "val_kl" in r]
+    assert len(kls) == 3 and all(abs(k) < 1e-4 for k in kls)
+    assert "val_kl" not in ticks[0].metrics and "val_kl" in ticks[-1].metrics and Path("still/kl.png").is_file()
+    run, cfg = stage_run("dpo", toy, "moved", eval_interval=2, optim=OptimConfig(lr=1e-2, warmup_steps=0))
+    s = run(cfg)
+    assert s["val_kl"] > 0.5
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "dpo"])
+def test_ddp_two_processes_match_one(toy, tmp_path: Path, stage: str) -> None:
+    """Two gloo processes, each with half of every batch, train the weights one process trains."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    data = {"sft": toy["sft"], "reward": toy["prefs"], "dpo": toy["prefs"]}[stage]
+    args = ["rlhf", stage, toy["base"], data, "--max-steps", "4", "--batch-size", "8", "--device", "cpu", "-q",
+            "--set", "log_interval=2", "--set", "eval_interval=0"] + (["--rpo-alpha", "0.5"] if stage == "dpo" else [])
+    run, cfg = stage_run(stage, toy, "one", max_steps=4, log_interval=2, eval_interval=0)
+    run(cfg)
+    with socket.socket() as sock:  # a free port, so parallel runs do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                          "127.0.0.1", "--master_port", port, "-m", "dlcli", *args, "-o", "two"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr
+    losses = [[r["loss"] for r in map(json.loads, Path(f"{d}/metrics.jsonl").read_text().splitlines()) if "loss" in r]
+              for d in ("one", "two")]
+    assert len(losses[0]) == 2 and losses[0] == pytest.approx(losses[1], rel=1e-5)  # steps 2 and 4
+    # the same weights, up to float noise that Adam magnifies in a parameter whose true gradient is 0 (the
+    # reward head's bias: it cancels in r_chosen - r_rejected)
+    a, b = load_tensors("one/model.safetensors"), load_tensors("two/model.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5 if k != "head.bias" else 1e-3), k

@@ -30,6 +30,9 @@ TimeOpt = Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock b
                                                 rich_help_panel=TRAIN, show_default=False)]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
                                                 rich_help_panel=TRAIN, show_default=False)]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its checkpoint "
+                                         "stopped (only budgets, intervals and the device may change).",
+                                         rich_help_panel=TRAIN)]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps.", rich_help_panel=TRAIN,
                                                   show_default=False)]
 
@@ -50,7 +53,7 @@ def sft(
     data: Annotated[str, typer.Argument(help='JSONL: {"prompt", "completion"} or {"messages": [...]} lines.')],
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
     epochs: EpochsOpt = None, max_time: TimeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None,
-    skip_bad: SkipBadOpt = None, config: c.ConfigOpt = None, set_: c.SetOpt = None,
+    skip_bad: SkipBadOpt = None, resume: ResumeOpt = False, config: c.ConfigOpt = None, set_: c.SetOpt = None,
     print_config: c.PrintConfigOpt = False, force: c.ForceOpt = False, quiet: c.QuietOpt = False,
     debug: c.DebugOpt = False,
 ) -> None:
@@ -65,7 +68,7 @@ def sft(
                                          skip_bad)}
         cfg = c.resolve(SFTConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
-            s = run(cfg, force=force, on_progress=on_progress)
+            s = run(cfg, force=force, resume=resume, on_progress=on_progress)
         _skipped(s, quiet)
         c.info(f"{s['steps']:,} steps on {s['examples']:,} pairs in {s['elapsed']:.0f} s; held-out completion loss "
                f"{s['val_loss_before']:.4f} -> {s['val_loss']:.4f}", quiet)
@@ -79,7 +82,7 @@ def reward(
                                         '{"chosen", "rejected"} dialogues.')],
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
     epochs: EpochsOpt = None, max_time: TimeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None,
-    skip_bad: SkipBadOpt = None, config: c.ConfigOpt = None, set_: c.SetOpt = None,
+    skip_bad: SkipBadOpt = None, resume: ResumeOpt = False, config: c.ConfigOpt = None, set_: c.SetOpt = None,
     print_config: c.PrintConfigOpt = False, force: c.ForceOpt = False, quiet: c.QuietOpt = False,
     debug: c.DebugOpt = False,
 ) -> None:
@@ -94,7 +97,7 @@ def reward(
                                          skip_bad)}
         cfg = c.resolve(RewardConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
-            s = run(cfg, force=force, on_progress=on_progress)
+            s = run(cfg, force=force, resume=resume, on_progress=on_progress)
         _skipped(s, quiet)
         c.info(f"{s['steps']:,} steps on {s['pairs']:,} pairs in {s['elapsed']:.0f} s; held-out pairwise accuracy "
                f"{100 * s['val_accuracy']:.1f}% on {s['val_pairs']} pairs, mean margin {s['val_margin']:.3f}", quiet)
@@ -133,6 +136,7 @@ def ppo(
                                                    show_default=False)] = None,
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
     max_time: TimeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None, skip_bad: SkipBadOpt = None,
+    resume: ResumeOpt = False,
     kl_coef: Annotated[Optional[float], typer.Option("--kl-coef", help="KL penalty coefficient (default 0.1).",
                                                      rich_help_panel=PPO, show_default=False)] = None,
     adaptive_kl: Annotated[Optional[bool], typer.Option("--adaptive-kl/--fixed-kl", help="Adapt the KL "
@@ -162,7 +166,7 @@ def ppo(
                  **_common(output, prompts, batch_size, lr, max_steps, None, max_time, seed, device, skip_bad)}
         cfg = c.resolve(PPOConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
-            s = run(cfg, force=force, on_progress=on_progress)
+            s = run(cfg, force=force, resume=resume, on_progress=on_progress)
         c.info(f"{s['steps']:,} PPO steps in {s['elapsed']:.0f} s; held-out reward {s['val_reward_before']:.3f} -> "
                f"{s['val_reward']:.3f}, KL to the reference {s['val_kl']:.3f} nats per response", quiet)
         c.result(s["run"])
@@ -174,7 +178,7 @@ def dpo(
     data: Annotated[str, typer.Argument(help="JSONL preference pairs (as for 'dlcli rlhf reward').")],
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
     epochs: EpochsOpt = None, max_time: TimeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None,
-    skip_bad: SkipBadOpt = None,
+    skip_bad: SkipBadOpt = None, resume: ResumeOpt = False,
     beta: Annotated[Optional[float], typer.Option("--beta", help="DPO temperature beta (default 0.1).",
                                                   rich_help_panel=TRAIN, show_default=False)] = None,
     rpo_alpha: Annotated[Optional[float], typer.Option("--rpo-alpha", help="Add alpha x the chosen responses' NLL "
@@ -190,12 +194,13 @@ def dpo(
     with c.errors(debug):
         from dlcli.rlhf.dpo import DPOConfig, run
 
-        flags = {"sft": sft_run, "beta": beta, "rpo_alpha": rpo_alpha, **_common(output, data, batch_size, lr, max_steps, epochs, max_time,
-                                                         seed, device, skip_bad)}
+        flags = {"sft": sft_run, "beta": beta, "rpo_alpha": rpo_alpha,
+                 **_common(output, data, batch_size, lr, max_steps, epochs, max_time, seed, device, skip_bad)}
         cfg = c.resolve(DPOConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
-            s = run(cfg, force=force, on_progress=on_progress)
+            s = run(cfg, force=force, resume=resume, on_progress=on_progress)
         _skipped(s, quiet)
+        kl = f", KL to the reference {s['val_kl']:.3f} nats per response" if "val_kl" in s else ""
         c.info(f"{s['steps']:,} steps on {s['pairs']:,} pairs in {s['elapsed']:.0f} s; held-out implicit-reward "
-               f"accuracy {100 * s['val_accuracy']:.1f}%, margin {s['val_margin']:.3f}", quiet)
+               f"accuracy {100 * s['val_accuracy']:.1f}%, margin {s['val_margin']:.3f}{kl}", quiet)
         c.result(s["run"])

@@ -1,6 +1,7 @@
 """What the RLHF stages share: encoding checked against the context, padded batches,
 per-token log-probabilities, a GPT's hidden states, batched sampling, the training
-loop over examples, and the language-model run files `generate` and `evaluate` read.
+loop over examples (checkpoints, exact resume, DDP under torchrun), and the
+language-model run files `generate` and `evaluate` read.
 
 Sequences are prompt + response + end token, right-padded. In a causal model padding
 after a sequence changes nothing before it, so no attention mask is needed; losses
@@ -24,10 +25,14 @@ import torch.nn.functional as F
 from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, Tick
 from dlcli.core.runtime import parse_duration
-from dlcli.errors import ConfigError, InputError, Interrupted, TrainingDiverged
+from dlcli.errors import ConfigError, InputError, TrainingDiverged
 from dlcli.models.gpt import GPT, GPTConfig
 from dlcli.rlhf.data import BadLine, Records, bad_line
+from dlcli.training.distributed import Dist
 from dlcli.training.optim import OptimConfig
+
+# Keys that may change when resuming (budgets, intervals, where it runs).
+RESUMABLE = ("max_steps", "epochs", "max_time", "log_interval", "eval_interval", "checkpoint_interval", "device")
 
 
 def _optim() -> OptimConfig:
@@ -49,6 +54,7 @@ class StageConfig:
     val_fraction: float = 0.1  # held-out share of the lines
     log_interval: int = 10
     eval_interval: int = 50
+    checkpoint_interval: int = 100  # steps between checkpoints (0 = only at the end and on Ctrl-C)
     skip_bad: bool = False
     seed: int = 1337
     device: str = "auto"
@@ -252,70 +258,176 @@ def budget_steps(cfg: StageConfig, n_train: int) -> int:
     return min(steps) if steps else 0
 
 
-def train_loop(cfg: StageConfig, run: Path, model: torch.nn.Module, n_train: int,
-               step_fn: Callable[[list[int]], tuple[torch.Tensor, dict[str, float]]],
-               evaluate: Callable[[], dict[str, float]], on_progress: OnProgress, desc: str,
-               plots: Callable[[list[dict[str, Any]]], None]) -> tuple[int, dict[str, float], float]:
-    """Minibatches of shuffled example indices until the budget: `step_fn(indices)` gives the
-    loss and statistics to log; `evaluate()` the held-out ones. Returns (steps, last eval, seconds)."""
+def mean_over_processes(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """`total / count` for a training step, with `count` summed over every process under torchrun and the
+    result multiplied by their number: DDP averages the processes' gradients, which makes that average
+    the gradient of the mean over the whole batch (the single-process result)."""
+    import torch.distributed as tdist
+
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return total / count
+    count = count.detach().float().clone()
+    tdist.all_reduce(count)
+    return total * tdist.get_world_size() / count
+
+
+@dataclass
+class Loop:
+    """What a training stage hands the shared loop."""
+
+    name: str  # the progress label
+    model: torch.nn.Module
+    n_train: int  # training examples; every step draws batch_size of them, reshuffled each pass
+    # (net, this process's example indices) -> (loss, statistics as means over those examples); the loss
+    # must use `mean_over_processes` so that 2 processes train like 1
+    step: Callable[[torch.nn.Module, list[int]], tuple[torch.Tensor, dict[str, float]]]
+    evaluate: Callable[[], dict[str, float]]  # held-out figures (the main process only)
+    plots: Callable[[list[dict[str, Any]]], None]
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # kept in checkpoints (restored in place)
+    show: tuple[str, ...] = ()  # held-out figures the progress line shows
+    unused_parameters: bool = False  # some parameters get no gradient (DDP must look for them)
+
+
+def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress, resume: bool = False,
+               dist: Dist | None = None) -> tuple[int, dict[str, float], float]:
+    """Minibatches of shuffled example indices until the budget; log, evaluate and checkpoint on their
+    intervals; a checkpoint on Ctrl-C and at the end; `resume` continues a checkpoint exactly. Under
+    torchrun each process takes its share of every batch. Returns (steps, last evaluation, seconds)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from dlcli.training import checkpoint, distributed
     from dlcli.training.optim import apply_gradients, build_optimizer, lr_at, set_lr
 
+    d = dist or distributed.Dist()
+    model = loop.model
     device = next(model.parameters()).device
     optimizer = build_optimizer(model, cfg.optim, device)
-    total = budget_steps(cfg, n_train)
+    total = budget_steps(cfg, loop.n_train)
     max_time = parse_duration(cfg.max_time) if cfg.max_time else 0.0
-    g = torch.Generator().manual_seed(cfg.seed)
-    order: list[int] = []
-    history: list[dict[str, Any]] = []
-    sums: dict[str, float] = {}
-    step, count, t0 = 0, 0, time.perf_counter()
-    last_eval: dict[str, float] = {}
-    with rundir.MetricsLog(run) as log:
-        def do_eval() -> None:
-            nonlocal last_eval
+    g = torch.Generator().manual_seed(cfg.seed)  # the shuffle
+    st: dict[str, Any] = {"step": 0, "elapsed": 0.0, "order": [], "sums": {}, "count": 0, "last_eval": {},
+                          "last_saved": 0}
+    if resume:
+        saved, extra = checkpoint.load(run, model, optimizer, device)
+        st.update(saved)
+        g.set_state(extra.pop("shuffle").cpu())
+        for k, v in extra.items():
+            loop.extra[k].copy_(v)
+    net = DDP(model, find_unused_parameters=loop.unused_parameters) if d.enabled else model
+    log = rundir.MetricsLog(run) if d.main else None
+    history = rundir.read_metrics(run) if resume and d.main else []
+    t0 = time.perf_counter()
+
+    def elapsed() -> float:
+        return st["elapsed"] + time.perf_counter() - t0
+
+    def do_eval() -> None:
+        if d.main:
             model.eval()
             with torch.no_grad():
-                last_eval = {"step": step, **evaluate()}
+                st["last_eval"] = {"step": st["step"], **loop.evaluate()}
             model.train()
-            log.log(**last_eval)
-            history.append(last_eval)
-            plots(history)
+            assert log is not None
+            log.log(**st["last_eval"])
+            history.append(st["last_eval"])
+            loop.plots(history)
 
-        model.train()
-        try:
-            while not (total and step >= total) and not (max_time and time.perf_counter() - t0 >= max_time):
-                if len(order) < cfg.batch_size:
-                    order += torch.randperm(n_train, generator=g).tolist()
-                idx, order = order[: cfg.batch_size], order[cfg.batch_size:]
-                progress = step / total if total else (time.perf_counter() - t0) / max_time
-                set_lr(optimizer, lr := lr_at(step, cfg.optim, progress))
-                loss, stats = step_fn(idx)
-                if not math.isfinite(value := float(loss.detach())):
-                    raise TrainingDiverged(f"the loss became {value} at step {step}; nothing was saved; "
-                                           "try a lower optim.lr")
-                apply_gradients(model, optimizer, loss, cfg.optim.grad_clip)
-                step += 1
-                count += 1
-                for k, v in {"loss": value, **stats}.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if step % cfg.log_interval == 0 or step == total:
-                    rec = {"step": step, "lr": lr, **{k: v / count for k, v in sums.items()},
-                           "elapsed": time.perf_counter() - t0}
+    def save() -> None:
+        if d.main:
+            checkpoint.save(run, model, optimizer, {**st, "elapsed": elapsed(), "last_saved": st["step"]},
+                            {"shuffle": g.get_state(), **loop.extra})
+        st["last_saved"] = st["step"]
+
+    def close() -> None:
+        if log is not None:
+            log.close()
+        distributed.cleanup(d)
+
+    def averaged(loss: torch.Tensor, stats: dict[str, float], n: int) -> tuple[float, dict[str, float]]:
+        """The step's loss and statistics over all processes (means over the whole batch)."""
+        if not d.enabled:
+            return float(loss.detach()), stats
+        v = torch.tensor([float(loss.detach()), n, *(x * n for x in stats.values())], dtype=torch.float64)
+        torch.distributed.all_reduce(v)
+        return float(v[0]) / d.world, {k: float(x) / float(v[1]) for k, x in zip(stats, v[2:])}
+
+    model.train()
+    with checkpoint.saved_on_interrupt(run, lambda: st["step"], save, close):
+        if resume and cfg.eval_interval and st["step"] % cfg.eval_interval == 0 \
+                and st["last_eval"].get("step") != st["step"]:
+            do_eval()  # it was interrupted between the step and its evaluation
+        while not (total and st["step"] >= total) and \
+                not (max_time and distributed.any_flag(d, elapsed() >= max_time)):
+            step = st["step"]
+            if len(st["order"]) < cfg.batch_size:
+                st["order"] += torch.randperm(loop.n_train, generator=g).tolist()
+            idx = st["order"][: cfg.batch_size]
+            set_lr(optimizer, lr := lr_at(step, cfg.optim, step / total if total else elapsed() / max_time))
+            mine = idx[d.rank:: d.world]
+            loss, stats = loop.step(net, mine)
+            value, stats = averaged(loss, stats, len(mine))
+            if not math.isfinite(value):
+                kept = (f"the checkpoint of step {st['last_saved']} is kept" if st["last_saved"] else
+                        "no checkpoint had been saved yet")
+                raise TrainingDiverged(f"the loss became {value} at step {step}; {kept}; try a lower optim.lr")
+            apply_gradients(model, optimizer, loss, cfg.optim.grad_clip)
+            st["order"] = st["order"][cfg.batch_size:]
+            st["step"] = step = step + 1
+            st["count"] += 1
+            for k, v in {"loss": value, **stats}.items():
+                st["sums"][k] = st["sums"].get(k, 0.0) + v
+            if step % cfg.log_interval == 0 or step == total:
+                rec = {"step": step, "lr": lr, **{k: v / st["count"] for k, v in st["sums"].items()},
+                       "elapsed": elapsed()}
+                show = {k: rec[k] for k in list(st["sums"])[:3]}
+                show.update({k: st["last_eval"][k] for k in loop.show if k in st["last_eval"]})
+                st["sums"], st["count"] = {}, 0
+                if d.main:
+                    assert log is not None
                     log.log(**rec)
                     history.append(rec)
-                    on_progress(Tick(desc, step, total or None, unit="step",
-                                     metrics={k: rec[k] for k in list(sums)[:3]}))
-                    sums, count = {}, 0
-                if cfg.eval_interval and step % cfg.eval_interval == 0:
-                    do_eval()
-        except KeyboardInterrupt:
-            raise Interrupted(f"interrupted at step {step}; {run} has its metrics but no weights "
-                              "(run again with --force)") from None
-        if not last_eval or last_eval.get("step") != step:
+                    on_progress(Tick(loop.name, step, total or None, unit="step", metrics=show))
+            if cfg.eval_interval and step % cfg.eval_interval == 0:
+                do_eval()
+            if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0:
+                save()
+        if st["last_eval"].get("step") != st["step"]:
             do_eval()
-    return step, last_eval, time.perf_counter() - t0
+        save()
+    last = st["last_eval"]
+    if d.enabled:  # the other processes learn the main one's figures
+        box = [last]
+        torch.distributed.broadcast_object_list(box)
+        last = box[0]
+    close()
+    return st["step"], last, elapsed()
 
 
-def start_run(cfg: StageConfig, stage: str, inputs: list[str], force: bool) -> Path:
-    return rundir.create(cfg.output, cfg, stage, inputs, force=force)
+def setup(cfg: StageConfig) -> tuple[torch.device, Dist]:
+    """The device, and under torchrun the process group (gloo on CPU; on CUDA nccl, a GPU per process)."""
+    from dlcli.core.runtime import resolve_device
+    from dlcli.training import distributed
+
+    device = resolve_device(cfg.device)
+    d = distributed.setup(device)
+    if d.enabled and device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.batch_size < d.world:
+        raise ConfigError(f"batch_size {cfg.batch_size} is smaller than the {d.world} processes sharing it")
+    return device, d
+
+
+def start_run(cfg: StageConfig, stage: str, inputs: list[str], force: bool, resume: bool = False,
+              dist: Dist | None = None, resumable: tuple[str, ...] = RESUMABLE) -> Path:
+    """Create the run directory (the main process), or reopen it for `resume` after checking that
+    the config is the run's own (only budgets, intervals and the device may change)."""
+    run = Path(cfg.output)
+    if resume:
+        rundir.check_resume(run, cfg, resumable)
+    if dist is None or dist.main:
+        rundir.create(run, cfg, stage, inputs, force=force, resume=resume)
+    if dist is not None and dist.enabled:
+        torch.distributed.barrier()
+    return run
 

@@ -10,7 +10,8 @@ The reference log-probabilities are computed once, before training. With `rpo_al
 the loss adds alpha times the chosen responses' negative log-likelihood per token (RPO, Pang et
 al. 2024): pure DPO may lower both responses and move probability to text neither contains. Logged:
 loss, implicit-reward accuracy (r_chosen > r_rejected) and margin, on training
-batches and held-out pairs. The result is a language-model run directory.
+batches and held-out pairs, and the KL to the reference (nats per response, on answers sampled
+for `kl_samples` held-out prompts). The result is a language-model run directory.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class DPOConfig(StageConfig):
     beta: float = 0.1
     rpo_alpha: float = 0.0  # > 0 adds alpha * the chosen responses' NLL per token (RPO; keeps mass on them)
     max_steps: int = 200
+    kl_samples: int = 64  # held-out prompts answered at each evaluation to measure the KL to the reference
 
     def validate(self) -> None:
         super().validate()
@@ -51,10 +53,10 @@ class DPOConfig(StageConfig):
 def dpo_loss(pi_c: torch.Tensor, pi_r: torch.Tensor, ref_c: torch.Tensor, ref_r: torch.Tensor, beta: float
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed log-probs (B,) of chosen / rejected under the policy and the reference ->
-    (mean loss, implicit reward of chosen, of rejected)."""
+    (loss of each pair (B,), implicit reward of chosen, of rejected)."""
     r_c = beta * (pi_c - ref_c)
     r_r = beta * (pi_r - ref_r)
-    return -F.logsigmoid(r_c - r_r).mean(), r_c.detach(), r_r.detach()
+    return -F.logsigmoid(r_c - r_r), r_c.detach(), r_r.detach()
 
 
 def sequence_logprobs(gpt: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,24 +67,28 @@ def sequence_logprobs(gpt: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[
     return (token_logprobs(logits, ids) * mask).sum(-1), mask.sum(-1)
 
 
-def run(cfg: DPOConfig, force: bool = False, on_progress: OnProgress = nothing,
+def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing,
         probe: Callable[[Any], dict[str, float]] | None = None) -> dict[str, Any]:
-    """Train; write the run directory; return a summary. `probe(policy)`, if given, adds its own
-    held-out figures (e.g. a true reward) to every evaluation."""
+    """Train (or continue a checkpoint with `resume`); write the run directory; return a summary.
+    `probe(policy)`, if given, adds its own held-out figures (e.g. a true reward) to every evaluation."""
+    import copy
+
     from dlcli.core.runtime import seed_everything
     from dlcli.rlhf import common, data
     from dlcli.training.plots import plot_curves
 
     cfg.validate()
-    sft = common.open_lm(cfg.sft, cfg.device)
+    dev, dist = common.setup(cfg)
+    sft = common.open_lm(cfg.sft, str(dev))
     cfg.model = sft.model.cfg
     recs = data.read(cfg.data, "prefs", cfg.skip_bad)
     enc = common.encode_records(cfg.data, recs, sft.tokenizer, cfg.model.block_size, ("chosen", "rejected"),
                                 cfg.skip_bad)
-    out = common.start_run(cfg, "rlhf-dpo", [cfg.sft, cfg.data], force)
+    out = common.start_run(cfg, "rlhf-dpo", [cfg.sft, cfg.data], force, resume, dist)
     seed_everything(cfg.seed)
-    gpt, dev = sft.model, sft.device
-    pad_id = common.end_token(sft.tokenizer, cfg.sft)
+    gpt = sft.model
+    reference = copy.deepcopy(gpt).eval().requires_grad_(False)  # pi_ref, frozen
+    pad_id = end_id = common.end_token(sft.tokenizer, cfg.sft)
 
     def both(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Chosen and rejected of `rows` as one padded batch (chosen first) and its response mask."""
@@ -94,37 +100,57 @@ def run(cfg: DPOConfig, force: bool = False, on_progress: OnProgress = nothing,
     with torch.no_grad():
         for i in range(0, len(enc), cfg.batch_size):
             rows = list(range(i, min(i + cfg.batch_size, len(enc))))
-            lp = sequence_logprobs(gpt, *both(rows))[0].cpu()
+            lp = sequence_logprobs(reference, *both(rows))[0].cpu()
             ref[rows, 0], ref[rows, 1] = lp[: len(rows)], lp[len(rows):]
     ref = ref.to(dev)
     train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
+    kl_prompts = [enc[i]["prompt"] for i in val_i[: cfg.kl_samples]]
+    longest = max(len(e[k]) for e in enc for k in ("chosen", "rejected"))
+    banned = common.banned_ids(sft.tokenizer)
 
-    def losses(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        lp, count = sequence_logprobs(gpt, *both(rows))
+    def losses(net: Any, rows: list[int]) -> tuple[torch.Tensor, ...]:
+        """(summed DPO loss, summed chosen log-probs, their token count, implicit rewards of chosen, rejected)."""
+        lp, count = sequence_logprobs(net, *both(rows))
         n = len(rows)
         loss, r_c, r_r = dpo_loss(lp[:n], lp[n:], ref[rows, 0], ref[rows, 1], cfg.beta)
-        if cfg.rpo_alpha:
-            loss = loss - cfg.rpo_alpha * lp[:n].sum() / count[:n].sum()
-        return loss, r_c, r_r
+        return loss.sum(), lp[:n].sum(), count[:n].sum(), r_c, r_r
 
-    def step_fn(idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
-        loss, rc, rr = losses([train_i[i] for i in idx])
+    def step(net: Any, idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        dpo, lp_c, n_tok, rc, rr = losses(net, [train_i[i] for i in idx])
+        loss = common.mean_over_processes(dpo, torch.tensor(float(len(idx))))
+        if cfg.rpo_alpha:  # the chosen responses' NLL per token
+            loss = loss - cfg.rpo_alpha * common.mean_over_processes(lp_c, n_tok)
         return loss, {"accuracy": float((rc > rr).float().mean()), "margin": float((rc - rr).mean())}
 
+    def kl_to_reference() -> float:
+        """Mean over sampled answers to held-out prompts of sum_t log pi(y_t) - log pi_ref(y_t), in nats
+        per response (its expectation is KL(pi || pi_ref) of whole responses)."""
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        resp = common.sample(gpt, kl_prompts, longest, end_id, g, banned=banned)
+        ids, mask = common.batch(kl_prompts, resp, pad_id, dev)
+        log_ratio = common.token_logprobs(gpt(ids)[0], ids) - common.token_logprobs(reference(ids)[0], ids)
+        return float((log_ratio * mask).sum(1).mean())
+
     def evaluate() -> dict[str, float]:
-        parts = [losses(val_i[i: i + cfg.batch_size]) for i in range(0, len(val_i), cfg.batch_size)]
-        n = [min(cfg.batch_size, len(val_i) - i) for i in range(0, len(val_i), cfg.batch_size)]
-        rc, rr = torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
-        out = {"val_loss": sum(float(p[0]) * k for p, k in zip(parts, n)) / len(val_i),
+        parts = [losses(gpt, val_i[i: i + cfg.batch_size]) for i in range(0, len(val_i), cfg.batch_size)]
+        rc, rr = torch.cat([p[3] for p in parts]), torch.cat([p[4] for p in parts])
+        out = {"val_loss": sum(float(p[0]) for p in parts) / len(val_i),
                "val_accuracy": float((rc > rr).float().mean()), "val_margin": float((rc - rr).mean())}
+        if kl_prompts:
+            out["val_kl"] = kl_to_reference()
         return {**out, **(probe(gpt) if probe is not None else {})}
 
     def plots(history: list[dict[str, Any]]) -> None:
         plot_curves(history, out / "accuracy.png", {"accuracy": "train", "val_accuracy": "held-out"},
                     "implicit-reward accuracy", "DPO")
+        plot_curves(history, out / "kl.png", {"val_kl": "held-out prompts"}, "KL to the reference (nats / response)",
+                    "DPO: KL")
 
-    steps, last, secs = common.train_loop(cfg, out, gpt, len(train_i), step_fn, evaluate, on_progress, "dpo", plots)
+    loop = common.Loop("dpo", gpt, len(train_i), step, evaluate, plots, extra={"reference_logprobs": ref},
+                       show=("val_kl",))
+    steps, last, secs = common.train_loop(cfg, out, loop, on_progress, resume, dist)
     gpt.eval()
-    common.write_lm(out, gpt, Path(cfg.sft) / "tokenizer.json")
+    if dist.main:
+        common.write_lm(out, gpt, Path(cfg.sft) / "tokenizer.json")
     return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "elapsed": secs,
             "steps_per_s": steps / max(secs, 1e-9), **{k: v for k, v in last.items() if k != "step"}}

@@ -33,8 +33,11 @@ from torch import nn
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import ConfigError
 from dlcli.models.gpt import GPT
+from dlcli.rlhf.common import RESUMABLE as STAGE_RESUMABLE
 from dlcli.rlhf.common import StageConfig
 from dlcli.training.optim import OptimConfig
+
+RESUMABLE = (*STAGE_RESUMABLE, "sample_interval", "num_samples")
 
 
 def _optim() -> OptimConfig:
@@ -184,6 +187,7 @@ def ppo_update(policy: PolicyWithValue, optimizer: torch.optim.Optimizer, ro: Ro
                gen: torch.Generator) -> dict[str, float]:
     """`ppo_epochs` passes of clipped policy + value losses over minibatches of the rollout."""
     from dlcli.rlhf.common import token_logprobs
+    from dlcli.training.optim import apply_gradients
 
     stats: dict[str, float] = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_frac": 0.0}
     n, count = ro.ids.size(0), 0
@@ -202,12 +206,7 @@ def ppo_update(policy: PolicyWithValue, optimizer: torch.optim.Optimizer, ro: Ro
             v_clipped = ro.values[mb] + (v - ro.values[mb]).clamp(-cfg.clip_value, cfg.clip_value)
             vf = 0.5 * torch.maximum((v - ro.returns[mb]) ** 2, (v_clipped - ro.returns[mb]) ** 2)
             value_loss = masked_mean(vf, mask)
-            loss = policy_loss + cfg.vf_coef * value_loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
+            apply_gradients(policy, optimizer, policy_loss + cfg.vf_coef * value_loss, cfg.optim.grad_clip)
             with torch.no_grad():
                 lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
                 entropy = masked_mean(-(lp.exp() * lp).sum(-1), mask)
@@ -219,21 +218,26 @@ def ppo_update(policy: PolicyWithValue, optimizer: torch.optim.Optimizer, ro: Ro
     return {k: v / count for k, v in stats.items()}
 
 
-def run(cfg: PPOConfig, force: bool = False, on_progress: OnProgress = nothing,
+def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing,
         probe: Callable[[GPT], dict[str, float]] | None = None) -> dict[str, Any]:
-    """Train; write the run directory; return a summary. `probe(policy)`, if given, adds its own
-    held-out figures (e.g. a true reward) to every evaluation."""
+    """Train (or continue a checkpoint with `resume`); write the run directory; return a summary.
+    `probe(policy)`, if given, adds its own held-out figures (e.g. a true reward) to every evaluation."""
+    import os
+
     from dlcli.core import rundir
     from dlcli.core.runtime import parse_duration, seed_everything
-    from dlcli.errors import Interrupted, TrainingDiverged
+    from dlcli.errors import TrainingDiverged
     from dlcli.rlhf import common, data
     from dlcli.rlhf.reward import open_rm
+    from dlcli.training import checkpoint
     from dlcli.training.optim import build_optimizer, lr_at, set_lr
     from dlcli.training.plots import plot_curves
 
     cfg.validate()
     if not cfg.reward_model:
         raise ConfigError("reward_model: give the reward model's directory")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("rlhf ppo runs in one process: start it without torchrun (sft, reward and dpo use DDP)")
     sft = common.open_lm(cfg.sft, cfg.device)
     rm = open_rm(cfg.reward_model, cfg.device)
     common.same_tokenizer(rm.tokenizer, sft.tokenizer, cfg.reward_model, f"the policy {cfg.sft}")
@@ -242,7 +246,8 @@ def run(cfg: PPOConfig, force: bool = False, on_progress: OnProgress = nothing,
     recs = data.read(cfg.data, "prompts", cfg.skip_bad)
     enc = common.encode_records(cfg.data, recs, tok, min(cfg.model.block_size, rm.model.gpt.cfg.block_size), (),
                                 cfg.skip_bad, room=cfg.max_new_tokens)
-    out = common.start_run(cfg, "rlhf-ppo", [cfg.sft, cfg.reward_model, cfg.data], force)
+    out = common.start_run(cfg, "rlhf-ppo", [cfg.sft, cfg.reward_model, cfg.data], force, resume,
+                           resumable=RESUMABLE)
     seed_everything(cfg.seed)
     dev = sft.device
     end_id = common.end_token(tok, cfg.sft)
@@ -251,13 +256,22 @@ def run(cfg: PPOConfig, force: bool = False, on_progress: OnProgress = nothing,
     policy = PolicyWithValue(sft.model).to(dev)
     optimizer = build_optimizer(policy, cfg.optim, dev)
     kl_ctl = AdaptiveKL(cfg)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # rollouts and minibatches
     train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
     total = common.budget_steps(cfg, len(train_i))
     max_time = parse_duration(cfg.max_time) if cfg.max_time else 0.0
-    history: list[dict[str, Any]] = []
+    st: dict[str, Any] = {"step": 0, "elapsed": 0.0, "val_reward": math.nan, "first": {}}
+    if resume:
+        saved, extra = checkpoint.load(out, policy, optimizer, dev)
+        st.update(saved)
+        gen.set_state(extra["rollouts"].cpu())
+        kl_ctl.value = saved["kl_coef"]
+    history: list[dict[str, Any]] = rundir.read_metrics(out) if resume else []
     good = copy.deepcopy(policy.gpt.state_dict())
-    step, t0, last_eval = 0, time.perf_counter(), math.nan
+    t0 = time.perf_counter()
+
+    def elapsed() -> float:
+        return st["elapsed"] + time.perf_counter() - t0
 
     def evaluate() -> dict[str, float]:
         g = torch.Generator().manual_seed(cfg.seed + 1)
@@ -275,63 +289,70 @@ def run(cfg: PPOConfig, force: bool = False, on_progress: OnProgress = nothing,
         plot_curves(history, out / "kl.png", {"kl": "rollouts", "val_kl": "held-out prompts"},
                     "KL to the reference (nats / response)", "PPO: KL")
 
+    def save() -> None:
+        """The policy so far (a usable run) and a checkpoint to resume from."""
+        common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
+        checkpoint.save(out, policy, optimizer, {**st, "elapsed": elapsed(), "kl_coef": kl_ctl.value},
+                        {"rollouts": gen.get_state()})
+
     def keep_good(reason: str) -> TrainingDiverged:
         policy.gpt.load_state_dict(good)
         common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
-        return TrainingDiverged(f"{reason} at step {step}; the last good policy (step {max(0, step - 1)}) is kept "
-                                f"in {out}; try a larger kl_coef or a lower optim.lr")
+        return TrainingDiverged(f"{reason} at step {st['step']}; the last good policy (step "
+                                f"{max(0, st['step'] - 1)}) is kept in {out}; try a larger kl_coef or a lower optim.lr")
 
-    with rundir.MetricsLog(out) as log:
-        try:
-            first = evaluate()
-            log.log(step=0, **first)
-            history.append({"step": 0, **first})
-            while not (total and step >= total) and not (max_time and time.perf_counter() - t0 >= max_time):
-                rows = [train_i[int(i)] for i in torch.randint(len(train_i), (cfg.batch_size,), generator=gen)]
-                ro = rollout(policy, ref, rm.model, [enc[i]["prompt"] for i in rows], cfg, kl_ctl.value, end_id,
-                             gen, banned)
-                kl = float(ro.kl.mean())
-                if not math.isfinite(kl) or kl > cfg.kl_stop:
-                    raise keep_good(f"the mean KL to the reference reached {kl:.3g} nats (kl_stop {cfg.kl_stop})")
-                good = copy.deepcopy(policy.gpt.state_dict())
-                set_lr(optimizer, lr := lr_at(step, cfg.optim, step / total if total else None))
-                stats = ppo_update(policy, optimizer, ro, cfg, gen)
-                if not all(math.isfinite(v) for v in stats.values()):
-                    raise keep_good("the PPO losses became non-finite")
-                kl_ctl.update(kl, cfg.batch_size)
-                step += 1
-                rec = {"step": step, "reward": float(ro.score.mean()), "kl": kl, "kl_coef": kl_ctl.value, "lr": lr,
-                       "response_tokens": float(ro.mask.sum(1).float().mean()), **stats,
-                       "elapsed": time.perf_counter() - t0}
-                if cfg.eval_interval and step % cfg.eval_interval == 0:
-                    ev = evaluate()
-                    rec.update(ev)
-                    last_eval = ev["val_reward"]
-                if cfg.sample_interval and step % cfg.sample_interval == 0:
-                    rec["samples"] = [{"prompt": tok.decode(enc[rows[j]]["prompt"]),
-                                       "response": common.decode(tok, ro.responses[j], end_id),
-                                       "reward": round(float(ro.score[j]), 4)}
-                                      for j in range(min(cfg.num_samples, len(rows)))]
-                log.log(**rec)
-                history.append(rec)
-                if step % cfg.log_interval == 0 or step == total:
-                    show = {"reward": rec["reward"], "kl": kl, "clip": stats["clip_frac"]}
-                    on_progress(Tick("ppo", step, total or None, unit="step", metrics=show))
-                    plots()
-        except KeyboardInterrupt:
-            common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
-            raise Interrupted(f"interrupted at step {step}; the policy so far is saved in {out}") from None
+    log = rundir.MetricsLog(out)
+    with checkpoint.saved_on_interrupt(out, lambda: st["step"], save, log.close):
+        if not resume:
+            st["first"] = evaluate()
+            log.log(step=0, **st["first"])
+            history.append({"step": 0, **st["first"]})
+        while not (total and st["step"] >= total) and not (max_time and elapsed() >= max_time):
+            step = st["step"]
+            rows = [train_i[int(i)] for i in torch.randint(len(train_i), (cfg.batch_size,), generator=gen)]
+            ro = rollout(policy, ref, rm.model, [enc[i]["prompt"] for i in rows], cfg, kl_ctl.value, end_id,
+                         gen, banned)
+            kl = float(ro.kl.mean())
+            if not math.isfinite(kl) or kl > cfg.kl_stop:
+                raise keep_good(f"the mean KL to the reference reached {kl:.3g} nats (kl_stop {cfg.kl_stop})")
+            good = copy.deepcopy(policy.gpt.state_dict())
+            set_lr(optimizer, lr := lr_at(step, cfg.optim, step / total if total else None))
+            stats = ppo_update(policy, optimizer, ro, cfg, gen)
+            if not all(math.isfinite(v) for v in stats.values()):
+                raise keep_good("the PPO losses became non-finite")
+            kl_ctl.update(kl, cfg.batch_size)
+            st["step"] = step = step + 1
+            rec = {"step": step, "reward": float(ro.score.mean()), "kl": kl, "kl_coef": kl_ctl.value, "lr": lr,
+                   "response_tokens": float(ro.mask.sum(1).float().mean()), **stats, "elapsed": elapsed()}
+            if cfg.eval_interval and step % cfg.eval_interval == 0:
+                ev = evaluate()
+                rec.update(ev)
+                st["val_reward"] = ev["val_reward"]
+            if cfg.sample_interval and step % cfg.sample_interval == 0:
+                rec["samples"] = [{"prompt": tok.decode(enc[rows[j]]["prompt"]),
+                                   "response": common.decode(tok, ro.responses[j], end_id),
+                                   "reward": round(float(ro.score[j]), 4)}
+                                  for j in range(min(cfg.num_samples, len(rows)))]
+            log.log(**rec)
+            history.append(rec)
+            if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0:
+                save()
+            if step % cfg.log_interval == 0 or step == total:
+                show = {"reward": rec["reward"], "kl": kl, "clip": stats["clip_frac"]}
+                on_progress(Tick("ppo", step, total or None, unit="step", metrics=show))
+                plots()
         if not history or "val_reward" not in history[-1]:
             ev = evaluate()
-            log.log(step=step, **ev)
-            history.append({"step": step, **ev})
-            last_eval = ev["val_reward"]
+            log.log(step=st["step"], **ev)
+            history.append({"step": st["step"], **ev})
+            st["val_reward"] = ev["val_reward"]
         plots()
-    policy.eval()
-    common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
-    rundir.save_tensors(policy.value.state_dict(), out / "value_head.safetensors")
+        policy.eval()
+        save()
+        rundir.save_tensors(policy.value.state_dict(), out / "value_head.safetensors")
+    log.close()
     rewards = [h["reward"] for h in history if "reward" in h]
-    return {"run": str(out), "steps": step, "elapsed": time.perf_counter() - t0, "val_reward": last_eval,
-            "val_reward_before": first["val_reward"], "val_kl": history[-1].get("val_kl"),
+    return {"run": str(out), "steps": st["step"], "elapsed": elapsed(), "val_reward": st["val_reward"],
+            "val_reward_before": st["first"]["val_reward"], "val_kl": history[-1].get("val_kl"),
             "reward_first": rewards[0] if rewards else math.nan, "reward_last": rewards[-1] if rewards else math.nan,
             "kl_coef": kl_ctl.value}

@@ -54,9 +54,10 @@ class RewardModel(nn.Module):
         return self.head(last).squeeze(-1)
 
 
-def bradley_terry(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
-    """Mean of -log sigmoid(r_c - r_r)."""
-    return -F.logsigmoid(r_chosen - r_rejected).mean()
+def bradley_terry(r_chosen: torch.Tensor, r_rejected: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """-log sigmoid(r_c - r_r), averaged (or summed) over the pairs."""
+    loss = -F.logsigmoid(r_chosen - r_rejected)
+    return loss.sum() if reduction == "sum" else loss.mean()
 
 
 def score_pairs(rm: RewardModel, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
@@ -67,7 +68,9 @@ def score_pairs(rm: RewardModel, prompts: list[list[int]], responses: list[list[
     return rm(pad(seqs, pad_id, device), torch.tensor([len(s) for s in seqs], device=device))
 
 
-def run(cfg: RewardConfig, force: bool = False, on_progress: OnProgress = nothing) -> dict[str, Any]:
+def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing
+        ) -> dict[str, Any]:
+    """Train (or continue a checkpoint with `resume`); write the reward model's directory; return a summary."""
     import shutil
 
     from dlcli.core import rundir
@@ -76,31 +79,32 @@ def run(cfg: RewardConfig, force: bool = False, on_progress: OnProgress = nothin
     from dlcli.training.plots import plot_curves
 
     cfg.validate()
-    base = common.open_lm(cfg.base, cfg.device)
+    dev, dist = common.setup(cfg)
+    base = common.open_lm(cfg.base, str(dev))
     cfg.model = base.model.cfg
     recs = data.read(cfg.data, "prefs", cfg.skip_bad)
     enc = common.encode_records(cfg.data, recs, base.tokenizer, cfg.model.block_size, ("chosen", "rejected"),
                                 cfg.skip_bad)
-    out = common.start_run(cfg, "rlhf-reward", [cfg.base, cfg.data], force)
+    out = common.start_run(cfg, "rlhf-reward", [cfg.base, cfg.data], force, resume, dist)
     seed_everything(cfg.seed)
-    dev = base.device
     rm = RewardModel(cfg.model).to(dev)
     rm.gpt.load_state_dict(base.model.state_dict())
     pad_id = common.end_token(base.tokenizer, cfg.base)
     train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
 
-    def rewards(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def rewards(net: Any, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         prompts = [enc[i]["prompt"] for i in rows] * 2
         resp = [enc[i]["chosen"] for i in rows] + [enc[i]["rejected"] for i in rows]
-        r = score_pairs(rm, prompts, resp, pad_id, dev)
+        r = score_pairs(net, prompts, resp, pad_id, dev)
         return r[: len(rows)], r[len(rows):]
 
-    def step_fn(idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
-        rc, rr = rewards([train_i[i] for i in idx])
-        return bradley_terry(rc, rr), {"accuracy": float((rc > rr).float().mean())}
+    def step(net: Any, idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        rc, rr = rewards(net, [train_i[i] for i in idx])
+        loss = common.mean_over_processes(bradley_terry(rc, rr, "sum"), torch.tensor(float(len(idx))))
+        return loss, {"accuracy": float((rc > rr).float().mean())}
 
     def evaluate() -> dict[str, float]:
-        rc, rr = zip(*(rewards(val_i[i: i + cfg.batch_size]) for i in range(0, len(val_i), cfg.batch_size)))
+        rc, rr = zip(*(rewards(rm, val_i[i: i + cfg.batch_size]) for i in range(0, len(val_i), cfg.batch_size)))
         c, r = torch.cat(rc), torch.cat(rr)
         return {"val_loss": float(bradley_terry(c, r)), "val_accuracy": float((c > r).float().mean()),
                 "val_margin": float((c - r).mean())}
@@ -109,10 +113,12 @@ def run(cfg: RewardConfig, force: bool = False, on_progress: OnProgress = nothin
         plot_curves(history, out / "accuracy.png", {"accuracy": "train", "val_accuracy": "held-out"},
                     "pairwise accuracy", "Reward model (Bradley-Terry)")
 
-    steps, last, secs = common.train_loop(cfg, out, rm, len(train_i), step_fn, evaluate, on_progress, "reward",
-                                          plots)
-    rundir.save_tensors(rm.state_dict(), out / "model.safetensors")
-    shutil.copyfile(Path(cfg.base) / "tokenizer.json", out / "tokenizer.json")
+    # the trunk's language-model head (when not tied to the embedding) gets no gradient
+    loop = common.Loop("reward", rm, len(train_i), step, evaluate, plots, unused_parameters=not cfg.model.tie_weights)
+    steps, last, secs = common.train_loop(cfg, out, loop, on_progress, resume, dist)
+    if dist.main:
+        rundir.save_tensors(rm.state_dict(), out / "model.safetensors")
+        shutil.copyfile(Path(cfg.base) / "tokenizer.json", out / "tokenizer.json")
     return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "elapsed": secs,
             "val_pairs": len(val_i), **{k: v for k, v in last.items() if k != "step"}}
 

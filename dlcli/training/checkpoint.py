@@ -9,7 +9,9 @@ checkpoint interrupted half-way is never taken for a complete one.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from torch import nn
 
 from dlcli.core import rundir
 from dlcli.core.io import write_text_atomic
-from dlcli.errors import InputError
+from dlcli.errors import InputError, Interrupted
 
 TENSORS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
@@ -99,3 +101,24 @@ def load(run: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | N
         torch.cuda.set_rng_state_all(cuda)
     extra = {k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("extra.")}
     return doc["state"], extra
+
+
+@contextlib.contextmanager
+def saved_on_interrupt(run: str | Path, step: Callable[[], int], save: Callable[[], None],
+                       cleanup: Callable[[], None] = lambda: None, can_save: Callable[[], bool] = lambda: True
+                       ) -> Iterator[None]:
+    """The guard around a training loop: Ctrl-C saves a checkpoint (after the first step, if `can_save()`)
+    and becomes an `Interrupted` error saying how to continue; any error, that one included, runs
+    `cleanup` (close logs, leave the process group) on its way out."""
+    try:
+        try:
+            yield
+        except KeyboardInterrupt:
+            if step() > 0 and can_save():
+                save()
+                raise Interrupted(f"interrupted at step {step()}; checkpoint saved in {run} "
+                                  "(continue with --resume)") from None
+            raise Interrupted("interrupted before the first step; nothing saved") from None
+    except BaseException:
+        cleanup()
+        raise

@@ -156,7 +156,7 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
 
     from dlcli.core.runtime import resolve_device, seed_everything
     from dlcli.data.lm import LMBatches
-    from dlcli.errors import Interrupted, TrainingDiverged
+    from dlcli.errors import TrainingDiverged
     from dlcli.models.rnn import detach, state_from_tensors, state_tensors
     from dlcli.training import checkpoint, distributed
     from dlcli.training.optim import build_optimizer, lr_at, set_lr
@@ -285,8 +285,16 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
                         "perplexity", title, log_y=True)
         return val_loss
 
+    def close() -> None:
+        if metrics is not None:
+            metrics.close()
+        distributed.cleanup(dist)
+
+    def never_diverged() -> bool:
+        return math.isfinite(float(loss_sum) if window_steps else 0.0)
+
     model.train()
-    try:
+    with checkpoint.saved_on_interrupt(run, lambda: step, save_checkpoint, close, never_diverged):
         while True:
             if budget_steps and step >= budget_steps:
                 break
@@ -344,17 +352,6 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
             if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0:
                 check_finite(float(loss_sum))  # never checkpoint diverged weights
                 save_checkpoint()
-    except KeyboardInterrupt:
-        if step > 0 and math.isfinite(float(loss_sum) if window_steps else 0.0):
-            save_checkpoint()
-            raise Interrupted(f"interrupted at step {step}; checkpoint saved in {run} "
-                              "(continue with --resume)") from None
-        raise Interrupted("interrupted before the first step; nothing saved") from None
-    except BaseException:
-        if metrics is not None:
-            metrics.close()
-        distributed.cleanup(dist)
-        raise
 
     save_checkpoint()
     evaluate()

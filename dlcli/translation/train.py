@@ -75,7 +75,7 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from dlcli.core.runtime import parse_duration, resolve_device, seed_everything
-    from dlcli.errors import Interrupted, TrainingDiverged
+    from dlcli.errors import TrainingDiverged
     from dlcli.models.seq2seq import Seq2Seq
     from dlcli.training import checkpoint, distributed
     from dlcli.training.optim import apply_gradients, build_optimizer, lr_at, set_lr
@@ -190,9 +190,14 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
         plot_curves(history, run / "bleu.png", {"val_bleu": f"held-out BLEU ({len(sample)} pairs, greedy)"},
                     "BLEU", "translation")
 
+    def close() -> None:
+        if metrics is not None:
+            metrics.close()
+        distributed.cleanup(dist)
+
     model.train()
     batches = epoch_batches(epoch)
-    try:
+    with checkpoint.saved_on_interrupt(run, lambda: step, save_checkpoint, close):
         while True:
             if budget and step >= budget:
                 break
@@ -246,17 +251,6 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
                 evaluate()
             if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0:
                 save_checkpoint()
-    except KeyboardInterrupt:
-        if step > 0:
-            save_checkpoint()
-            raise Interrupted(f"interrupted at step {step}; checkpoint saved in {run} "
-                              "(continue with --resume)") from None
-        raise Interrupted("interrupted before the first step; nothing saved") from None
-    except BaseException:
-        if metrics is not None:
-            metrics.close()
-        distributed.cleanup(dist)
-        raise
 
     save_checkpoint()
     result: dict[str, Any] = {}
