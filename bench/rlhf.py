@@ -165,7 +165,8 @@ def report(out: dict[str, Any]) -> bool:
         last = [r for r in read_metrics(Path(out[name]["run"])) if "true_reward" in r][-1]
         good = last["true_reward"] >= need and last["true_kl"] < KL_BOUND
         ok &= good
-        print(f"{name.upper():5} true reward {last['true_reward']:.3f}, KL {last['true_kl']:.2f} nats/response, "
+        own = f" (its own logged val_kl {last['val_kl']:.2f}, on its held-out split)" if "val_kl" in last else ""
+        print(f"{name.upper():5} true reward {last['true_reward']:.3f}, KL {last['true_kl']:.2f} nats/response{own}, "
               f"{out[name]['steps']} steps in {out[name + '_secs']:.0f} s  {'PASS' if good else 'FAIL'}")
         for p, a in out[name + "_samples"]:
             print(f"      {p}{a}")

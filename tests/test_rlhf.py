@@ -98,3 +98,21 @@ def test_toy_rule_scores() -> None:
     assert toytask.score("about cats:", " cats and dogs are nice, bad.") == 0.0
     pairs = toytask.preference_pairs(50)
     assert all(toytask.score(p["prompt"], p["chosen"]) > toytask.score(p["prompt"], p["rejected"]) for p in pairs)
+
+
+def test_a_held_ctrl_c_waits_for_the_loop_and_a_second_one_stops_at_once() -> None:
+    import os
+    import signal
+
+    from dlcli.errors import Interrupted
+    from dlcli.training import checkpoint
+
+    saved, reached = [], []
+    with pytest.raises(Interrupted, match="interrupted at step 3; checkpoint saved in run"):
+        with checkpoint.saved_on_interrupt("run", lambda: 3, lambda: saved.append(1), hold=True) as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append(stop.pending)  # held: the loop carries on to the end of its step
+            os.kill(os.getpid(), signal.SIGINT)  # the second one stops at once
+            reached.append("past")
+    assert reached == [True] and saved == [1]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

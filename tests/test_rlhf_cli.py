@@ -187,10 +187,17 @@ def same_weights(a: str, b: str) -> None:
         assert torch.equal(x[k], y[k]), k
 
 
-@pytest.mark.parametrize("stage", ["sft", "reward", "dpo", "ppo"])
-def test_ctrl_c_then_resume_equals_an_uninterrupted_run(toy, tmp_path: Path, stage: str) -> None:
+@pytest.mark.parametrize("stage, how", [("sft", "raise"), ("reward", "signal"), ("dpo", "signal"), ("ppo", "signal")])
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(toy, tmp_path: Path, monkeypatch, stage: str, how: str
+                                                        ) -> None:
     """Interrupted at step 4 (checkpoint on Ctrl-C), resumed: the same weights, bit for bit, as one run.
-    Dropout is on, so the random state must come back too."""
+    Dropout is on, so the random state must come back too. A real SIGINT in the middle of step 4 (between
+    the forward pass and the optimizer step) is held until the step is done."""
+    import os
+    import signal
+
+    from dlcli.training import optim
+
     toy["base"] = make_base(tmp_path, CHARS, dropout=0.1, name="drop")
     if stage == "ppo":
         from dlcli.rlhf import reward
@@ -202,9 +209,19 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(toy, tmp_path: Path, sta
     run(cfg)
 
     def stop_at_4(tick) -> None:
-        if tick.done >= 4:
+        if tick.done == 4 and how == "raise":
             raise KeyboardInterrupt
 
+    calls, real = [], optim.apply_gradients
+    at = 3 * 4 + 2 if stage == "ppo" else 4  # PPO: 2 epochs x 2 minibatches per step
+
+    def signalling(*args, **kw) -> None:
+        calls.append(1)
+        if how == "signal" and len(calls) == at:
+            os.kill(os.getpid(), signal.SIGINT)
+        real(*args, **kw)
+
+    monkeypatch.setattr(optim, "apply_gradients", signalling)
     run, cfg = stage_run(stage, toy, "cut")
     with pytest.raises(Interrupted, match="interrupted at step 4; checkpoint saved in cut"):
         run(cfg, on_progress=stop_at_4)
@@ -301,3 +318,9 @@ def test_ddp_two_processes_match_one(toy, tmp_path: Path, stage: str) -> None:
     a, b = load_tensors("one/model.safetensors"), load_tensors("two/model.safetensors")
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5 if k != "head.bias" else 1e-3), k
+
+
+def test_ppo_under_torchrun_is_refused_before_anything_is_written(cli, toy, monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    r = cli("rlhf", "ppo", toy["base"], toy["base"], "--prompts", toy["prompts"], "-o", "ppo", *FAST)
+    assert r.exit_code != 0 and "rlhf ppo runs in one process" in r.stderr and not Path("ppo").exists()

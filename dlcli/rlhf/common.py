@@ -343,16 +343,19 @@ def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress,
             log.close()
         distributed.cleanup(d)
 
-    def averaged(loss: torch.Tensor, stats: dict[str, float], n: int) -> tuple[float, dict[str, float]]:
-        """The step's loss and statistics over all processes (means over the whole batch)."""
+    def averaged(loss: torch.Tensor, stats: dict[str, float], n: int, stop: bool
+                 ) -> tuple[float, dict[str, float], bool]:
+        """The step's loss and statistics over all processes (means over the whole batch), and whether
+        any process has a Ctrl-C pending (they all stop after the same step)."""
         if not d.enabled:
-            return float(loss.detach()), stats
-        v = torch.tensor([float(loss.detach()), n, *(x * n for x in stats.values())], dtype=torch.float64)
+            return float(loss.detach()), stats, stop
+        v = torch.tensor([float(loss.detach()), n, float(stop), *(x * n for x in stats.values())],
+                         dtype=torch.float64)
         torch.distributed.all_reduce(v)
-        return float(v[0]) / d.world, {k: float(x) / float(v[1]) for k, x in zip(stats, v[2:])}
+        return float(v[0]) / d.world, {k: float(x) / float(v[1]) for k, x in zip(stats, v[3:])}, bool(v[2] > 0)
 
     model.train()
-    with checkpoint.saved_on_interrupt(run, lambda: st["step"], save, close):
+    with checkpoint.saved_on_interrupt(run, lambda: st["step"], save, close, hold=True) as ctrl_c:
         if resume and cfg.eval_interval and st["step"] % cfg.eval_interval == 0 \
                 and st["last_eval"].get("step") != st["step"]:
             do_eval()  # it was interrupted between the step and its evaluation
@@ -365,7 +368,7 @@ def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress,
             set_lr(optimizer, lr := lr_at(step, cfg.optim, step / total if total else elapsed() / max_time))
             mine = idx[d.rank:: d.world]
             loss, stats = loop.step(net, mine)
-            value, stats = averaged(loss, stats, len(mine))
+            value, stats, stopping = averaged(loss, stats, len(mine), ctrl_c.pending)
             if not math.isfinite(value):
                 kept = (f"the checkpoint of step {st['last_saved']} is kept" if st["last_saved"] else
                         "no checkpoint had been saved yet")
@@ -391,6 +394,8 @@ def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress,
                 do_eval()
             if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0:
                 save()
+            if (stopping if d.enabled else ctrl_c.pending):
+                raise KeyboardInterrupt  # a Ctrl-C held until the step was done
         if st["last_eval"].get("step") != st["step"]:
             do_eval()
         save()

@@ -302,7 +302,7 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
                                 f"{max(0, st['step'] - 1)}) is kept in {out}; try a larger kl_coef or a lower optim.lr")
 
     log = rundir.MetricsLog(out)
-    with checkpoint.saved_on_interrupt(out, lambda: st["step"], save, log.close):
+    with checkpoint.saved_on_interrupt(out, lambda: st["step"], save, log.close, hold=True) as ctrl_c:
         if not resume:
             st["first"] = evaluate()
             log.log(step=0, **st["first"])
@@ -341,6 +341,8 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
                 show = {"reward": rec["reward"], "kl": kl, "clip": stats["clip_frac"]}
                 on_progress(Tick("ppo", step, total or None, unit="step", metrics=show))
                 plots()
+            if ctrl_c.pending:
+                raise KeyboardInterrupt  # a Ctrl-C held until the step was done
         if not history or "val_reward" not in history[-1]:
             ev = evaluate()
             log.log(step=st["step"], **ev)

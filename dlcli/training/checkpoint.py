@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -103,16 +105,36 @@ def load(run: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | N
     return doc["state"], extra
 
 
+class StopRequest:
+    """A Ctrl-C held until the training loop reaches the end of a step (`pending`), so that the
+    checkpoint it saves lies between two steps and `--resume` continues exactly; a second Ctrl-C
+    stops at once."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+
 @contextlib.contextmanager
 def saved_on_interrupt(run: str | Path, step: Callable[[], int], save: Callable[[], None],
-                       cleanup: Callable[[], None] = lambda: None, can_save: Callable[[], bool] = lambda: True
-                       ) -> Iterator[None]:
+                       cleanup: Callable[[], None] = lambda: None, can_save: Callable[[], bool] = lambda: True,
+                       hold: bool = False) -> Iterator[StopRequest]:
     """The guard around a training loop: Ctrl-C saves a checkpoint (after the first step, if `can_save()`)
     and becomes an `Interrupted` error saying how to continue; any error, that one included, runs
-    `cleanup` (close logs, leave the process group) on its way out."""
+    `cleanup` (close logs, leave the process group) on its way out. With `hold`, Ctrl-C only sets the
+    yielded `StopRequest`; the loop raises KeyboardInterrupt when it sees it between steps."""
+    stop = StopRequest()
+    old = None
+    if hold and threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when Ctrl-C is ignored
+        old = signal.signal(signal.SIGINT, stop)
     try:
         try:
-            yield
+            yield stop
         except KeyboardInterrupt:
             if step() > 0 and can_save():
                 save()
@@ -122,3 +144,6 @@ def saved_on_interrupt(run: str | Path, step: Callable[[], int], save: Callable[
     except BaseException:
         cleanup()
         raise
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
