@@ -84,7 +84,8 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
     recs = data.read(cfg.data, "prefs", cfg.skip_bad)
     enc = common.encode_records(cfg.data, recs, sft.tokenizer, cfg.model.block_size, ("chosen", "rejected"),
                                 cfg.skip_bad)
-    out = common.start_run(cfg, "rlhf-dpo", [cfg.sft, cfg.data], force, resume, dist)
+    out = common.start_run(cfg, "rlhf-dpo", [cfg.sft, cfg.data], force, resume, dist,
+                           (*common.RESUMABLE, "kl_samples"))
     seed_everything(cfg.seed)
     gpt = sft.model
     reference = copy.deepcopy(gpt).eval().requires_grad_(False)  # pi_ref, frozen
