@@ -14,13 +14,20 @@ numba's one-off compile/cache load, which is printed on its own). Raw words/s
 (after min_count, before subsampling) are printed too. Quality is the
 analogy accuracy on questions-words.txt (3CosAdd), scored by the same
 evaluator for both models over the whole vocabulary (gensim's default
-restrict_vocab of 300,000 covers it); gensim's own evaluator is printed as a
-cross-check. With --repeats N the two trainers alternate N times and the
-median of each figure is reported.
+restrict_vocab of 300,000 covers it), and Spearman's rho on WordSim-353 and
+SimLex-999 (the copies gensim ships in its test data; pairs with a word
+outside the vocabulary are skipped and counted); gensim's own evaluators are
+printed as a cross-check. With --repeats N the trainers alternate N times
+and the median of each figure is reported.
+
+dlcli's batched torch kernel (the one it uses on a GPU) is trained too: on
+CUDA when there is a GPU (its speed-up over gensim and over dlcli's CPU
+kernel is printed), else on the CPU with --torch-cpu (slow there; it shows
+that the batched kernel learns as well as the sequential one).
 
 Needs gensim: .venv/bin/pip install -e '.[bench]'   (or: pip install gensim)
 
-Usage: python bench/embed.py [--model skipgram|cbow] [--repeats 3] [--workers 2] [--workdir DIR]
+Usage: python bench/embed.py [--model skipgram|cbow] [--repeats 3] [--workers 2] [--torch-cpu] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -71,12 +78,12 @@ def run_gensim(sentences: list[list[str]], sg: bool, workers: int, seed: int) ->
             "words": list(m.wv.index_to_key), "W": m.wv.vectors}
 
 
-def run_dlcli(corpus: Path, out: Path, sg: bool, workers: int, seed: int) -> dict:
+def run_dlcli(corpus: Path, out: Path, sg: bool, workers: int, seed: int, device: str = "cpu") -> dict:
     from dlcli.embed.train import EmbedConfig, train
     from dlcli.embed.vecfile import load_vectors
 
     cfg = EmbedConfig(data=str(corpus), output=str(out), model="skipgram" if sg else "cbow", workers=workers,
-                      seed=seed, **HYPER)
+                      seed=seed, device=device, kernel="numba" if device == "cpu" else "torch", **HYPER)
     s = train(cfg, force=True)
     words, W = load_vectors(out)
     return {"seconds": s["train_seconds"], "effective": s["effective_words"], "compile": s["compile_seconds"],
@@ -94,11 +101,26 @@ def cold_compile_seconds(workdir: Path) -> float:
     return float(out.stdout.strip())
 
 
-def accuracy(words: list[str], W, questions: Path) -> dict:
-    from dlcli.embed.evaluate import analogies
+def similarity_files() -> dict[str, Path]:
+    """WordSim-353 and SimLex-999 as gensim's test data ships them."""
+    from gensim.test.utils import datapath
+
+    return {"ws353": Path(datapath("wordsim353.tsv")), "simlex": Path(datapath("simlex999.txt"))}
+
+
+def quality(words: list[str], W, questions: Path) -> dict:
+    """Analogy accuracy (all sections, semantic, syntactic) and Spearman rho on the similarity sets."""
+    from dlcli.embed.evaluate import analogies, similarity
     from dlcli.embed.query import Vectors
 
-    return analogies(Vectors(words, W), questions, restrict=300_000)
+    v = Vectors(words, W)
+    acc = analogies(v, questions, restrict=300_000)
+    out = {"acc": acc["total"]["accuracy"], "sem": acc["semantic"]["accuracy"], "syn": acc["syntactic"]["accuracy"],
+           "answered": acc["total"]["answered"]}
+    for name, path in similarity_files().items():
+        r = similarity(v, path)
+        out[name], out[name + "_used"] = r["spearman"], f"{r['used']}/{r['pairs']}"
+    return out
 
 
 def main() -> None:
@@ -107,6 +129,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--torch-cpu", action="store_true", help="also train the batched torch kernel on the CPU")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
     try:
@@ -125,38 +148,59 @@ def main() -> None:
               f"The Time Machine, Lee background, fra-eng English side)")
         print(f"{args.model}, {', '.join(f'{k} {v}' for k, v in HYPER.items())}, workers {args.workers}; "
               f"gensim {gensim.__version__}")
-        runs: dict[str, list[dict]] = {"gensim": [], "dlcli": []}
+        import torch
+
+        gpu = "cuda" if torch.cuda.is_available() else ""
+        trainers = {"gensim": lambda r: run_gensim(sentences, sg, args.workers, args.seed + r),
+                    "dlcli": lambda r: run_dlcli(corpus, work / "run", sg, args.workers, args.seed + r)}
+        if gpu or args.torch_cpu:
+            name = "dlcli-" + (gpu or "torch-cpu")
+            trainers[name] = lambda r: run_dlcli(corpus, work / "run", sg, args.workers, args.seed + r, gpu or "cpu")
+        runs: dict[str, list[dict]] = {name: [] for name in trainers}
         for r in range(args.repeats):
-            runs["gensim"].append(run_gensim(sentences, sg, args.workers, args.seed + r))
-            runs["dlcli"].append(run_dlcli(corpus, work / "run", sg, args.workers, args.seed + r))
-            g, d = runs["gensim"][-1], runs["dlcli"][-1]
-            print(f"  repeat {r + 1}: gensim {g['eff_per_s']:,.0f}  dlcli {d['eff_per_s']:,.0f} effective words/s"
-                  f" (dlcli compile/cache load {d['compile']:.2f} s)")
+            for name, fn in trainers.items():
+                runs[name].append(fn(r))
+            print(f"  repeat {r + 1}: " + "  ".join(f"{n} {rs[-1]['eff_per_s']:,.0f}" for n, rs in runs.items())
+                  + f" effective words/s (dlcli compile/cache load {runs['dlcli'][-1]['compile']:.2f} s)")
         summary = {}
         for name, rs in runs.items():
-            acc = [accuracy(x["words"], x["W"], questions) for x in rs]
+            qs = [quality(x["words"], x["W"], questions) for x in rs]
             summary[name] = {
                 "eff": statistics.median(x["eff_per_s"] for x in rs),
                 "raw": statistics.median(x["raw_per_s"] for x in rs),
                 "sec": statistics.median(x["seconds"] for x in rs),
                 "vocab": len(rs[0]["words"]),
-                "acc": statistics.median(a["total"]["accuracy"] for a in acc),
-                "sem": statistics.median(a["semantic"]["accuracy"] for a in acc),
-                "syn": statistics.median(a["syntactic"]["accuracy"] for a in acc),
-                "answered": acc[0]["total"]["answered"],
+                **{k: statistics.median(q[k] for q in qs) for k in ("acc", "sem", "syn", "ws353", "simlex")},
+                "answered": qs[0]["answered"], "ws353_used": qs[0]["ws353_used"], "simlex_used": qs[0]["simlex_used"],
             }
-        own = runs["gensim"][-1]["model"].wv.evaluate_word_analogies(str(questions))[0]
+        wv = runs["gensim"][-1]["model"].wv
+        own = wv.evaluate_word_analogies(str(questions))[0]
+        own_sim = {k: wv.evaluate_word_pairs(str(p))[1][0] for k, p in similarity_files().items()}
         print()
-        print(f"{'':8} {'vocab':>7} {'train s':>8} {'effective words/s':>18} {'raw words/s':>12} "
-              f"{'analogy total':>14} {'semantic':>9} {'syntactic':>9}")
+        print(f"{'':16} {'vocab':>7} {'train s':>8} {'effective words/s':>18} {'raw words/s':>12} "
+              f"{'analogy total':>14} {'semantic':>9} {'syntactic':>9} {'WS-353 rho':>10} {'SimLex rho':>10}")
         for name, s in summary.items():
-            print(f"{name:8} {s['vocab']:>7,} {s['sec']:>8.2f} {s['eff']:>18,.0f} {s['raw']:>12,.0f} "
-                  f"{100 * s['acc']:>13.2f}% {100 * s['sem']:>8.2f}% {100 * s['syn']:>8.2f}%")
+            print(f"{name:16} {s['vocab']:>7,} {s['sec']:>8.2f} {s['eff']:>18,.0f} {s['raw']:>12,.0f} "
+                  f"{100 * s['acc']:>13.2f}% {100 * s['sem']:>8.2f}% {100 * s['syn']:>8.2f}% "
+                  f"{s['ws353']:>10.3f} {s['simlex']:>10.3f}")
         g, d = summary["gensim"], summary["dlcli"]
-        print(f"\nspeed ratio dlcli / gensim (effective words/s, median of {args.repeats}): {d['eff'] / g['eff']:.2f}x")
+        paired = [x["eff_per_s"] / y["eff_per_s"] for x, y in zip(runs["dlcli"], runs["gensim"], strict=True)]
+        print(f"\nspeed ratio dlcli / gensim (effective words/s, median of {args.repeats}): "
+              f"{d['eff'] / g['eff']:.2f}x; "
+              f"per repeat (back-to-back runs, so less exposed to the machine's load changing): "
+              f"{', '.join(f'{x:.2f}x' for x in paired)}, median {statistics.median(paired):.2f}x")
         print(f"analogy accuracy difference dlcli - gensim: {100 * (d['acc'] - g['acc']):+.2f} points "
               f"({g['answered']:,} questions answerable in the vocabulary); gensim's own evaluator on its last "
               f"model: {100 * own:.2f}%")
+        print(f"similarity difference dlcli - gensim: WordSim-353 {d['ws353'] - g['ws353']:+.3f}, SimLex-999 "
+              f"{d['simlex'] - g['simlex']:+.3f} (pairs used: {g['ws353_used']}, {g['simlex_used']}); gensim's own "
+              f"evaluate_word_pairs on its last model: {own_sim['ws353']:.3f}, {own_sim['simlex']:.3f}")
+        for name in summary:
+            if name.startswith("dlcli-"):
+                t = summary[name]
+                print(f"{name}: {t['eff'] / g['eff']:.2f}x gensim, {t['eff'] / d['eff']:.2f}x dlcli's CPU kernel; "
+                      f"analogy {100 * (t['acc'] - g['acc']):+.2f} points, WordSim-353 {t['ws353'] - g['ws353']:+.3f}, "
+                      f"SimLex-999 {t['simlex'] - g['simlex']:+.3f} vs gensim")
         print("dlcli numba compile/cache load (not in the throughput): "
               + ", ".join(f"{x['compile']:.2f}s" for x in runs["dlcli"])
               + f"; with an empty cache (first run after install): {cold_compile_seconds(work):.1f}s")

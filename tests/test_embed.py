@@ -40,9 +40,11 @@ def planted(tmp_path_factory) -> Path:
 # ---------------------------------------------------------------- training
 
 
+@pytest.mark.parametrize("kernel", ["numba", "torch"])
 @pytest.mark.parametrize("model", ["skipgram", "cbow"])
-def test_planted_pairs_are_nearest_neighbours(planted, tmp_path, model):
-    s = tr.train(_cfg(planted, tmp_path / "run", model=model, alpha=0.05 if model == "cbow" else 0.025))
+def test_planted_pairs_are_nearest_neighbours(planted, tmp_path, model, kernel):
+    s = tr.train(_cfg(planted, tmp_path / "run", model=model, kernel=kernel,
+                      alpha=0.05 if model == "cbow" else 0.025))
     assert s["words"] == 2 * PAIRS and s["corpus_words"] == PAIRS * 120 * 8
     v = Vectors.load(tmp_path / "run")
     for k in range(PAIRS):
@@ -61,21 +63,56 @@ def test_one_worker_is_reproducible_and_the_seed_matters(planted, tmp_path):
     assert not np.array_equal(a, c)
 
 
-def test_resume_after_a_time_budget_equals_an_uninterrupted_run(planted, tmp_path, monkeypatch):
+def test_batched_kernel_update_is_the_negative_sampling_gradient():
+    import torch
+
+    from dlcli.embed.batched import BatchedKernel
+
+    rng = np.random.default_rng(0)
+    W_in, W_out = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    noise = np.array([0.0, 0.0, 1.0])  # every noise draw is word 2
+    k = BatchedKernel(W_in.copy(), W_out.copy(), np.zeros(1, np.int32), np.array([0, 1]), np.ones(3), noise,
+                      sg=True, window=1, negative=1, device="cpu")
+    lr = 0.1
+    v = torch.from_numpy(W_in[1:2])
+    grad_v, loss = k._negative_sampling(v, torch.tensor([0]), lr, torch.Generator())
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    g_pos, g_neg = (1 - sig(W_out[0] @ W_in[1])) * lr, (0 - sig(W_out[2] @ W_in[1])) * lr
+    assert np.allclose(grad_v.numpy()[0], g_pos * W_out[0] + g_neg * W_out[2], atol=1e-6)
+    assert np.allclose(k.W_out.numpy()[0], W_out[0] + g_pos * W_in[1], atol=1e-6)
+    assert np.allclose(k.W_out.numpy()[2], W_out[2] + g_neg * W_in[1], atol=1e-6)
+    assert np.array_equal(k.W_out.numpy()[1], W_out[1])
+    expected = -np.log(sig(W_out[0] @ W_in[1])) - np.log(sig(-(W_out[2] @ W_in[1])))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_numba_kernel_is_refused_on_a_gpu_and_a_missing_gpu_is_one_error(planted, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        tr.train(_cfg(planted, tmp_path / "g", device="cuda"))
+    with pytest.raises(ConfigError, match="kernel"):
+        tr.train(_cfg(planted, tmp_path / "g", kernel="cuda"))
+
+
+@pytest.mark.parametrize("kernel", ["numba", "torch"])
+def test_resume_after_a_time_budget_equals_an_uninterrupted_run(planted, tmp_path, monkeypatch, kernel):
     monkeypatch.setattr(tr, "SLICE_WORDS", 2000)  # several kernel calls per epoch
-    full = tr.train(_cfg(planted, tmp_path / "full"))
-    s = tr.train(_cfg(planted, tmp_path / "cut", max_time="0s"))
+    full = tr.train(_cfg(planted, tmp_path / "full", kernel=kernel, epochs=2))
+    s = tr.train(_cfg(planted, tmp_path / "cut", max_time="0s", kernel=kernel, epochs=2))
     assert s["stopped"] == "max_time" and (tmp_path / "cut" / "checkpoint.json").is_file()
     assert (tmp_path / "cut" / "vectors.vec").is_file()  # usable vectors even from a stopped run
     for _ in range(20):
-        s = tr.train(_cfg(planted, tmp_path / "cut", max_time="0s"), resume=True)
+        s = tr.train(_cfg(planted, tmp_path / "cut", max_time="0s", kernel=kernel, epochs=2), resume=True)
         if not s["stopped"]:
             break
     assert s["stopped"] is None and not (tmp_path / "cut" / "checkpoint.json").exists()
     assert s["effective_words"] == full["effective_words"]
     assert np.array_equal(vecfile.load_vectors(tmp_path / "cut")[1], vecfile.load_vectors(tmp_path / "full")[1])
     with pytest.raises(ConfigError, match="finished"):
-        tr.train(_cfg(planted, tmp_path / "cut"), resume=True)
+        tr.train(_cfg(planted, tmp_path / "cut", kernel=kernel, epochs=2), resume=True)
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(planted, tmp_path, monkeypatch):

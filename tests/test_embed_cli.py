@@ -113,6 +113,17 @@ def test_training_input_errors(cli, tmp_path):
     assert r.exit_code == 2 and "did you mean 'window'" in r.stderr
 
 
+def test_a_missing_gpu_is_one_line_and_nothing_is_written(cli, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    planted_corpus(tmp_path / "p.tok")
+    r = cli("embed", "train", tmp_path / "p.tok", "-o", tmp_path / "run", "--device", "cuda", "-q")
+    assert r.exit_code != 0 and "CUDA is not available" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_print_config(cli):
     r = cli("embed", "train", "x.tok", "--dim", "50", "--print-config")
     assert r.exit_code == 0 and "dim: 50" in r.stdout and "model: skipgram" in r.stdout

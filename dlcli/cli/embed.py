@@ -58,6 +58,13 @@ def train(
                                                    show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1).", rich_help_panel=TRAIN,
                                                 show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto: a GPU if "
+                                                  "there is one). On a GPU the batched torch kernel trains many "
+                                                  "examples at once; its float additions make runs vary slightly.",
+                                                  rich_help_panel=TRAIN, show_default=False)] = None,
+    kernel: Annotated[Optional[str], typer.Option("--kernel", help="auto (numba on the CPU, torch on a GPU), numba "
+                                                  "or torch (the batched kernel also runs on the CPU, slower than "
+                                                  "numba).", rich_help_panel=TRAIN, show_default=False)] = None,
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m. Stops "
                                                     "cleanly and writes the vectors; --resume continues.",
                                                     rich_help_panel=TRAIN, show_default=False)] = None,
@@ -73,7 +80,7 @@ def train(
     quiet: c.QuietOpt = False,
     debug: c.DebugOpt = False,
 ) -> None:
-    """Train word2vec vectors (skip-gram or CBOW, negative sampling) on all CPU cores.
+    """Train word2vec vectors (skip-gram or CBOW, negative sampling) on all CPU cores or a GPU.
 
     Writes a run directory: tokenizer.json, embeddings.safetensors (rows =
     tokenizer ids), vectors.vec (word2vec text format, readable by gensim and
@@ -87,7 +94,8 @@ def train(
 
         flags = {"data": data, "tokenizer": tokenizer, "output": output, "model": model, "dim": dim,
                  "window": window, "negative": negative, "sample": sample, "min_count": min_count, "epochs": epochs,
-                 "alpha": alpha, "min_alpha": min_alpha, "workers": workers, "seed": seed, "max_time": max_time,
+                 "alpha": alpha, "min_alpha": min_alpha, "workers": workers, "seed": seed, "device": device,
+                 "kernel": kernel, "max_time": max_time,
                  "binary": binary}
         cfg = c.resolve(EmbedConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
@@ -95,7 +103,7 @@ def train(
         how = {"max_time": "stopped by --max-time (continue with --resume); "}.get(s["stopped"] or "", "")
         c.info(f"{how}{s['words']:,} words x {s['dim']} from {s['trained_words']:,} corpus words; "
                f"{s['effective_words_per_s']:,.0f} effective words/s ({s['words_per_s']:,.0f} words/s) on "
-               f"{s['workers']} thread{'s' if s['workers'] != 1 else ''}, loss {s['loss']:.3f}; compile/load "
+               f"{s['where']}, loss {s['loss']:.3f}; compile/load "
                f"{s['compile_seconds']:.1f}s", quiet)
         c.result(s["run"])
 

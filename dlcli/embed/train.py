@@ -16,7 +16,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from dlcli.embed import vecfile
 from dlcli.errors import ConfigError, InputError, Interrupted
 
 MODELS = ("skipgram", "cbow")
+KERNELS = ("auto", "numba", "torch")
 SLICE_WORDS = 500_000  # words per kernel call: progress, --max-time and Ctrl-C are checked between calls
 _RESUME_KEYS = ("data", "tokenizer", "model", "dim", "window", "negative", "sample", "min_count", "epochs",
                 "alpha", "min_alpha", "seed", "workers")
@@ -58,6 +59,8 @@ class EmbedConfig:
     alpha: float = 0.025  # learning rate at the start, falling linearly to min_alpha
     min_alpha: float = 0.0001
     workers: int = 0  # threads (0: one per core); 1 is bit-for-bit reproducible
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (auto: cuda, then mps, then cpu)
+    kernel: str = "auto"  # auto (numba on the CPU, the batched torch kernel on a GPU) | numba | torch
     seed: int = 1
     max_time: str = ""  # wall-clock budget such as 10m ("" = none); stops cleanly, --resume continues
     binary: bool = False  # also write vectors.bin (word2vec binary format)
@@ -77,6 +80,8 @@ class EmbedConfig:
         if not (math.isfinite(self.alpha) and self.alpha > 0) or not (0 <= self.min_alpha <= self.alpha):
             raise ConfigError(f"alpha and min_alpha: need 0 <= min_alpha <= alpha and alpha > 0, not "
                               f"{self.alpha} and {self.min_alpha}")
+        if self.kernel not in KERNELS:
+            raise ConfigError(f"kernel: '{self.kernel}' is not one of {', '.join(KERNELS)}")
         if self.workers < 0:
             raise ConfigError(f"workers: must be 0 (one per core) or more, not {self.workers}")
         if self.max_time:
@@ -167,25 +172,64 @@ def _save_checkpoint(run: Path, W_in: np.ndarray, W_out: np.ndarray, state: dict
             f.write((json.dumps(state) + "\n").encode("utf-8"))
 
 
-def _stepper(cfg: EmbedConfig, c: corpus_mod.Corpus, W_in: np.ndarray, W_out: np.ndarray, bounds: np.ndarray,
-             workers: int) -> tuple[Callable[[int, int, float, float], np.ndarray], float]:
-    """step(epoch, slice, lr_start, lr_end): the numba kernel on one slice, on `workers` threads; and the
-    seconds it took to compile the kernel (or load it from numba's cache)."""
-    from dlcli.embed import kernels
+class _Stepper:
+    """One kernel call per slice of the corpus: the numba kernel on CPU threads, or the batched torch kernel."""
 
-    kernels.set_threads(workers)
-    compile_s = kernels.warm_up()
-    keep = corpus_mod.keep_probabilities(c.counts, cfg.sample)
-    prob, alias = kernels.alias_table(corpus_mod.noise_weights(c.counts))
-    sig, logsig = kernels.sigmoid_tables()
+    def __init__(self, cfg: EmbedConfig, c: corpus_mod.Corpus, W_in: np.ndarray, W_out: np.ndarray,
+                 bounds: np.ndarray, workers: int, device: str) -> None:
+        self.cfg, self.c, self.W_in, self.W_out, self.bounds = cfg, c, W_in, W_out, bounds
+        self.device = device
+        self.batched: Any = None
+        t = time.monotonic()
+        if cfg.kernel == "torch" or (cfg.kernel == "auto" and self.device != "cpu"):
+            from dlcli.embed.batched import BatchedKernel
 
-    def step(epoch: int, k: int, lr_a: float, lr_b: float) -> np.ndarray:
-        parts = _parts(c, int(bounds[k]), int(bounds[k + 1]), workers)
-        seeds = np.array([_seed(cfg.seed, epoch, k, p) for p in range(workers)], dtype=np.uint64)
-        return kernels.train_slice(W_in, W_out, c.ids, c.sent_starts, parts, keep, prob, alias,
-                                   cfg.model == "skipgram", cfg.window, cfg.negative, lr_a, lr_b, seeds, sig, logsig)
+            keep = corpus_mod.keep_probabilities(c.counts, cfg.sample) / 2.0**32
+            self.batched = BatchedKernel(W_in, W_out, c.ids, c.sent_starts, keep, corpus_mod.noise_weights(c.counts),
+                                         cfg.model == "skipgram", cfg.window, cfg.negative, self.device)
+            self.workers = 1
+            self.where = f"batched torch kernel on {self.device}"
+        else:
+            from dlcli.embed import kernels
 
-    return step, compile_s
+            self.kernels = kernels
+            self.workers = workers
+            kernels.set_threads(workers)
+            kernels.warm_up()
+            self.keep = corpus_mod.keep_probabilities(c.counts, cfg.sample)
+            self.prob, self.alias = kernels.alias_table(corpus_mod.noise_weights(c.counts))
+            self.sig, self.logsig = kernels.sigmoid_tables()
+            self.where = f"{workers} CPU thread{'s' if workers != 1 else ''}"
+        self.compile_s = time.monotonic() - t  # compile or load the numba kernel; move the matrices to the device
+
+    def step(self, epoch: int, k: int, lr_a: float, lr_b: float) -> np.ndarray:
+        """Train slice k of the given epoch, the learning rate falling from lr_a to lr_b over it."""
+        first, last = int(self.bounds[k]), int(self.bounds[k + 1])
+        if self.batched is not None:
+            return self.batched.train_slice(first, last, lr_a, lr_b, int(_seed(self.cfg.seed, epoch, k)) >> 1)
+        cfg, c = self.cfg, self.c
+        parts = _parts(c, first, last, self.workers)
+        seeds = np.array([_seed(cfg.seed, epoch, k, p) for p in range(self.workers)], dtype=np.uint64)
+        return self.kernels.train_slice(self.W_in, self.W_out, c.ids, c.sent_starts, parts, self.keep, self.prob,
+                                        self.alias, cfg.model == "skipgram", cfg.window, cfg.negative, lr_a, lr_b,
+                                        seeds, self.sig, self.logsig)
+
+    def sync(self) -> None:
+        """Bring the matrices back to the host arrays (the batched kernel keeps them on its device)."""
+        if self.batched is not None:
+            self.batched.to_numpy(self.W_in, self.W_out)
+
+
+def _pick_device(cfg: EmbedConfig) -> str:
+    """The device name; `auto` looks for a GPU only when the torch kernel could use one."""
+    if cfg.device == "cpu" or (cfg.device == "auto" and cfg.kernel == "numba"):
+        return "cpu"
+    from dlcli.core.runtime import resolve_device
+
+    device = str(resolve_device(cfg.device))
+    if cfg.kernel == "numba" and device != "cpu":
+        raise ConfigError(f"kernel: numba runs on the CPU only, not on {device} (use --kernel torch or --device cpu)")
+    return device
 
 
 def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
@@ -194,6 +238,7 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
     notify = on_progress or nothing
     cfg.validate()
     budget = parse_duration(cfg.max_time) if cfg.max_time else None
+    device = _pick_device(cfg)
     run = Path(cfg.output)
     state = _resume_state(run, cfg) if resume and run.is_dir() else None
     c = corpus_mod.load(cfg.data, cfg.tokenizer, cfg.min_count, on_progress=notify)
@@ -219,7 +264,7 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
     n_slices = bounds.size - 1
     total = cfg.epochs * c.words_total
     steps_total = cfg.epochs * n_slices
-    step, compile_s = _stepper(cfg, c, W_in, W_out, bounds, workers)
+    stepper = _Stepper(cfg, c, W_in, W_out, bounds, workers, device)
     desc = f"train {cfg.model}"
     t0 = time.monotonic() - state["elapsed"]
     last_loss: float | None = None
@@ -232,7 +277,7 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
             lr_a = cfg.alpha - (cfg.alpha - cfg.min_alpha) * i / steps_total
             lr_b = cfg.alpha - (cfg.alpha - cfg.min_alpha) * (i + 1) / steps_total
             t_call = time.monotonic()
-            out = step(epoch, k, lr_a, lr_b)
+            out = stepper.step(epoch, k, lr_a, lr_b)
             dt = time.monotonic() - t_call
             seen, kept, examples, loss = out.sum(axis=0)
             last_loss = float(loss / max(examples, 1))
@@ -254,6 +299,7 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
                 elif budget is not None and state["elapsed"] >= budget:
                     stopped = "max_time"
                 if stopped or state["slice"] == 0:
+                    stepper.sync()
                     _save_checkpoint(run, W_in, W_out, state)
                 if stopped:
                     break
@@ -261,16 +307,18 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
     if stopped == "interrupted":
         raise Interrupted(f"interrupted in epoch {state['epoch'] + 1}; progress saved in {run} "
                           "(continue with --resume)")
+    stepper.sync()
     written = vecfile.write_run(run, c.tokenizer, c.words, c.rows, W_in, W_out, c.counts, cfg.binary)
     if not stopped:
         for name in ("checkpoint.safetensors", "checkpoint.json"):
             (run / name).unlink(missing_ok=True)
     train_s = state["elapsed"]
     return {
-        "run": str(run), "model": cfg.model, "words": len(c.words), "dim": cfg.dim, "workers": workers,
+        "run": str(run), "model": cfg.model, "words": len(c.words), "dim": cfg.dim, "workers": stepper.workers,
+        "where": stepper.where,
         "corpus_words": c.raw_words, "trained_words": c.words_total, "sentences": int(c.sent_starts.size - 1),
         "epochs_done": state["epoch"] + state["slice"] / n_slices, "loss": last_loss,
-        "effective_words": state["effective"], "train_seconds": train_s, "compile_seconds": compile_s,
+        "effective_words": state["effective"], "train_seconds": train_s, "compile_seconds": stepper.compile_s,
         "effective_words_per_s": state["effective"] / train_s if train_s > 0 else 0.0,
         "words_per_s": state["words"] / train_s if train_s > 0 else 0.0,
         "stopped": stopped or None, "written": written,
