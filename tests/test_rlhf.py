@@ -116,3 +116,47 @@ def test_a_held_ctrl_c_waits_for_the_loop_and_a_second_one_stops_at_once() -> No
             reached.append("past")
     assert reached == [True] and saved == [1]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+
+def two_processes(work):
+    """`work(rank, total)` run by two threads that stand for 2 DDP processes: `total` sums a tensor over
+    both, as all_reduce does. Returns their results by rank."""
+    import threading
+
+    slots: list[torch.Tensor] = [torch.empty(0)] * 2
+    meet = threading.Barrier(2)
+    results: dict[int, torch.Tensor] = {}
+
+    def total_for(rank: int):
+        def total(t: torch.Tensor) -> torch.Tensor:
+            slots[rank] = t.clone()
+            meet.wait()
+            out = slots[0] + slots[1]
+            meet.wait()  # both have read before the next call writes
+            return out
+        return total
+
+    threads = [threading.Thread(target=lambda r=r: results.update({r: work(r, total_for(r))})) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_whitening_over_two_processes_uses_the_statistics_of_the_whole_batch() -> None:
+    """Each half of a batch whitened with the statistics summed over 2 processes is the whole batch
+    whitened in one process: advantages (masked) and reward-model scores."""
+    from dlcli.rlhf.ppo import whiten
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, generator=g) * 3 + torch.arange(6.0)[:, None]  # the halves differ in mean
+    mask = torch.rand(6, 5, generator=g) > 0.3
+    halves = two_processes(lambda r, total: whiten(x[3 * r: 3 * r + 3], mask[3 * r: 3 * r + 3], total=total))
+    whole = whiten(x, mask)
+    assert torch.allclose(torch.cat([halves[0], halves[1]]), whole, atol=1e-6)
+    assert not torch.allclose(whiten(x[:3], mask[:3]), whole[:3], atol=1e-2)  # local statistics would differ
+    scores = torch.randn(8, generator=g)
+    halves = two_processes(lambda r, total: whiten(scores[4 * r: 4 * r + 4], total=total))
+    assert torch.allclose(torch.cat([halves[0], halves[1]]), whiten(scores), atol=1e-6)

@@ -288,28 +288,40 @@ def test_dpo_logs_the_kl_to_the_reference(toy) -> None:
     assert s["val_kl"] > 0.5
 
 
-@pytest.mark.parametrize("stage", ["sft", "reward", "dpo"])
-def test_ddp_two_processes_match_one(toy, tmp_path: Path, stage: str) -> None:
-    """Two gloo processes, each with half of every batch, train the weights one process trains."""
+def torchrun(cwd: Path, *argv: str) -> None:
+    """`argv` run by 2 gloo processes started by torchrun (a free port, so parallel runs do not collide)."""
     import os
+    import signal
     import socket
     import subprocess
     import sys
 
-    repo = Path(__file__).resolve().parent.parent
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": str(here.parent), "TESTS": str(here), "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                          "127.0.0.1", "--master_port", port, *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)  # torchrun and its workers
+        p.communicate()
+        raise
+    assert p.returncode == 0, err[-8000:]
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "dpo"])
+def test_ddp_two_processes_match_one(toy, tmp_path: Path, stage: str) -> None:
+    """Two gloo processes, each with half of every batch, train the weights one process trains."""
     data = {"sft": toy["sft"], "reward": toy["prefs"], "dpo": toy["prefs"]}[stage]
     args = ["rlhf", stage, toy["base"], data, "--max-steps", "4", "--batch-size", "8", "--device", "cpu", "-q",
             "--set", "log_interval=2", "--set", "eval_interval=0"] + (["--rpo-alpha", "0.5"] if stage == "dpo" else [])
     run, cfg = stage_run(stage, toy, "one", max_steps=4, log_interval=2, eval_interval=0)
     run(cfg)
-    with socket.socket() as sock:  # a free port, so parallel runs do not collide
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                          "127.0.0.1", "--master_port", port, "-m", "dlcli", *args, "-o", "two"], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr
+    torchrun(tmp_path, "-m", "dlcli", *args, "-o", "two")
     losses = [[r["loss"] for r in map(json.loads, Path(f"{d}/metrics.jsonl").read_text().splitlines()) if "loss" in r]
               for d in ("one", "two")]
     assert len(losses[0]) == 2 and losses[0] == pytest.approx(losses[1], rel=1e-5)  # steps 2 and 4
@@ -320,7 +332,116 @@ def test_ddp_two_processes_match_one(toy, tmp_path: Path, stage: str) -> None:
         assert torch.allclose(a[k], b[k], atol=1e-5 if k != "head.bias" else 1e-3), k
 
 
-def test_ppo_under_torchrun_is_refused_before_anything_is_written(cli, toy, monkeypatch) -> None:
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    r = cli("rlhf", "ppo", toy["base"], toy["base"], "--prompts", toy["prompts"], "-o", "ppo", *FAST)
-    assert r.exit_code != 0 and "rlhf ppo runs in one process" in r.stderr and not Path("ppo").exists()
+DDP_SCRIPT = """
+import os, sys
+from dlcli.core.rundir import save_tensors
+from dlcli.training import distributed, optim
+
+distributed.cleanup = lambda d: None  # one process group for the runs of this launch (torchrun has one store)
+seen = []
+build = optim.build_optimizer
+optim.build_optimizer = lambda model, *a: seen.append(model) or build(model, *a)  # the policy each process trains
+from dlcli.cli.app import main
+
+for args in sys.argv[1:]:
+    if args == "update":  # one PPO update of fixed rollouts, each process with its share
+        sys.path.insert(0, os.environ["TESTS"])
+        from test_rlhf_cli import update_fixed_rollouts
+
+        save_tensors(update_fixed_rollouts(int(os.environ["RANK"]), 2)[1], f"update.rank{os.environ['RANK']}.safetensors")
+        continue
+    sys.argv = ["dlcli", *args.split()]
+    try:
+        main()
+    except SystemExit as e:
+        assert not e.code, e.code
+    out = args.split()[args.split().index("-o") + 1]
+    save_tensors(seen[-1].state_dict(), f"{out}.rank{os.environ['RANK']}.safetensors")
+"""
+
+
+def update_fixed_rollouts(rank: int = 0, world: int = 1) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The policy's weights before and after 3 PPO epochs on one minibatch of 8 fixed rollouts (responses of
+    1 to 6 tokens); under DDP process `rank` of `world` takes its share of them."""
+    from dataclasses import fields
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from dlcli.models.gpt import GPT, GPTConfig
+    from dlcli.rlhf.common import token_logprobs
+    from dlcli.rlhf.ppo import PolicyWithValue, PPOConfig, Rollout, ppo_update
+    from dlcli.training.optim import OptimConfig, build_optimizer
+
+    torch.manual_seed(0)
+    policy = PolicyWithValue(GPT(GPTConfig(vocab_size=11, block_size=12, n_layer=1, n_head=2, n_embd=16,
+                                           dropout=0.0)))
+    torch.nn.init.normal_(policy.value.weight, std=0.1)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(11, (8, 10), generator=g)
+    j = torch.arange(9)
+    mask = (j >= 3) & (j < 4 + torch.arange(8)[:, None] % 6)
+    with torch.no_grad():
+        logits, values = policy(ids)
+    ro = Rollout(ids, mask, token_logprobs(logits, ids) + 0.1 * torch.randn(8, 9, generator=g), values[:, :-1] * mask,
+                 torch.randn(8, 9, generator=g) * mask, torch.randn(8, 9, generator=g) * mask, torch.zeros(8),
+                 torch.zeros(8), [[]] * 8)
+    mine = slice(rank * 8 // world, (rank + 1) * 8 // world)
+    ro = Rollout(*(getattr(ro, f.name)[mine] for f in fields(Rollout)))
+    cfg = PPOConfig(data="x", batch_size=8, mini_batch_size=8, ppo_epochs=3,
+                    optim=OptimConfig(lr=1e-2, weight_decay=0.0, warmup_steps=0, schedule="constant"))
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    net = DDP(policy) if world > 1 else policy
+    ppo_update(net, build_optimizer(policy, cfg.optim, torch.device("cpu")), ro, cfg, torch.Generator(), world)
+    return before, policy.state_dict()
+
+
+def test_ddp_ppo_keeps_one_policy_on_every_process_and_resumes(toy, tmp_path: Path) -> None:
+    """PPO by 2 gloo processes through the CLI: the policies (and value heads) of the two processes are the
+    same after every run, the first one alone logs, and a run stopped at step 2 and resumed (each process
+    with its own sampling stream back) ends with the weights of the run that was not stopped. And one PPO
+    update of fixed rollouts split over the 2 processes (unequal token counts) is the update one process
+    makes of all of them: the losses are means over the whole minibatch, the gradients averaged."""
+    from dlcli.rlhf import reward
+
+    reward.run(reward.RewardConfig(base=toy["base"], data=toy["prefs"], output=str(tmp_path / "rm"), max_steps=1,
+                                   batch_size=8, device="cpu"))
+    ppo = (f"rlhf ppo {toy['base']} rm --prompts {toy['prompts']} --batch-size 8 --max-new-tokens 6 --adaptive-kl "
+           "--ppo-epochs 2 --device cpu -q --set mini_batch_size=4 --set sample_interval=2 --set eval_interval=2")
+    (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
+    torchrun(tmp_path, "ddp.py", f"{ppo} -o whole --max-steps 4", f"{ppo} -o cut --max-steps 2",
+             f"{ppo} -o cut --max-steps 4 --resume", "update")
+    for run in ("whole", "cut"):
+        same_weights(f"{tmp_path}/{run}.rank0.safetensors", f"{tmp_path}/{run}.rank1.safetensors")
+    same_weights(f"{tmp_path}/whole.rank0.safetensors", f"{tmp_path}/cut.rank0.safetensors")
+    a, b = load_tensors(f"{tmp_path}/whole.rank0.safetensors"), load_tensors(toy["base"] + "/model.safetensors")
+    assert not torch.equal(a["gpt.head.weight"], b["head.weight"])  # it trained
+    recs = [json.loads(line) for line in (tmp_path / "whole/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs if "reward" in r] == [1, 2, 3, 4]  # one process logs
+    assert len(recs[-1]["samples"]) == 4 and recs[-1]["kl_coef"] != 0.1 and "val_reward" in recs[-1]
+    assert json.loads((tmp_path / "whole/checkpoint.json").read_text())["state"]["world"] == 2
+    before, one = update_fixed_rollouts()
+    assert not torch.allclose(before["gpt.head.weight"], one["gpt.head.weight"], atol=1e-3)  # it learnt
+    for rank in (0, 1):
+        two = load_tensors(f"{tmp_path}/update.rank{rank}.safetensors")
+        for k in one:
+            assert torch.allclose(one[k], two[k], atol=1e-4), k
+
+
+def test_ppo_checkpoint_resumes_with_as_many_processes_and_batches_split_evenly(toy, tmp_path: Path) -> None:
+    from dlcli.rlhf import reward
+
+    reward.run(reward.RewardConfig(base=toy["base"], data=toy["prefs"], output="rm", max_steps=1, batch_size=8,
+                                   device="cpu"))
+    toy["rm"] = "rm"
+    run, cfg = stage_run("ppo", toy, "one", max_steps=1)
+    run(cfg)
+    doc = json.loads(Path("one/checkpoint.json").read_text())
+    doc["state"]["world"] = 2
+    Path("one/checkpoint.json").write_text(json.dumps(doc))
+    run, cfg = stage_run("ppo", toy, "one", max_steps=2)
+    with pytest.raises(ConfigError, match="written by 2 process"):
+        run(cfg, resume=True)
+    cfg.check_world(2)
+    cfg.mini_batch_size = 3
+    with pytest.raises(ConfigError, match=r"batch_size \(8\) and the minibatch size \(3\) must be multiples of the 2"):
+        cfg.check_world(2)

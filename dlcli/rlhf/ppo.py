@@ -13,6 +13,12 @@ Logged: mean reward, KL (nats per response), entropy, clip fraction, value loss,
 sample generations every `sample_interval` steps. If the KL passes `kl_stop` (or is not finite), the run
 stops with a clear message and keeps the last good policy.
 
+Under torchrun (DDP) each process samples its share of every batch from its own stream (seeded by seed
+and rank); the reward whitening, advantage whitening, logged means and the KL that drives the adaptive
+coefficient and the KL stop are taken over the whole batch (sums all-reduced), and DDP averages the
+gradients of losses that are means over the whole minibatch. Every process so keeps the same policy,
+coefficient and decisions; only the first one writes.
+
     POLICY/model.safetensors  the policy GPT (a language-model run: `generate`, `evaluate`)
     POLICY/value_head.safetensors  POLICY/reward.png  POLICY/kl.png  POLICY/metrics.jsonl
 """
@@ -38,6 +44,22 @@ from dlcli.rlhf.common import StageConfig
 from dlcli.training.optim import OptimConfig
 
 RESUMABLE = (*STAGE_RESUMABLE, "sample_interval", "num_samples")
+RANK_SEED_STRIDE = 1_000_003  # process r samples from seed + r * this (process 0: the single-process stream)
+
+Total = Callable[[torch.Tensor], torch.Tensor]  # a tensor summed over the processes
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """The sum over a world of one process."""
+    return t
+
+
+def over_processes(t: torch.Tensor) -> torch.Tensor:
+    """The sum over every process of the group (in place)."""
+    import torch.distributed as tdist
+
+    tdist.all_reduce(t)
+    return t
 
 
 def _optim() -> OptimConfig:
@@ -81,6 +103,16 @@ class PPOConfig(StageConfig):
         if self.kl_coef < 0 or self.clip <= 0 or self.kl_stop <= 0:
             raise ConfigError("kl_coef must be >= 0, clip and kl_stop > 0")
 
+    @property
+    def minibatch(self) -> int:
+        return self.mini_batch_size or max(1, self.batch_size // 2)
+
+    def check_world(self, world: int) -> None:
+        """Every process gets an equal share of each batch and minibatch (so they take the same steps)."""
+        if self.batch_size % world or self.minibatch % world:
+            raise ConfigError(f"batch_size ({self.batch_size}) and the minibatch size ({self.minibatch}) must be "
+                              f"multiples of the {world} processes that share them")
+
 
 class PolicyWithValue(nn.Module):
     """The policy GPT and a value head on its last hidden states."""
@@ -118,12 +150,15 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return adv, (adv + v) * m
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True) -> torch.Tensor:
-    """(x - mean) / std over the masked entries."""
+def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True, total: Total = local
+           ) -> torch.Tensor:
+    """(x - mean) / std over the masked entries; with `total` = `over_processes`, the mean and variance
+    are those of the masked entries of every process."""
     m = torch.ones_like(x) if mask is None else mask.float()
-    n = m.sum().clamp(min=1)
-    mean = (x * m).sum() / n
-    var = ((x - mean) ** 2 * m).sum() / n
+    s = total(torch.stack([(x * m).sum(), m.sum()]))
+    n = s[1].clamp(min=1)
+    mean = s[0] / n
+    var = total(((x - mean) ** 2 * m).sum()) / n
     out = (x - mean) * torch.rsqrt(var + 1e-8)
     return (out if shift_mean else out + mean) * m
 
@@ -158,7 +193,9 @@ class AdaptiveKL:
 
 
 def rollout(policy: PolicyWithValue, ref: GPT, rm: Any, prompts: list[list[int]], cfg: PPOConfig, kl_coef: float,
-            end_id: int, gen: torch.Generator, banned: tuple[int, ...]) -> Rollout:
+            end_id: int, gen: torch.Generator, banned: tuple[int, ...], total: Total = local) -> Rollout:
+    """Responses to `prompts` and everything PPO needs of them; `total` sums the whitening statistics
+    (over the processes under DDP)."""
     from dlcli.rlhf.common import batch, sample, token_logprobs
 
     dev = next(policy.parameters()).device
@@ -174,24 +211,27 @@ def rollout(policy: PolicyWithValue, ref: GPT, rm: Any, prompts: list[list[int]]
     m = mask.float()
     kl_tok = (logp - ref_logp) * m
     rewards = -kl_coef * kl_tok  # the KL penalty at every response token
-    final = whiten(score) if cfg.whiten_rewards else score
+    final = whiten(score, total=total) if cfg.whiten_rewards else score
     rewards[torch.arange(len(prompts), device=dev), lengths - 2] += final  # the score at the last token
     values = values[:, :-1] * m
     adv, ret = gae(rewards, values, mask, cfg.gamma, cfg.lam)
-    adv = whiten(adv, mask)
+    adv = whiten(adv, mask, total=total)
     policy.train()
     return Rollout(ids, mask, logp, values, adv, ret, score, kl_tok.sum(1), responses)
 
 
-def ppo_update(policy: PolicyWithValue, optimizer: torch.optim.Optimizer, ro: Rollout, cfg: PPOConfig,
-               gen: torch.Generator) -> dict[str, float]:
-    """`ppo_epochs` passes of clipped policy + value losses over minibatches of the rollout."""
-    from dlcli.rlhf.common import token_logprobs
+def ppo_update(policy: nn.Module, optimizer: torch.optim.Optimizer, ro: Rollout, cfg: PPOConfig,
+               gen: torch.Generator, world: int = 1) -> dict[str, float]:
+    """`ppo_epochs` passes of clipped policy + value losses over minibatches of the rollout. Under DDP
+    `policy` is the DDP-wrapped model, the rollout this process's share and `world` the number of
+    processes: each takes its share of every minibatch, and the losses are means over the tokens of the
+    whole minibatch (so DDP's average of the gradients is the single-process gradient)."""
+    from dlcli.rlhf.common import mean_over_processes, token_logprobs
     from dlcli.training.optim import apply_gradients
 
     stats: dict[str, float] = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_frac": 0.0}
     n, count = ro.ids.size(0), 0
-    size = cfg.mini_batch_size or max(1, n // 2)
+    size = cfg.minibatch // world
     for _ in range(cfg.ppo_epochs):
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, size):
@@ -201,11 +241,12 @@ def ppo_update(policy: PolicyWithValue, optimizer: torch.optim.Optimizer, ro: Ro
             logp = token_logprobs(logits, ids)
             ratio = torch.exp(logp - ro.logp[mb])
             pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip))
-            policy_loss = masked_mean(pg, mask)
+            tokens = mask.sum()
+            policy_loss = mean_over_processes((pg * mask).sum(), tokens)
             v = values[:, :-1]
             v_clipped = ro.values[mb] + (v - ro.values[mb]).clamp(-cfg.clip_value, cfg.clip_value)
             vf = 0.5 * torch.maximum((v - ro.returns[mb]) ** 2, (v_clipped - ro.returns[mb]) ** 2)
-            value_loss = masked_mean(vf, mask)
+            value_loss = mean_over_processes((vf * mask).sum(), tokens)
             apply_gradients(policy, optimizer, policy_loss + cfg.vf_coef * value_loss, cfg.optim.grad_clip)
             with torch.no_grad():
                 lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
@@ -221,57 +262,83 @@ def ppo_update(policy: PolicyWithValue, optimizer: torch.optim.Optimizer, ro: Ro
 def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing,
         probe: Callable[[GPT], dict[str, float]] | None = None) -> dict[str, Any]:
     """Train (or continue a checkpoint with `resume`); write the run directory; return a summary.
-    `probe(policy)`, if given, adds its own held-out figures (e.g. a true reward) to every evaluation."""
-    import os
+    `probe(policy)`, if given, adds its own held-out figures (e.g. a true reward) to every evaluation.
+    Under torchrun every process runs this; the first one evaluates, logs and writes."""
+    import torch.distributed as tdist
+    from torch.nn.parallel import DistributedDataParallel as DDP
 
     from dlcli.core import rundir
     from dlcli.core.runtime import parse_duration, seed_everything
     from dlcli.errors import TrainingDiverged
     from dlcli.rlhf import common, data
     from dlcli.rlhf.reward import open_rm
-    from dlcli.training import checkpoint
+    from dlcli.training import checkpoint, distributed
     from dlcli.training.optim import build_optimizer, lr_at, set_lr
     from dlcli.training.plots import plot_curves
 
     cfg.validate()
     if not cfg.reward_model:
         raise ConfigError("reward_model: give the reward model's directory")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("rlhf ppo runs in one process: start it without torchrun (sft, reward and dpo use DDP)")
-    sft = common.open_lm(cfg.sft, cfg.device)
-    rm = open_rm(cfg.reward_model, cfg.device)
+    dev, d = common.setup(cfg)
+    cfg.check_world(d.world)
+    sft = common.open_lm(cfg.sft, str(dev))
+    rm = open_rm(cfg.reward_model, str(dev))
     common.same_tokenizer(rm.tokenizer, sft.tokenizer, cfg.reward_model, f"the policy {cfg.sft}")
     cfg.model = sft.model.cfg
     tok = sft.tokenizer
     recs = data.read(cfg.data, "prompts", cfg.skip_bad)
     enc = common.encode_records(cfg.data, recs, tok, min(cfg.model.block_size, rm.model.gpt.cfg.block_size), (),
                                 cfg.skip_bad, room=cfg.max_new_tokens)
-    out = common.start_run(cfg, "rlhf-ppo", [cfg.sft, cfg.reward_model, cfg.data], force, resume,
+    out = common.start_run(cfg, "rlhf-ppo", [cfg.sft, cfg.reward_model, cfg.data], force, resume, d,
                            resumable=RESUMABLE)
     seed_everything(cfg.seed)
-    dev = sft.device
     end_id = common.end_token(tok, cfg.sft)
     banned = common.banned_ids(tok)
     ref = copy.deepcopy(sft.model).eval().requires_grad_(False)
     policy = PolicyWithValue(sft.model).to(dev)
     optimizer = build_optimizer(policy, cfg.optim, dev)
     kl_ctl = AdaptiveKL(cfg)
-    gen = torch.Generator().manual_seed(cfg.seed)  # rollouts and minibatches
+    gen = torch.Generator().manual_seed(cfg.seed + RANK_SEED_STRIDE * d.rank)  # rollouts and minibatches
+    total_of: Total = over_processes if d.enabled else local
+    share = cfg.batch_size // d.world  # rollouts per process and step
     train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
     total = common.budget_steps(cfg, len(train_i))
     max_time = parse_duration(cfg.max_time) if cfg.max_time else 0.0
-    st: dict[str, Any] = {"step": 0, "elapsed": 0.0, "val_reward": math.nan, "first": {}}
+    st: dict[str, Any] = {"step": 0, "elapsed": 0.0, "val_reward": math.nan, "first": {}, "world": d.world}
     if resume:
         saved, extra = checkpoint.load(out, policy, optimizer, dev)
+        if saved.get("world", 1) != d.world:
+            raise ConfigError(f"{out}: its checkpoint was written by {saved.get('world', 1)} process(es); resume it "
+                              f"with as many (each has its own sampling stream), not {d.world}")
         st.update(saved)
-        gen.set_state(extra["rollouts"].cpu())
+        if d.enabled:  # this process's own streams (cloned: set_state misreads a row view of a stacked tensor)
+            gen.set_state(extra["rollouts_by_rank"][d.rank].cpu().clone())
+            torch.set_rng_state(extra["rng_by_rank"][d.rank].cpu().clone())
+        else:
+            gen.set_state(extra["rollouts"].cpu())
         kl_ctl.value = saved["kl_coef"]
-    history: list[dict[str, Any]] = rundir.read_metrics(out) if resume else []
+    net = DDP(policy) if d.enabled else policy
+    history: list[dict[str, Any]] = rundir.read_metrics(out) if resume and d.main else []
     good = copy.deepcopy(policy.gpt.state_dict())
     t0 = time.perf_counter()
 
     def elapsed() -> float:
         return st["elapsed"] + time.perf_counter() - t0
+
+    def summed(*values: float) -> list[float]:
+        """Each value summed over the processes."""
+        return total_of(torch.tensor(values, dtype=torch.float64, device=dev)).tolist()
+
+    def streams() -> dict[str, torch.Tensor]:
+        """The random streams a checkpoint keeps: under DDP every process's, gathered at the end of each step
+        so that the first process saves them all without a collective (a Ctrl-C may come at any time)."""
+        if not d.enabled:
+            return {"rollouts": gen.get_state()}
+        mine = torch.stack([gen.get_state(), torch.get_rng_state()]).to(dev)
+        parts = [torch.empty_like(mine) for _ in range(d.world)]
+        tdist.all_gather(parts, mine)
+        every = torch.stack(parts).cpu()  # (world, 2, state)
+        return {"rollouts": gen.get_state(), "rollouts_by_rank": every[:, 0], "rng_by_rank": every[:, 1]}
 
     def evaluate() -> dict[str, float]:
         g = torch.Generator().manual_seed(cfg.seed + 1)
@@ -290,71 +357,98 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
                     "KL to the reference (nats / response)", "PPO: KL")
 
     def save() -> None:
-        """The policy so far (a usable run) and a checkpoint to resume from."""
-        common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
-        checkpoint.save(out, policy, optimizer, {**st, "elapsed": elapsed(), "kl_coef": kl_ctl.value},
-                        {"rollouts": gen.get_state()})
+        """The policy so far (a usable run) and a checkpoint to resume from (the first process)."""
+        if d.main:
+            common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
+            checkpoint.save(out, policy, optimizer, {**st, "elapsed": elapsed(), "kl_coef": kl_ctl.value}, rng)
 
     def keep_good(reason: str) -> TrainingDiverged:
         policy.gpt.load_state_dict(good)
-        common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
+        if d.main:
+            common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
         return TrainingDiverged(f"{reason} at step {st['step']}; the last good policy (step "
                                 f"{max(0, st['step'] - 1)}) is kept in {out}; try a larger kl_coef or a lower optim.lr")
 
-    log = rundir.MetricsLog(out)
-    with checkpoint.saved_on_interrupt(out, lambda: st["step"], save, log.close, hold=True) as ctrl_c:
-        if not resume:
+    log = rundir.MetricsLog(out) if d.main else None
+
+    def close() -> None:
+        if log is not None:
+            log.close()
+        distributed.cleanup(d)
+
+    rng = streams()
+    with checkpoint.saved_on_interrupt(out, lambda: st["step"], save, close, hold=True) as ctrl_c:
+        if not resume and d.main:
+            assert log is not None
             st["first"] = evaluate()
             log.log(step=0, **st["first"])
             history.append({"step": 0, **st["first"]})
-        while not (total and st["step"] >= total) and not (max_time and elapsed() >= max_time):
+        time_up = bool(max_time) and summed(float(elapsed() >= max_time))[0] > 0
+        while not (total and st["step"] >= total) and not time_up:
             step = st["step"]
-            rows = [train_i[int(i)] for i in torch.randint(len(train_i), (cfg.batch_size,), generator=gen)]
+            rows = [train_i[int(i)] for i in torch.randint(len(train_i), (share,), generator=gen)]
             ro = rollout(policy, ref, rm.model, [enc[i]["prompt"] for i in rows], cfg, kl_ctl.value, end_id,
-                         gen, banned)
-            kl = float(ro.kl.mean())
+                         gen, banned, total_of)
+            n, score_sum, kl_sum, tokens = summed(len(rows), float(ro.score.sum()), float(ro.kl.sum()),
+                                                  float(ro.mask.sum()))
+            kl = kl_sum / n  # the mean over the whole batch: every process takes the same decisions
             if not math.isfinite(kl) or kl > cfg.kl_stop:
                 raise keep_good(f"the mean KL to the reference reached {kl:.3g} nats (kl_stop {cfg.kl_stop})")
             good = copy.deepcopy(policy.gpt.state_dict())
             set_lr(optimizer, lr := lr_at(step, cfg.optim, step / total if total else None))
-            stats = ppo_update(policy, optimizer, ro, cfg, gen)
+            stats = ppo_update(net, optimizer, ro, cfg, gen, d.world)
+            *means, pending, late = summed(*stats.values(), float(ctrl_c.pending),
+                                           float(bool(max_time) and elapsed() >= max_time))
+            stats = {k: v / d.world for k, v in zip(stats, means)}
             if not all(math.isfinite(v) for v in stats.values()):
                 raise keep_good("the PPO losses became non-finite")
             kl_ctl.update(kl, cfg.batch_size)
             st["step"] = step = step + 1
-            rec = {"step": step, "reward": float(ro.score.mean()), "kl": kl, "kl_coef": kl_ctl.value, "lr": lr,
-                   "response_tokens": float(ro.mask.sum(1).float().mean()), **stats, "elapsed": elapsed()}
-            if cfg.eval_interval and step % cfg.eval_interval == 0:
-                ev = evaluate()
-                rec.update(ev)
-                st["val_reward"] = ev["val_reward"]
-            if cfg.sample_interval and step % cfg.sample_interval == 0:
-                rec["samples"] = [{"prompt": tok.decode(enc[rows[j]]["prompt"]),
-                                   "response": common.decode(tok, ro.responses[j], end_id),
-                                   "reward": round(float(ro.score[j]), 4)}
-                                  for j in range(min(cfg.num_samples, len(rows)))]
-            log.log(**rec)
-            history.append(rec)
+            rng, time_up = streams(), late > 0
+            rec = {"step": step, "reward": score_sum / n, "kl": kl, "kl_coef": kl_ctl.value, "lr": lr,
+                   "response_tokens": tokens / n, **stats, "elapsed": elapsed()}
+            if d.main:
+                assert log is not None
+                if cfg.eval_interval and step % cfg.eval_interval == 0:
+                    ev = evaluate()
+                    rec.update(ev)
+                    st["val_reward"] = ev["val_reward"]
+                if cfg.sample_interval and step % cfg.sample_interval == 0:
+                    rec["samples"] = [{"prompt": tok.decode(enc[rows[j]]["prompt"]),
+                                       "response": common.decode(tok, ro.responses[j], end_id),
+                                       "reward": round(float(ro.score[j]), 4)}
+                                      for j in range(min(cfg.num_samples, len(rows)))]
+                log.log(**rec)
+                history.append(rec)
             if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0:
                 save()
-            if step % cfg.log_interval == 0 or step == total:
+            if d.main and (step % cfg.log_interval == 0 or step == total):
                 show = {"reward": rec["reward"], "kl": kl, "clip": stats["clip_frac"]}
                 on_progress(Tick("ppo", step, total or None, unit="step", metrics=show))
                 plots()
-            if ctrl_c.pending:
-                raise KeyboardInterrupt  # a Ctrl-C held until the step was done
-        if not history or "val_reward" not in history[-1]:
-            ev = evaluate()
-            log.log(step=st["step"], **ev)
-            history.append({"step": st["step"], **ev})
-            st["val_reward"] = ev["val_reward"]
-        plots()
+            if pending > 0:
+                raise KeyboardInterrupt  # a Ctrl-C (on any process) held until the step was done
+        if d.main:
+            assert log is not None
+            if not history or "val_reward" not in history[-1]:
+                ev = evaluate()
+                log.log(step=st["step"], **ev)
+                history.append({"step": st["step"], **ev})
+                st["val_reward"] = ev["val_reward"]
+            plots()
         policy.eval()
         save()
-        rundir.save_tensors(policy.value.state_dict(), out / "value_head.safetensors")
-    log.close()
+        if d.main:
+            rundir.save_tensors(policy.value.state_dict(), out / "value_head.safetensors")
     rewards = [h["reward"] for h in history if "reward" in h]
-    return {"run": str(out), "steps": st["step"], "elapsed": elapsed(), "val_reward": st["val_reward"],
-            "val_reward_before": st["first"]["val_reward"], "val_kl": history[-1].get("val_kl"),
-            "reward_first": rewards[0] if rewards else math.nan, "reward_last": rewards[-1] if rewards else math.nan,
-            "kl_coef": kl_ctl.value}
+    summary = {"run": str(out), "steps": st["step"], "elapsed": elapsed(), "val_reward": st["val_reward"],
+               "val_reward_before": st["first"].get("val_reward", math.nan),
+               "val_kl": history[-1].get("val_kl") if history else None,
+               "reward_first": rewards[0] if rewards else math.nan, "reward_last": rewards[-1] if rewards else math.nan,
+               "kl_coef": kl_ctl.value}
+    if d.enabled:  # the other processes report the first one's figures
+        box = [summary]
+        tdist.broadcast_object_list(box)
+        summary = box[0]
+    close()
+    return summary
