@@ -288,8 +288,9 @@ def test_dpo_logs_the_kl_to_the_reference(toy) -> None:
     assert s["val_kl"] > 0.5
 
 
-def torchrun(cwd: Path, *argv: str) -> None:
-    """`argv` run by 2 gloo processes started by torchrun (a free port, so parallel runs do not collide)."""
+def torchrun(cwd: Path, *argv: str) -> str:
+    """`argv` run by 2 gloo processes started by torchrun (a free port, so parallel runs do not collide);
+    returns their stderr."""
     import os
     import signal
     import socket
@@ -311,6 +312,7 @@ def torchrun(cwd: Path, *argv: str) -> None:
         p.communicate()
         raise
     assert p.returncode == 0, err[-8000:]
+    return err
 
 
 @pytest.mark.parametrize("stage", ["sft", "reward", "dpo"])
@@ -350,11 +352,12 @@ for args in sys.argv[1:]:
 
         save_tensors(update_fixed_rollouts(int(os.environ["RANK"]), 2)[1], f"update.rank{os.environ['RANK']}.safetensors")
         continue
-    sys.argv = ["dlcli", *args.split()]
+    fails = args.startswith("!")  # a run that must stop with an error
+    sys.argv = ["dlcli", *args.lstrip("!").split()]
     try:
         main()
     except SystemExit as e:
-        assert not e.code, e.code
+        assert bool(e.code) == fails, e.code
     out = args.split()[args.split().index("-o") + 1]
     save_tensors(seen[-1].state_dict(), f"{out}.rank{os.environ['RANK']}.safetensors")
 """
@@ -397,8 +400,9 @@ def update_fixed_rollouts(rank: int = 0, world: int = 1) -> tuple[dict[str, torc
 
 def test_ddp_ppo_keeps_one_policy_on_every_process_and_resumes(toy, tmp_path: Path) -> None:
     """PPO by 2 gloo processes through the CLI: the policies (and value heads) of the two processes are the
-    same after every run, the first one alone logs, and a run stopped at step 2 and resumed (each process
-    with its own sampling stream back) ends with the weights of the run that was not stopped. And one PPO
+    same after every run, the first one alone logs, a run stopped at step 2 and resumed (each process
+    with its own sampling stream back) ends with the weights of the run that was not stopped, and an
+    exploding KL stops both processes after the same step. And one PPO
     update of fixed rollouts split over the 2 processes (unequal token counts) is the update one process
     makes of all of them: the losses are means over the whole minibatch, the gradients averaged."""
     from dlcli.rlhf import reward
@@ -408,8 +412,12 @@ def test_ddp_ppo_keeps_one_policy_on_every_process_and_resumes(toy, tmp_path: Pa
     ppo = (f"rlhf ppo {toy['base']} rm --prompts {toy['prompts']} --batch-size 8 --max-new-tokens 6 --adaptive-kl "
            "--ppo-epochs 2 --device cpu -q --set mini_batch_size=4 --set sample_interval=2 --set eval_interval=2")
     (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
-    torchrun(tmp_path, "ddp.py", f"{ppo} -o whole --max-steps 4", f"{ppo} -o cut --max-steps 2",
-             f"{ppo} -o cut --max-steps 4 --resume", "update")
+    err = torchrun(tmp_path, "ddp.py", f"{ppo} -o whole --max-steps 4", f"{ppo} -o cut --max-steps 2",
+                   f"{ppo} -o cut --max-steps 4 --resume", "update",
+                   f"!{ppo} -o boom --max-steps 20 --lr 0.3 --set kl_stop=0.5 --set optim.grad_clip=0")
+    # the KL stop is decided on the whole batch: both processes stop at the same step (or one would hang)
+    stops = [line for line in err.splitlines() if "mean KL to the reference reached" in line]
+    assert len(stops) == 2 and stops[0] == stops[1] and "is kept in boom" in stops[0], err[-3000:]
     for run in ("whole", "cut"):
         same_weights(f"{tmp_path}/{run}.rank0.safetensors", f"{tmp_path}/{run}.rank1.safetensors")
     same_weights(f"{tmp_path}/whole.rank0.safetensors", f"{tmp_path}/cut.rank0.safetensors")
