@@ -26,12 +26,16 @@ class Dist:
 
 def setup(device: torch.device) -> Dist:
     """Join the process group when started by torchrun (WORLD_SIZE > 1):
-    gloo on CPU, nccl on CUDA. A plain run is a world of one."""
+    gloo on CPU, nccl on CUDA. A plain run is a world of one.
+
+    On CUDA, gloo still serves collectives on CPU tensors (flags such as
+    'time is up', logged means) and nccl those on GPU tensors.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
