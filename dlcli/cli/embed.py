@@ -63,8 +63,8 @@ def train(
                                                   "examples at once; its float additions make runs vary slightly.",
                                                   rich_help_panel=TRAIN, show_default=False)] = None,
     kernel: Annotated[Optional[str], typer.Option("--kernel", help="auto (numba on the CPU, torch on a GPU), numba "
-                                                  "or torch (the batched kernel also runs on the CPU, slower than "
-                                                  "numba).", rich_help_panel=TRAIN, show_default=False)] = None,
+                                                  "or torch (the batched kernel also runs on the CPU: reproducible "
+                                                  "with --seed, usually slower than numba).", rich_help_panel=TRAIN, show_default=False)] = None,
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m. Stops "
                                                     "cleanly and writes the vectors; --resume continues.",
                                                     rich_help_panel=TRAIN, show_default=False)] = None,
