@@ -150,7 +150,6 @@ def build(arch: str, kind: str, shape: tuple[int, ...], z_dim: int, hidden: int,
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """ema <- decay * ema + (1 - decay) * model; buffers (BatchNorm statistics) are copied."""
-    for pe, p in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(p, 1.0 - decay)
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)  # one call for all
     for be, b in zip(ema.buffers(), model.buffers()):
         be.copy_(b)
