@@ -7,8 +7,10 @@
    an orbit GIF.
 3. A real Blender scene (lego) at 100x100 when ../shared/data/nerf/lego exists (target >= 25 dB in 15 min).
 
-Each run trains, evaluates the test views (dlcli.nerf.renderer.evaluate) and renders an orbit GIF into
---out (default runs/bench-nerf). Run it alone on the machine: the figures are wall-clock bound.
+Each run trains, evaluates the test views (dlcli.nerf.renderer.evaluate) and renders a 48-frame orbit GIF
+into --out (default runs/bench-nerf), plus <name>-orbit-frames.png (4 of its frames side by side). The table
+gives the samples per ray (spr) and rays per step at the end of training and the eval and GIF times.
+Run it alone on the machine: the figures are wall-clock bound.
 
 Usage: python bench/nerf.py [--only synth,fox,lego] [--synth-time 10m] [--fox-time 5m] [--device cpu]
 """
@@ -28,6 +30,7 @@ DATA = REPO.parent / "shared" / "data" / "nerf"
 
 
 def run_one(name: str, data: Path, config: str, budget: str, out: Path, device: str, extra: list[str]) -> dict:
+    from dlcli.core import rundir
     from dlcli.core.config import build_config
     from dlcli.nerf.renderer import evaluate, render
     from dlcli.nerf.train import NerfConfig, train
@@ -37,13 +40,29 @@ def run_one(name: str, data: Path, config: str, budget: str, out: Path, device: 
     t = time.monotonic()
     s = train(cfg, force=True)
     train_s = time.monotonic() - t
-    ev = evaluate(out / name, "test", device=device)
     t = time.monotonic()
-    render(out / name, str(out / f"{name}-orbit.gif"), "orbit", 48, force=True, device=device)
+    ev = evaluate(out / name, "test", device=device)
+    eval_s = time.monotonic() - t
+    t = time.monotonic()
+    gif = out / f"{name}-orbit.gif"
+    render(out / name, str(gif), "orbit", 48, force=True, device=device)
+    render_s = time.monotonic() - t
+    _frames_png(gif, out / f"{name}-orbit-frames.png")
+    last = [m for m in rundir.read_metrics(out / name) if "samples_per_ray" in m][-1]
     return {"name": name, "steps": s["steps"], "train_s": round(train_s, 1), "psnr": round(ev["results"]["psnr"], 2),
             "ssim": round(ev["results"]["ssim"], 4), "views": ev["results"]["num_views"],
-            "resolution": "x".join(map(str, ev["resolution"])), "render_s": round(time.monotonic() - t, 1),
-            "gif": str(out / f"{name}-orbit.gif")}
+            "resolution": "x".join(map(str, ev["resolution"])), "eval_s": round(eval_s, 1),
+            "render_s": round(render_s, 1), "samples_per_ray": round(last["samples_per_ray"], 1),
+            "rays_per_step": round(last.get("rays", cfg.batch_rays)), "gif": str(gif)}
+
+
+def _frames_png(gif: Path, png: Path) -> None:
+    """Four frames of the orbit side by side, to look at without an animation viewer."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    frames = iio.imread(gif, index=None)
+    iio.imwrite(png, np.concatenate([frames[i][..., :3] for i in range(0, len(frames), len(frames) // 4)][:4], 1))
 
 
 def main() -> None:
@@ -83,10 +102,12 @@ def main() -> None:
             rows[-1]["target"] = ">= 25 dB"
         else:
             print(f"# lego: {DATA / 'lego'} not found (no network here), skipped")
-    print(f"{'scene':8} {'res':>8} {'steps':>6} {'train s':>8} {'views':>5} {'PSNR':>6} {'SSIM':>7}  target")
+    print(f"{'scene':8} {'res':>8} {'steps':>6} {'train s':>8} {'spr':>5} {'rays':>5} {'views':>5} {'PSNR':>6} "
+          f"{'SSIM':>7} {'eval s':>6} {'gif s':>6}  target")
     for r in rows:
-        print(f"{r['name']:8} {r['resolution']:>8} {r['steps']:>6} {r['train_s']:>8} {r['views']:>5} {r['psnr']:>6} "
-              f"{r['ssim']:>7}  {r['target']}   {r['gif']}")
+        print(f"{r['name']:8} {r['resolution']:>8} {r['steps']:>6} {r['train_s']:>8} {r['samples_per_ray']:>5} "
+              f"{r['rays_per_step']:>5} {r['views']:>5} {r['psnr']:>6} {r['ssim']:>7} {r['eval_s']:>6} "
+              f"{r['render_s']:>6}  {r['target']}   {r['gif']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -159,6 +159,42 @@ def test_hash_table_gradient_matches_autograd_indexing():
     assert torch.allclose(fast, table.grad, atol=1e-5)
 
 
+def test_compiled_hash_encoding_matches_the_reference():
+    torch.manual_seed(0)
+    enc = HashEncoding(levels=4, features=2, log2_table=8, base_res=2, max_res=24)  # dense and hashed levels
+    assert enc.compiled and enc.dense[0] and not enc.dense[-1]
+    with torch.no_grad():
+        enc.table.normal_()
+    x = torch.cat([torch.rand(200, 3), torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 1.0, 0.0]])])
+    up = torch.randn(x.shape[0], enc.out_dim)
+    fast = enc(x)
+    (g_fast,) = torch.autograd.grad((fast * up).sum(), enc.table)
+    ref = enc.forward_reference(x)
+    (g_ref,) = torch.autograd.grad((ref * up).sum(), enc.table)
+    assert torch.allclose(fast, ref, atol=1e-6)
+    assert torch.allclose(g_fast, g_ref, atol=1e-5) and g_ref.abs().sum() > 0
+
+
+def test_early_ray_termination_skips_only_what_is_hidden():
+    from dlcli.nerf.models import HashNerf
+
+    class Wall(torch.nn.Module):  # opaque red from z < 0.5 on, seen by rays coming down from z = 2
+        def forward(self, x, d):
+            return (x[:, 2] < 0.5).float() * 1e3, torch.tensor([1.0, 0.0, 0.0]).expand(len(x), 3)
+
+    model = HashNerf(bound=1.0, n_samples=64, levels=2, log2_table=6, max_res=16, hidden=8, grid_resolution=4)
+    model.field = Wall()
+    o = torch.tensor([[0.0, 0.0, 2.0], [0.3, -0.2, 2.0]])
+    d = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]])
+    full = model(o, d, torch.ones(3))  # with gradients enabled: one segment, every sample evaluated
+    with torch.no_grad():
+        fast = model(o, d, torch.ones(3))
+    assert full["samples"] == 2 * 64
+    assert fast["samples"] <= 2 * 32  # the 3rd and 4th segments lie behind the wall
+    assert torch.allclose(fast["rgb"], full["rgb"], atol=1e-4)
+    assert torch.allclose(fast["rgb"], torch.tensor([[1.0, 0.0, 0.0]] * 2), atol=1e-4)
+
+
 def test_metrics():
     a = torch.rand(16, 16, 3, generator=torch.Generator().manual_seed(0))
     assert ssim(a, a) == pytest.approx(1.0)
@@ -286,6 +322,18 @@ def test_orbit_looks_at_the_centre_from_the_training_distance():
     assert camera_path(train, "spiral", 5).shape == (5, 4, 4)
 
 
+def test_orbit_of_a_one_sided_capture_stays_on_the_seen_side():
+    from dlcli.nerf.camera_path import camera_path
+    from dlcli.nerf.synth import sphere_position
+
+    angles = np.linspace(0.2, 1.2, 6)  # cameras over one radian of azimuth only
+    train = torch.tensor(np.stack([look_at(sphere_position(a, 0.3)) for a in angles])).float()
+    path = camera_path(train, "orbit", 16)
+    az = np.arctan2(path[:, 1, 3].numpy(), path[:, 0, 3].numpy())
+    assert az.min() >= 0.2 - 1e-3 and az.max() <= 1.2 + 1e-3
+    assert az.max() - az.min() > 0.9  # and it does sweep the arc
+
+
 def test_occupancy_grid_marks_only_dense_cells():
     from dlcli.nerf.occupancy import OccupancyGrid
 
@@ -295,3 +343,6 @@ def test_occupancy_grid_marks_only_dense_cells():
     grid.update(lambda p: (p.abs() < 0.5).all(dim=-1).float() * 10, torch.Generator().manual_seed(0))
     assert grid.occupied(x, 1.0).tolist() == [True, False]
     assert grid.fraction_occupied(1.0) == pytest.approx(8 / 64)  # the 8 cells around the centre
+    # A threshold above the mean density (10 * 8 / 64) prunes at the mean instead, as Instant-NGP.
+    assert grid.effective_threshold(100.0) == pytest.approx(1.25)
+    assert grid.occupied(x, 100.0).tolist() == [True, False]

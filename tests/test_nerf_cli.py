@@ -56,7 +56,8 @@ def test_train_render_eval(cli, scene, tmp_path):
 
 def test_resume_continues_exactly(cli, scene, tmp_path):
     # A constant learning rate: the schedule otherwise depends on the budget, which differs between the runs.
-    args = ["--seed", "3", "--val-interval", "0", "--set", "lr_final=1", *TINY]
+    # batch_samples: the batch size follows the samples per ray so far, which the checkpoint must carry.
+    args = ["--seed", "3", "--val-interval", "0", "--set", "lr_final=1", "--set", "batch_samples=512", *TINY]
     assert cli("nerf", "train", scene, "-o", "full", "--max-steps", "8", *args).exit_code == 0
     assert cli("nerf", "train", scene, "-o", "part", "--max-steps", "4", *args).exit_code == 0
     r = cli("nerf", "train", scene, "-o", "part", "--max-steps", "8", "--resume", *args)
@@ -64,6 +65,8 @@ def test_resume_continues_exactly(cli, scene, tmp_path):
     a = rundir.load_tensors(tmp_path / "full" / "model.safetensors")
     b = rundir.load_tensors(tmp_path / "part" / "model.safetensors")
     assert all((a[k] == b[k]).all() for k in a)
+    rays = [m["rays"] for m in rundir.read_metrics(tmp_path / "full") if "rays" in m]
+    assert rays[0] < 64  # 512 samples / 16 samples per ray before the grid skips anything
     r = cli("nerf", "train", scene, "-o", "part", "--max-steps", "8", *args)
     assert r.exit_code != 0 and "--resume" in r.stderr
 

@@ -7,6 +7,7 @@ Split by role, as nerfstudio does:
     rays.py         rays from intrinsics and camera-to-world poses; ray / box intersection
     sampling.py     stratified and hierarchical (importance) sampling along rays
     encodings.py    positional encoding and the multiresolution hash encoding
+    kernels.py      the hash encoding's forward and backward as compiled (numba) CPU kernels
     fields.py       the NeRF MLP and the small hash-grid MLP: position, direction -> density, colour
     render.py       volume rendering: sigma -> alpha -> transmittance -> weights -> colour, depth
     occupancy.py    an occupancy grid that lets the fast model skip empty space

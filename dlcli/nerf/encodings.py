@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,6 +56,40 @@ class _Gather(torch.autograd.Function):
         return torch.stack(cols, dim=1).to(grad.dtype), None
 
 
+class _CompiledHash(torch.autograd.Function):
+    """The hash encoding through the fused numba kernels (dlcli.nerf.kernels): CPU, float32."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, table: torch.Tensor, enc: HashEncoding) -> torch.Tensor:
+        from dlcli.nerf import kernels
+
+        xs = x.detach().contiguous().numpy()
+        ctx.save_for_backward(x)
+        ctx.enc = enc
+        rows = table.detach().reshape(-1, enc.features).contiguous().numpy()
+        out = kernels.hash_forward(xs, enc.res_np, enc.mult_np, rows, enc.table_size)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:
+        from dlcli.nerf import kernels
+
+        (x,) = ctx.saved_tensors
+        enc = ctx.enc
+        g = kernels.hash_backward(x.contiguous().numpy(), enc.res_np, enc.mult_np, grad.float().contiguous().numpy(),
+                                  enc.table_size, enc.features)
+        return None, torch.from_numpy(g).view(enc.levels, enc.table_size, enc.features), None
+
+
+def compiled_available() -> bool:
+    """Whether the numba kernels can be used (numba is a dependency; this guards unusual installs)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class HashEncoding(nn.Module):
     """Multiresolution hash encoding (Müller et al., SIGGRAPH 2022), in plain PyTorch.
 
@@ -66,6 +101,9 @@ class HashEncoding(nn.Module):
     Direct indexing uses x + y * S + z * S^2 with S the power of two at or above N_l + 1, so that it too is an
     XOR of per-axis terms (their bits do not overlap); levels with S^3 <= T are indexed directly. Every
     per-axis term is computed for the two vertex coordinates of the cell and combined by broadcasting.
+
+    `forward_reference` is that computation in PyTorch; on the CPU `forward` runs the same steps fused in
+    compiled kernels (dlcli.nerf.kernels, several times faster), elsewhere (CUDA) the reference.
     """
 
     def __init__(self, levels: int = 16, features: int = 2, log2_table: int = 19, base_res: int = 16,
@@ -83,8 +121,16 @@ class HashEncoding(nn.Module):
         self.register_buffer("offsets", offsets, persistent=False)
         self.table = nn.Parameter(torch.empty(levels, self.table_size, features).uniform_(-1e-4, 1e-4))
         self.out_dim = levels * features
+        self.res_np, self.mult_np = np.array(res, dtype=np.int64), np.array(mult, dtype=np.int64)
+        self.compiled = compiled_available()  # False = always the PyTorch reference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3) in [0, 1] -> (B, levels * features)."""
+        if self.compiled and x.device.type == "cpu" and self.table.dtype == torch.float32 and not x.requires_grad:
+            return _CompiledHash.apply(x.float(), self.table, self)
+        return self.forward_reference(x)
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         pos = x.clamp(0.0, 1.0)[:, None, :] * self.res[:, None]  # (B, L, 3) in grid units
         cell = pos.floor().to(torch.int64).clamp(max=self.res[:, None] - 1)
         frac = pos - cell  # position inside the cell, in [0, 1]^3

@@ -22,10 +22,16 @@ class OccupancyGrid(nn.Module):
         ijk = ((x / self.bound + 1.0) * 0.5 * r).floor().long().clamp(0, r - 1)
         return (ijk[..., 0] * r + ijk[..., 1]) * r + ijk[..., 2]
 
+    def effective_threshold(self, threshold: float) -> float:
+        """min(threshold, mean measured density), as Instant-NGP: the grid prunes the thinner half of space
+        from the first update on, before the network has learnt densities as low as `threshold`."""
+        measured = self.density[self.density >= 0]
+        return min(threshold, float(measured.mean())) if measured.numel() else threshold
+
     def occupied(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
-        """Which points (..., 3) lie in cells whose density may exceed `threshold`."""
+        """Which points (..., 3) lie in cells whose density may exceed the effective `threshold`."""
         d = self.density.flatten()[self.cell_of(x)]
-        return (d < 0) | (d > threshold)
+        return (d < 0) | (d > self.effective_threshold(threshold))
 
     @torch.no_grad()
     def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], generator: torch.Generator,
@@ -41,4 +47,5 @@ class OccupancyGrid(nn.Module):
         self.density.copy_(torch.maximum(old * self.decay, new))
 
     def fraction_occupied(self, threshold: float) -> float:
-        return float(((self.density < 0) | (self.density > threshold)).float().mean())
+        t = self.effective_threshold(threshold)
+        return float(((self.density < 0) | (self.density > t)).float().mean())

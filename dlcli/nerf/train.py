@@ -62,8 +62,13 @@ class NerfConfig:
     grid_resolution: int = 32  # occupancy grid cells per side
     grid_interval: int = 16  # update the occupancy grid every this many steps ...
     grid_warmup: int = 16  # ... from this step on (before, every cell counts as occupied)
+    grid_threshold: float = 0.0  # a cell is empty below min(this density, the grid's mean density); 0 = the
+    # density that is 1% opaque over one sample step
+    precision: str = "fp32"  # hash: fp32 | bf16 (the MLPs' matmuls in bfloat16; fast on CPUs with AVX512-BF16)
     # training
-    batch_rays: int = 2048
+    batch_rays: int = 2048  # rays per step (the most, with batch_samples)
+    batch_samples: int = 0  # hash: network samples per step to aim for; rays per step = batch_samples / samples
+    # per ray so far, at most batch_rays (cheap early steps while the grid is still full). 0 = always batch_rays
     lr: float = 0.0  # 0 = 1e-2 for hash, 5e-4 for nerf
     lr_final: float = 0.1  # exponential decay to this fraction of lr over the budget
     max_steps: int = 5000
@@ -81,6 +86,10 @@ class NerfConfig:
             raise ConfigError(f"model: '{self.model}' is not one of {', '.join(MODELS)}")
         if self.background not in BACKGROUNDS:
             raise ConfigError(f"background: '{self.background}' is not one of {', '.join(BACKGROUNDS)}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision: '{self.precision}' is not one of fp32, bf16")
+        if self.batch_samples < 0:
+            raise ConfigError("batch_samples: must be 0 (fixed batch_rays) or positive")
         for k in ("batch_rays", "n_samples", "n_coarse", "levels", "features", "hidden", "width", "depth",
                   "grid_resolution", "grid_interval", "base_res", "log_interval", "checkpoint_interval"):
             if getattr(self, k) < 1:
@@ -97,7 +106,7 @@ class NerfConfig:
             keys = ("n_coarse", "n_fine", "pos_freqs", "dir_freqs", "width", "depth")
         else:
             keys = ("n_samples", "levels", "features", "log2_table", "base_res", "max_res", "hidden",
-                    "grid_resolution")
+                    "grid_resolution", "grid_threshold", "precision")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -159,15 +168,21 @@ def train(cfg: NerfConfig, force: bool = False, resume: bool = False, on_progres
     opt = torch.optim.Adam(model.parameters(), lr=lr0, betas=(0.9, 0.99), eps=1e-15 if cfg.model == "hash" else 1e-8)
 
     step, elapsed_before = 0, 0.0
+    # Samples per ray, a running mean: sizes the batch when batch_samples is set (starts at no skipping).
+    per_ray = float(cfg.n_samples) if cfg.model == "hash" else 0.0
     if resume:
         state, _ = checkpoint.load(run, model, opt, device)
         step, elapsed_before = int(state["step"]), float(state["elapsed"])
+        per_ray = float(state.get("samples_per_ray", per_ray))
         kept = [m for m in rundir.read_metrics(run) if m.get("step", 0) <= step]
         write_text_atomic(run / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in kept), force=True)
     start = time.monotonic()
 
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - start
+
+    def saved() -> dict[str, Any]:
+        return {"step": step, "elapsed": elapsed(), "samples_per_ray": per_ray}
 
     def progress() -> float:
         parts = [step / cfg.max_steps] if cfg.max_steps > 0 else []
@@ -198,7 +213,10 @@ def train(cfg: NerfConfig, force: bool = False, resume: bool = False, on_progres
                 g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
                 if cfg.model == "hash" and step >= cfg.grid_warmup and step % cfg.grid_interval == 0:
                     model.update_grid(g)
-                idx = torch.randint(n_rays, (cfg.batch_rays,), generator=g).to(device)
+                rays = cfg.batch_rays
+                if cfg.batch_samples and cfg.model == "hash":
+                    rays = int(min(cfg.batch_rays, max(16, cfg.batch_samples / max(per_ray, 1.0))))
+                idx = torch.randint(n_rays, (rays,), generator=g).to(device)
                 out = model(origins[idx], dirs[idx], bg, perturb=True, generator=g)
                 mse = F.mse_loss(out["rgb"], colors[idx])
                 loss = mse + (F.mse_loss(out["coarse_rgb"], colors[idx]) if "coarse_rgb" in out else 0.0)
@@ -210,26 +228,29 @@ def train(cfg: NerfConfig, force: bool = False, resume: bool = False, on_progres
                 loss.backward()
                 opt.step()
                 step += 1
-                window.append((float(mse.detach()), float(out["samples"]) / cfg.batch_rays))
+                spr = float(out["samples"]) / rays
+                per_ray = 0.9 * per_ray + 0.1 * spr
+                window.append((float(mse.detach()), spr, rays))
                 if step % cfg.log_interval == 0:
                     m = float(np.mean([w[0] for w in window]))
                     last_metrics = {"loss": m, "psnr": mse_to_psnr(m),
-                                    "samples_per_ray": float(np.mean([w[1] for w in window]))}
+                                    "samples_per_ray": float(np.mean([w[1] for w in window])),
+                                    "rays": float(np.mean([w[2] for w in window]))}
                     log.log(step=step, lr=opt.param_groups[0]["lr"], elapsed=elapsed(), **last_metrics)
                     window = []
                 if cfg.val_interval > 0 and step % cfg.val_interval == 0:
                     val_psnr = validate(log)
                 if step % cfg.checkpoint_interval == 0:
-                    checkpoint.save(run, model, opt, {"step": step, "elapsed": elapsed()})
+                    checkpoint.save(run, model, opt, saved())
                 on_progress(Tick(desc, step, total, unit="step",
                                  metrics={"psnr": round(last_metrics.get("psnr", math.nan), 2),
                                           "val_psnr": round(val_psnr, 2)}))
             if cfg.val_interval <= 0 or step % cfg.val_interval != 0:
                 val_psnr = validate(log)
     except KeyboardInterrupt:
-        checkpoint.save(run, model, opt, {"step": step, "elapsed": elapsed()})
+        checkpoint.save(run, model, opt, saved())
         raise Interrupted(f"interrupted at step {step}; checkpoint saved in {run} (continue with --resume)") from None
-    checkpoint.save(run, model, opt, {"step": step, "elapsed": elapsed()})
+    checkpoint.save(run, model, opt, saved())
     rundir.save_tensors(model.state_dict(), run / "model.safetensors")
     plot_curves(rundir.read_metrics(run), run / "psnr.png", {"psnr": "train (batch)", "val_psnr": "validation view"},
                 "PSNR (dB)", title=f"{cfg.model} NeRF on {Path(cfg.data).name}")
