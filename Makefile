@@ -61,7 +61,7 @@ demo: $(STAMP)
 		--epochs 100 --workers 1 --seed 1
 	$(BIN)/dlcli embed neighbors $(DEMO)/vec keeper night -k 4
 	@echo "== learning from feedback (SFT, reward model, PPO, DPO on a toy task): make rlhf-demo"
-	@echo "== NeRF: a procedural scene of coloured primitives, a hash-grid radiance field (about 60 s), an orbit GIF"
+	@echo "== NeRF: a procedural scene of coloured primitives, a hash-grid radiance field (about 25 s), an orbit GIF"
 	$(BIN)/dlcli nerf synth -o $(DEMO)/scene --size 48 --train 50 --val 1 --test 8 -q
 	$(BIN)/dlcli nerf train $(DEMO)/scene -o $(DEMO)/nerf --config configs/nerf-synth-cpu.yaml --max-steps 100 \
 		-b 1024 --val-interval 200 --device cpu
