@@ -242,9 +242,9 @@ def train(cfg: NerfConfig, force: bool = False, resume: bool = False, on_progres
                     val_psnr = validate(log)
                 if step % cfg.checkpoint_interval == 0:
                     checkpoint.save(run, model, opt, saved())
+                shown = {"psnr": last_metrics.get("psnr", math.nan), "val_psnr": val_psnr}
                 on_progress(Tick(desc, step, total, unit="step",
-                                 metrics={"psnr": round(last_metrics.get("psnr", math.nan), 2),
-                                          "val_psnr": round(val_psnr, 2)}))
+                                 metrics={k: round(v, 2) for k, v in shown.items() if not math.isnan(v)}))
             if cfg.val_interval <= 0 or step % cfg.val_interval != 0:
                 val_psnr = validate(log)
     except KeyboardInterrupt:
