@@ -40,6 +40,9 @@ DebugOpt = Annotated[
     typer.Option("--debug", help="Show tracebacks on errors (env: DLCLI_DEBUG=1).", envvar="DLCLI_DEBUG",
                  rich_help_panel=OUTPUT),
 ]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its "
+                                         "checkpoint stopped (Ctrl-C, --max-time or a crash).",
+                                         rich_help_panel=OUTPUT)]
 WorkersOpt = Annotated[
     Optional[int], typer.Option("--workers", "-j", help="Worker processes (0 = one per core).", show_default=False)
 ]

@@ -64,15 +64,15 @@ def train(
                                                   rich_help_panel=TRAIN, show_default=False)] = None,
     kernel: Annotated[Optional[str], typer.Option("--kernel", help="auto (numba on the CPU, torch on a GPU), numba "
                                                   "or torch (the batched kernel also runs on the CPU: reproducible "
-                                                  "with --seed, usually slower than numba).", rich_help_panel=TRAIN, show_default=False)] = None,
+                                                  "with --seed, usually slower than numba).", rich_help_panel=TRAIN,
+                                                  show_default=False)] = None,
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m. Stops "
                                                     "cleanly and writes the vectors; --resume continues.",
                                                     rich_help_panel=TRAIN, show_default=False)] = None,
     binary: Annotated[Optional[bool], typer.Option("--binary/--no-binary", help="Also write vectors.bin (word2vec "
                                                    "binary format).", show_default=False,
                                                    rich_help_panel=c.OUTPUT)] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an unfinished run (stopped by --max-time or "
-                                         "Ctrl-C) exactly where it stopped.", rich_help_panel=c.OUTPUT)] = False,
+    resume: c.ResumeOpt = False,
     config: c.ConfigOpt = None,
     set_: c.SetOpt = None,
     print_config: c.PrintConfigOpt = False,

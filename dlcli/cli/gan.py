@@ -62,8 +62,7 @@ def train(
                                                 show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",
                                                   rich_help_panel=TRAIN, show_default=False)] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its "
-                                         "checkpoint stopped.", rich_help_panel=c.OUTPUT)] = False,
+    resume: c.ResumeOpt = False,
     config: c.ConfigOpt = None,
     set_: c.SetOpt = None,
     print_config: c.PrintConfigOpt = False,

@@ -80,8 +80,7 @@ def train_rnn(
                                                    rich_help_panel=FORECAST, show_default=False)] = None,
     horizons: Annotated[Optional[str], typer.Option("--horizons", help="k-step horizons, e.g. 1,4,16,64.",
                                                     rich_help_panel=FORECAST, show_default=False)] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its "
-                                         "checkpoint stopped.", rich_help_panel=c.OUTPUT)] = False,
+    resume: c.ResumeOpt = False,
     config: c.ConfigOpt = None,
     set_: c.SetOpt = None,
     print_config: c.PrintConfigOpt = False,
@@ -294,8 +293,7 @@ def train_transformer(
                                                 rich_help_panel=TRAIN, show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",
                                                   rich_help_panel=TRAIN, show_default=False)] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its "
-                                         "checkpoint stopped.", rich_help_panel=c.OUTPUT)] = False,
+    resume: c.ResumeOpt = False,
     config: c.ConfigOpt = None,
     set_: c.SetOpt = None,
     print_config: c.PrintConfigOpt = False,

@@ -71,8 +71,7 @@ def train(
                                                 "steps (default 500).", TRAIN)] = None,
     seed: Annotated[Optional[int], _opt("--seed", "Random seed (default 0).", TRAIN)] = None,
     device: Annotated[Optional[str], _opt("--device", "auto, cpu, cuda or mps (default auto).", TRAIN)] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its "
-                                         "checkpoint stopped.", rich_help_panel=c.OUTPUT)] = False,
+    resume: c.ResumeOpt = False,
     config: c.ConfigOpt = None,
     set_: c.SetOpt = None,
     print_config: c.PrintConfigOpt = False,

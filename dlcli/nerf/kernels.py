@@ -22,12 +22,22 @@ def _cell(x: float, res: int) -> tuple[int, float]:
     return c, p - np.float32(c)
 
 
+@njit(inline="always")
+def _corner(cx: int, cy: int, cz: int, fx: float, fy: float, fz: float, corner: int, m0: int, m1: int, m2: int,
+            mask: int) -> tuple[int, float]:
+    """Table row (within its level) and trilinear weight of one of a cell's 8 corners."""
+    bx, by, bz = corner >> 2 & 1, corner >> 1 & 1, corner & 1
+    row = ((((cx + bx) * m0) & mask) ^ (((cy + by) * m1) & mask) ^ (((cz + bz) * m2) & mask))
+    one = np.float32(1.0)
+    return row, (fx if bx else one - fx) * (fy if by else one - fy) * (fz if bz else one - fz)
+
+
 @njit(parallel=True, cache=True, fastmath=False)
 def hash_forward(x: np.ndarray, res: np.ndarray, mult: np.ndarray, table: np.ndarray, table_size: int
                  ) -> np.ndarray:
     """Points x (B, 3) in [0, 1] -> features (B, L * F); table (L * T, F)."""
     n, levels, nf = x.shape[0], res.shape[0], table.shape[1]
-    mask, one = table_size - 1, np.float32(1.0)
+    mask = table_size - 1
     out = np.zeros((n, levels * nf), dtype=table.dtype)
     for i in prange(n):
         for lvl in range(levels):
@@ -37,12 +47,9 @@ def hash_forward(x: np.ndarray, res: np.ndarray, mult: np.ndarray, table: np.nda
             cz, fz = _cell(x[i, 2], r)
             base = lvl * table_size
             for corner in range(8):
-                bx, by, bz = corner >> 2 & 1, corner >> 1 & 1, corner & 1
-                row = base + ((((cx + bx) * mult[lvl, 0]) & mask) ^ (((cy + by) * mult[lvl, 1]) & mask)
-                              ^ (((cz + bz) * mult[lvl, 2]) & mask))
-                w = (fx if bx else one - fx) * (fy if by else one - fy) * (fz if bz else one - fz)
+                row, w = _corner(cx, cy, cz, fx, fy, fz, corner, mult[lvl, 0], mult[lvl, 1], mult[lvl, 2], mask)
                 for f in range(nf):
-                    out[i, lvl * nf + f] += w * table[row, f]
+                    out[i, lvl * nf + f] += w * table[base + row, f]
     return out
 
 
@@ -51,7 +58,7 @@ def hash_backward(x: np.ndarray, res: np.ndarray, mult: np.ndarray, grad: np.nda
                   ) -> np.ndarray:
     """d loss / d table (L * T, F) from d loss / d features (B, L * F): each corner row gets w * grad."""
     n, levels = x.shape[0], res.shape[0]
-    mask, one = table_size - 1, np.float32(1.0)
+    mask = table_size - 1
     out = np.zeros((levels * table_size, nf), dtype=grad.dtype)
     for lvl in prange(levels):
         r = res[lvl]
@@ -61,10 +68,7 @@ def hash_backward(x: np.ndarray, res: np.ndarray, mult: np.ndarray, grad: np.nda
             cy, fy = _cell(x[i, 1], r)
             cz, fz = _cell(x[i, 2], r)
             for corner in range(8):
-                bx, by, bz = corner >> 2 & 1, corner >> 1 & 1, corner & 1
-                row = base + ((((cx + bx) * mult[lvl, 0]) & mask) ^ (((cy + by) * mult[lvl, 1]) & mask)
-                              ^ (((cz + bz) * mult[lvl, 2]) & mask))
-                w = (fx if bx else one - fx) * (fy if by else one - fy) * (fz if bz else one - fz)
+                row, w = _corner(cx, cy, cz, fx, fy, fz, corner, mult[lvl, 0], mult[lvl, 1], mult[lvl, 2], mask)
                 for f in range(nf):
-                    out[row, f] += w * grad[i, lvl * nf + f]
+                    out[base + row, f] += w * grad[i, lvl * nf + f]
     return out
