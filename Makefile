@@ -68,8 +68,8 @@ demo: $(STAMP)
 	$(BIN)/dlcli nerf eval $(DEMO)/nerf -q | head -n 9
 	$(BIN)/dlcli nerf render $(DEMO)/nerf -o $(DEMO)/nerf/orbit.gif -n 24 --depth -q
 	@echo "animation: $(DEMO)/nerf/orbit.gif (validation renders: $(DEMO)/nerf/val/)"
-	@echo "== a GAN on 8 Gaussians in a ring (about 25 s): its samples over the real density, then mode coverage"
-	$(BIN)/dlcli gan train ring8 -o $(DEMO)/ring8 --config configs/gan-ring8.yaml --max-steps 1000 --seed 1 --device cpu
+	@echo "== a GAN on 8 Gaussians in a ring (about 20 s): its samples over the real density, then mode coverage"
+	$(BIN)/dlcli gan train ring8 -o $(DEMO)/ring8 --config configs/gan-ring8.yaml --max-steps 3000 --seed 1 --device cpu
 	$(BIN)/dlcli gan eval $(DEMO)/ring8 | head -n 9
 	@echo "picture: $(DEMO)/ring8/samples.png (training as an animation: $(DEMO)/ring8/training.gif)"
 

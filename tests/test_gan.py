@@ -101,6 +101,40 @@ def test_gradient_penalty_zero_for_unit_gradient_and_known_otherwise():
     assert losses.gradient_penalty(D, real, fake).item() == pytest.approx(4.0, rel=1e-5)
 
 
+def test_r1_penalty_is_the_squared_gradient_norm_at_real_examples():
+    real = torch.randn(16, 3).requires_grad_(True)
+    w = torch.nn.Parameter(torch.tensor(2.0))
+    r = w * real.pow(2).sum(1) / 2  # D(x) = w ||x||^2 / 2: grad_x D = w x
+    penalty = losses.r1_penalty(r, real)
+    assert penalty.item() == pytest.approx(4.0 * real.detach().pow(2).sum(1).mean().item(), rel=1e-5)
+    penalty.backward()  # it trains D: d/dw (w^2 E||x||^2) = 2 w E||x||^2
+    assert w.grad.item() == pytest.approx(4.0 * real.detach().pow(2).sum(1).mean().item(), rel=1e-5)
+
+
+def test_r1_is_applied_every_r1_interval_steps(tmp_path, monkeypatch):
+    import dlcli.gan.train as gtrain
+
+    calls = []
+
+    def counting(r, real):
+        calls.append(real.shape)
+        return losses.r1_penalty(r, real)
+
+    monkeypatch.setattr(gtrain, "r1_penalty", counting)
+    base = dict(data="ring8", max_steps=12, eval_interval=0, snapshot_interval=0, checkpoint_interval=0, pack=2,
+                **TINY)
+    train(GanConfig(output=str(tmp_path / "r1"), r1_weight=10.0, r1_interval=4, **base))
+    assert calls == [torch.Size([16, 4])] * 3  # steps 0, 4 and 8; D sees packed pairs
+    train(GanConfig(output=str(tmp_path / "plain"), **base))
+    assert len(calls) == 3
+    a = rundir.load_tensors(tmp_path / "r1" / "checkpoint.safetensors")
+    b = rundir.load_tensors(tmp_path / "plain" / "checkpoint.safetensors")
+    assert not torch.equal(a["model.D.net.0.weight"], b["model.D.net.0.weight"])  # the penalty changed D
+    for bad, message in ((dict(r1_weight=-1.0), "r1_weight"), (dict(r1_interval=0), "r1_interval")):
+        with pytest.raises(ConfigError, match=message):
+            GanConfig(**bad).validate()
+
+
 # --------------------------------------------------------------------------
 # Networks
 

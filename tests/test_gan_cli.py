@@ -36,8 +36,11 @@ def test_train_sample_eval(cli, tmp_path):
 
 
 def test_print_config_and_config_errors(cli):
-    r = cli("gan", "train", "grid25", "--loss", "hinge", "--print-config")
+    r = cli("gan", "train", "grid25", "--loss", "hinge", "--r1", "0.5", "--print-config")
     assert r.exit_code == 0 and "data: grid25" in r.stdout and "loss: hinge" in r.stdout
+    assert "r1_weight: 0.5" in r.stdout
+    r = cli("gan", "train", "ring8", "--r1", "-1")
+    assert r.exit_code == 2 and "r1_weight: must be >= 0" in _error_line(r)
     r = cli("gan", "train", "ring8", "--loss", "wasserstein")
     assert r.exit_code == 2 and "loss: 'wasserstein' is not one of" in _error_line(r)
     r = cli("gan", "train", "ring8", "--set", "n_critc=5")

@@ -48,6 +48,9 @@ def train(
                                                   rich_help_panel=TRAIN, show_default=False)] = None,
     n_critic: Annotated[Optional[int], typer.Option("--n-critic", help="D updates per G update (default 1).",
                                                     rich_help_panel=TRAIN, show_default=False)] = None,
+    r1: Annotated[Optional[float], typer.Option("--r1", help="Weight gamma of the R1 penalty on real examples; "
+                                                "0 = off (default).", rich_help_panel=TRAIN,
+                                                show_default=False)] = None,
     ema: Annotated[Optional[float], typer.Option("--ema", help="Decay of G's weight average; 0 = off "
                                                  "(default 0.999).", rich_help_panel=TRAIN,
                                                  show_default=False)] = None,
@@ -84,7 +87,7 @@ def train(
 
         flags = {"data": data, "output": output, "arch": arch, "loss": loss, "z_dim": z_dim, "hidden": hidden,
                  "layers": layers, "spectral_norm": spectral_norm, "image_size": image_size, "color": color,
-                 "batch_size": batch_size, "lr_g": lr_g, "lr_d": lr_d, "n_critic": n_critic, "ema": ema,
+                 "batch_size": batch_size, "lr_g": lr_g, "lr_d": lr_d, "n_critic": n_critic, "r1_weight": r1, "ema": ema,
                  "max_steps": max_steps, "max_time": max_time, "snapshot_interval": snapshot_interval,
                  "seed": seed, "device": device}
         cfg = c.resolve(GanConfig, config, set_, flags, print_config)

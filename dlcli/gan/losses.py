@@ -15,6 +15,10 @@ log(1 - sigma(a)) = -softplus(a).
               L_G = -E f
     hinge     (Lim & Ye 2017; Miyato et al. 2018)
               L_D = E max(0, 1 - r) + E max(0, 1 + f);  L_G = -E f
+
+R1 (Mescheder et al. 2018), a regulariser for any of them: gamma/2 E ||grad_x D(x)||^2
+on real examples only; D is pushed to be flat on the data, which keeps the
+game from circling and lets G's samples settle onto the modes.
 """
 
 from __future__ import annotations
@@ -54,6 +58,12 @@ def gradient_penalty(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> to
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(r: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """E ||grad_x D(x)||^2 over real examples x (which must require grad), from their scores r = D(x)."""
+    (grad,) = torch.autograd.grad(r.sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()
 
 
 def d_prob(kind: str, score: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """`dlcli gan train`: a generator against a discriminator.
 
-One step: n_critic updates of D on real examples and detached samples of G,
+One step: n_critic updates of D on real examples and detached samples of G
+(with the R1 penalty on the real ones every `r1_interval` steps when on),
 then one update of G through D, then the moving average of G's weights
 (G_ema, used for every picture, metric and sample). Every `log_interval`
 steps the mean losses and D(x), D(G(z)) go to metrics.jsonl; every
@@ -36,7 +37,7 @@ from dlcli.core.runtime import parse_duration, resolve_device, seed_everything
 from dlcli.errors import ConfigError, InputError, Interrupted, TrainingDiverged
 from dlcli.gan import data as gdata
 from dlcli.gan import metrics, pictures
-from dlcli.gan.losses import LOSSES, d_loss, d_prob, g_loss, gradient_penalty
+from dlcli.gan.losses import LOSSES, d_loss, d_prob, g_loss, gradient_penalty, r1_penalty
 from dlcli.gan.models import ACTIVATIONS, ARCHS, GanNets, build, ema_update
 from dlcli.training import checkpoint
 
@@ -70,6 +71,8 @@ class GanConfig:
     spectral_norm: bool = False  # spectral normalisation on every layer of D
     loss: str = "ns"  # minimax | ns (non-saturating) | wgan-gp | hinge
     gp_weight: float = 10.0  # lambda of WGAN-GP
+    r1_weight: float = 0.0  # gamma of the R1 penalty on real examples (Mescheder et al. 2018); 0 = off
+    r1_interval: int = 1  # apply R1 every so many steps, scaled by it (lazy regularisation, StyleGAN2)
     lr_g: float = 2e-4  # Adam learning rates, separate for G and D (TTUR)
     lr_d: float = 2e-4
     lr_schedule: str = "constant"  # constant | linear (decay to 0 over the step or time budget)
@@ -104,7 +107,7 @@ class GanConfig:
         if self.batch_size % self.pack:
             raise ConfigError(f"batch_size: {self.batch_size} is not a multiple of pack={self.pack}")
         for key in ("z_dim", "hidden", "layers", "width", "n_critic", "pack", "batch_size", "eval_samples",
-                    "mode_threshold", "log_interval"):
+                    "mode_threshold", "log_interval", "r1_interval"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be at least 1, not {getattr(self, key)}")
         for key in ("lr_g", "lr_d"):
@@ -115,8 +118,10 @@ class GanConfig:
             raise ConfigError("beta1 and beta2: must be in [0, 1)")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema: must be in [0, 1), not {self.ema}")
-        if self.gp_weight < 0:
-            raise ConfigError(f"gp_weight: must be >= 0, not {self.gp_weight}")
+        for key in ("gp_weight", "r1_weight"):
+            v = getattr(self, key)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{key}: must be >= 0, not {v}")
         if min(self.max_steps, self.eval_interval, self.snapshot_interval, self.checkpoint_interval) < 0:
             raise ConfigError("max_steps and the intervals must be >= 0")
         if self.max_time:
@@ -374,15 +379,18 @@ def train(cfg: GanConfig, force: bool = False, resume: bool = False,
                     for group in opt.param_groups:
                         group["lr"] = lr * max(0.0, 1.0 - done)
             # 1. the discriminator (critic): real examples up, detached samples of G down
+            r1_now = cfg.r1_weight > 0 and step % cfg.r1_interval == 0
             for _ in range(cfg.n_critic):
                 real = data.sample(B, device)
                 with torch.no_grad():
                     fake = G(noise(cfg, B, device))
-                real, fake = packed(real, cfg.pack), packed(fake, cfg.pack)
+                real, fake = packed(real, cfg.pack).requires_grad_(r1_now), packed(fake, cfg.pack)
                 r, f = D(real), D(fake)
                 loss_d = d_loss(cfg.loss, r, f)
                 if cfg.loss == "wgan-gp":
                     loss_d = loss_d + cfg.gp_weight * gradient_penalty(D, real, fake)
+                if r1_now:
+                    loss_d = loss_d + cfg.r1_weight / 2 * cfg.r1_interval * r1_penalty(r, real)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
