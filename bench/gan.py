@@ -14,7 +14,7 @@ Targets: ring8 8/8 modes with >= 97% high quality and grid25 25/25 with
 
 Digits need scikit-learn: pip install -e '.[bench]'
 
-Usage: python bench/gan.py [--seeds 5] [--only ring8,grid25,digits] [--device cpu] [--json out.json]
+Usage: python bench/gan.py [--seeds 5] [--first-seed 0] [--only ring8,grid25,digits] [--device cpu] [--json out.json]
                            [--set key=value ...]
 """
 
@@ -59,6 +59,7 @@ def run_one(name: str, seed: int, device: str, root: Path, sets: list[str]) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--only", default="ring8,grid25,digits")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default="")
@@ -77,7 +78,7 @@ def main() -> None:
                     print("digits: skipped (needs scikit-learn: pip install -e '.[bench]')")
                     continue
             results[name] = []
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 r = run_one(name, seed, args.device, Path(tmp), args.set)
                 results[name].append(r)
                 if "modes" in r:

@@ -6,7 +6,7 @@ so `dlcli --help` stays fast."""
 from __future__ import annotations
 
 import importlib
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 

@@ -20,6 +20,15 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 CONFIG = "Config"
 OUTPUT = "Output"
+MODEL = "Model"
+TRAIN = "Training"
+
+
+def opt(flag: str, help_: str, panel: str | None = None, short: str | None = None) -> Any:
+    """A typer option whose default is not shown: the command's config holds the defaults."""
+    names = (flag, short) if short else (flag,)
+    return typer.Option(*names, help=help_, rich_help_panel=panel, show_default=False)
+
 
 ConfigOpt = Annotated[
     Optional[Path],
@@ -43,6 +52,10 @@ DebugOpt = Annotated[
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its "
                                          "checkpoint stopped (Ctrl-C, --max-time or a crash).",
                                          rich_help_panel=OUTPUT)]
+DeviceOpt = Annotated[Optional[str], opt("--device", "auto, cpu, cuda or mps (default auto).", TRAIN)]
+UseDeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]  # commands that use a run
+MaxTimeOpt = Annotated[Optional[str], opt("--max-time", "Wall-clock budget: 90s, 10m, 1h; stops cleanly and saves a "
+                                          "checkpoint (continue with --resume).", TRAIN)]
 WorkersOpt = Annotated[
     Optional[int], typer.Option("--workers", "-j", help="Worker processes (0 = one per core).", show_default=False)
 ]

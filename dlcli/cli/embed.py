@@ -14,8 +14,8 @@ from dlcli.cli import common as c
 app = typer.Typer(help="Word embeddings (word2vec skip-gram and CBOW): train them, query neighbours and analogies, "
                   "evaluate, plot, import .vec files.", no_args_is_help=True, rich_markup_mode="rich")
 
-MODEL = "Model"
-TRAIN = "Training"
+MODEL = c.MODEL
+TRAIN = c.TRAIN
 SourceArg = Annotated[str, typer.Argument(help="An embed run directory, or a .vec / .bin word2vec file.",
                                           show_default=False)]
 
@@ -66,9 +66,7 @@ def train(
                                                   "or torch (the batched kernel also runs on the CPU: reproducible "
                                                   "with --seed, usually slower than numba).", rich_help_panel=TRAIN,
                                                   show_default=False)] = None,
-    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m. Stops "
-                                                    "cleanly and writes the vectors; --resume continues.",
-                                                    rich_help_panel=TRAIN, show_default=False)] = None,
+    max_time: c.MaxTimeOpt = None,
     binary: Annotated[Optional[bool], typer.Option("--binary/--no-binary", help="Also write vectors.bin (word2vec "
                                                    "binary format).", show_default=False,
                                                    rich_help_panel=c.OUTPUT)] = None,

@@ -12,8 +12,8 @@ from dlcli.cli import common as c
 app = typer.Typer(help="Generative adversarial networks: train on 2-D mixtures, arrays or images; sample; "
                   "measure mode coverage.", no_args_is_help=True)
 
-MODEL = "Model"
-TRAIN = "Training"
+MODEL = c.MODEL
+TRAIN = c.TRAIN
 
 
 @app.command("train")
@@ -56,15 +56,13 @@ def train(
                                                  show_default=False)] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="G updates (default 5000; 0 = none).",
                                                      rich_help_panel=TRAIN, show_default=False)] = None,
-    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m.",
-                                                    rich_help_panel=TRAIN, show_default=False)] = None,
+    max_time: c.MaxTimeOpt = None,
     snapshot_interval: Annotated[Optional[int], typer.Option("--snapshot-interval", help="A picture every N "
                                                              "steps (default 500).", rich_help_panel=TRAIN,
                                                              show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 0).", rich_help_panel=TRAIN,
                                                 show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",
-                                                  rich_help_panel=TRAIN, show_default=False)] = None,
+    device: c.DeviceOpt = None,
     resume: c.ResumeOpt = False,
     config: c.ConfigOpt = None,
     set_: c.SetOpt = None,
@@ -87,8 +85,8 @@ def train(
 
         flags = {"data": data, "output": output, "arch": arch, "loss": loss, "z_dim": z_dim, "hidden": hidden,
                  "layers": layers, "spectral_norm": spectral_norm, "image_size": image_size, "color": color,
-                 "batch_size": batch_size, "lr_g": lr_g, "lr_d": lr_d, "n_critic": n_critic, "r1_weight": r1, "ema": ema,
-                 "max_steps": max_steps, "max_time": max_time, "snapshot_interval": snapshot_interval,
+                 "batch_size": batch_size, "lr_g": lr_g, "lr_d": lr_d, "n_critic": n_critic, "r1_weight": r1,
+                 "ema": ema, "max_steps": max_steps, "max_time": max_time, "snapshot_interval": snapshot_interval,
                  "seed": seed, "device": device}
         cfg = c.resolve(GanConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
@@ -108,7 +106,7 @@ def sample(
                                               "this |z| (0 = off).")] = 0.0,
     folder: Annotated[bool, typer.Option("--folder", help="Write one PNG per sample into OUTPUT.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same samples.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    device: c.UseDeviceOpt = "auto",
     force: c.ForceOpt = False,
     debug: c.DebugOpt = False,
 ) -> None:
@@ -130,7 +128,7 @@ def evaluate(
     threshold: Annotated[int, typer.Option("--threshold", help="High-quality samples a mode needs to count as "
                                            "captured (digits: samples per class).")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    device: c.UseDeviceOpt = "auto",
     debug: c.DebugOpt = False,
 ) -> None:
     """Measure mode coverage: modes captured, high-quality share and reverse KL

@@ -10,8 +10,8 @@ import typer
 
 from dlcli.cli import common as c
 
-MODEL = "Model"
-TRAIN = "Training"
+MODEL = c.MODEL
+TRAIN = c.TRAIN
 
 
 FORECAST = "Time series (--task forecast)"
@@ -62,14 +62,11 @@ def train_rnn(
                                                      rich_help_panel=TRAIN, show_default=False)] = None,
     epochs: Annotated[Optional[float], typer.Option("--epochs", help="Epoch budget.", rich_help_panel=TRAIN,
                                                     show_default=False)] = None,
-    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m, 1h. Stops "
-                                                    "cleanly, evaluates, saves.", rich_help_panel=TRAIN,
-                                                    show_default=False)] = None,
+    max_time: c.MaxTimeOpt = None,
     init_embeddings: InitEmbeddingsOpt = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
                                                 rich_help_panel=TRAIN, show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",
-                                                  rich_help_panel=TRAIN, show_default=False)] = None,
+    device: c.DeviceOpt = None,
     column: Annotated[Optional[str], typer.Option("--column", help="Series to forecast (default: the first "
                                                   "numeric column).", rich_help_panel=FORECAST,
                                                   show_default=False)] = None,
@@ -225,7 +222,7 @@ def forecast(
                                                   show_default=False)] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the predictions CSV here.",
                                                   show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    device: c.UseDeviceOpt = "auto",
     force: c.ForceOpt = False,
     debug: c.DebugOpt = False,
 ) -> None:
@@ -279,8 +276,7 @@ def train_transformer(
                                                      rich_help_panel=TRAIN, show_default=False)] = None,
     epochs: Annotated[Optional[float], typer.Option("--epochs", help="Epoch budget.", rich_help_panel=TRAIN,
                                                     show_default=False)] = None,
-    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m, 1h.",
-                                                    rich_help_panel=TRAIN, show_default=False)] = None,
+    max_time: c.MaxTimeOpt = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="fp32 or bf16 (autocast).",
                                                      rich_help_panel=TRAIN, show_default=False)] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model.",
@@ -291,8 +287,7 @@ def train_transformer(
     init_embeddings: InitEmbeddingsOpt = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
                                                 rich_help_panel=TRAIN, show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps (default auto).",
-                                                  rich_help_panel=TRAIN, show_default=False)] = None,
+    device: c.DeviceOpt = None,
     resume: c.ResumeOpt = False,
     config: c.ConfigOpt = None,
     set_: c.SetOpt = None,
@@ -361,7 +356,7 @@ def translate(
                                                           "self-attention and decoder cross-attention heatmaps of "
                                                           "the first 8 sentences into this folder.",
                                                           show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    device: c.UseDeviceOpt = "auto",
     force: c.ForceOpt = False,
     debug: c.DebugOpt = False,
 ) -> None:

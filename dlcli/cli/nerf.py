@@ -12,14 +12,9 @@ from dlcli.cli import common as c
 app = typer.Typer(help="Neural radiance fields: make a procedural scene, train on posed images (Blender or "
                   "Instant-NGP layout), render new views, measure the test views.", no_args_is_help=True)
 
-MODEL = "Model"
-TRAIN = "Training"
+MODEL = c.MODEL
+TRAIN = c.TRAIN
 DATA = "Data"
-
-
-def _opt(flag: str, help_: str, panel: str, short: str | None = None) -> typer.models.OptionInfo:
-    names = (flag, short) if short else (flag,)
-    return typer.Option(*names, help=help_, rich_help_panel=panel, show_default=False)
 
 
 @app.command("synth")
@@ -55,22 +50,22 @@ def train(
     data: Annotated[Optional[str], typer.Argument(help="Data set folder: transforms_{train,val,test}.json "
                                                   "(Blender) or transforms.json (Instant-NGP).",
                                                   show_default=False)] = None,
-    output: Annotated[Optional[str], _opt("--output", "Run directory (default runs/nerf).", c.OUTPUT, "-o")] = None,
-    model: Annotated[Optional[str], _opt("--model", "hash (hash grid + occupancy grid, fast; default) or nerf "
+    output: Annotated[Optional[str], c.opt("--output", "Run directory (default runs/nerf).", c.OUTPUT, "-o")] = None,
+    model: Annotated[Optional[str], c.opt("--model", "hash (hash grid + occupancy grid, fast; default) or nerf "
                                          "(the original coarse + fine MLPs).", MODEL)] = None,
-    downscale: Annotated[Optional[int], _opt("--downscale", "Divide the image size by N (default 1).", DATA)] = None,
-    background: Annotated[Optional[str], _opt("--background", "white or black: what transparent pixels are "
+    downscale: Annotated[Optional[int], c.opt("--downscale", "Divide the image size by N (default 1).", DATA)] = None,
+    background: Annotated[Optional[str], c.opt("--background", "white or black: what transparent pixels are "
                                               "composited on (default white).", DATA)] = None,
-    holdout: Annotated[Optional[int], _opt("--holdout", "Instant-NGP layout: every Nth frame is a test view "
+    holdout: Annotated[Optional[int], c.opt("--holdout", "Instant-NGP layout: every Nth frame is a test view "
                                            "(default 8).", DATA)] = None,
-    batch_rays: Annotated[Optional[int], _opt("--batch-rays", "Rays per step (default 2048).", TRAIN, "-b")] = None,
-    lr: Annotated[Optional[float], _opt("--lr", "Adam learning rate (default 1e-2 hash, 5e-4 nerf).", TRAIN)] = None,
-    max_steps: Annotated[Optional[int], _opt("--max-steps", "Steps (default 5000; 0 = none).", TRAIN)] = None,
-    max_time: Annotated[Optional[str], _opt("--max-time", "Wall-clock budget: 90s, 10m.", TRAIN)] = None,
-    val_interval: Annotated[Optional[int], _opt("--val-interval", "A validation render (PNG) and PSNR every N "
+    batch_rays: Annotated[Optional[int], c.opt("--batch-rays", "Rays per step (default 2048).", TRAIN, "-b")] = None,
+    lr: Annotated[Optional[float], c.opt("--lr", "Adam learning rate (default 1e-2 hash, 5e-4 nerf).", TRAIN)] = None,
+    max_steps: Annotated[Optional[int], c.opt("--max-steps", "Steps (default 5000; 0 = none).", TRAIN)] = None,
+    max_time: c.MaxTimeOpt = None,
+    val_interval: Annotated[Optional[int], c.opt("--val-interval", "A validation render (PNG) and PSNR every N "
                                                 "steps (default 500).", TRAIN)] = None,
-    seed: Annotated[Optional[int], _opt("--seed", "Random seed (default 0).", TRAIN)] = None,
-    device: Annotated[Optional[str], _opt("--device", "auto, cpu, cuda or mps (default auto).", TRAIN)] = None,
+    seed: Annotated[Optional[int], c.opt("--seed", "Random seed (default 0).", TRAIN)] = None,
+    device: c.DeviceOpt = None,
     resume: c.ResumeOpt = False,
     config: c.ConfigOpt = None,
     set_: c.SetOpt = None,
@@ -117,7 +112,7 @@ def render(
     depth: Annotated[bool, typer.Option("--depth", help="GIF/MP4: depth beside each RGB frame.")] = False,
     radius: Annotated[float, typer.Option("--radius", help="Orbit radius as a multiple of the training "
                                           "cameras' mean distance.")] = 1.0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    device: c.UseDeviceOpt = "auto",
     force: c.ForceOpt = False,
     quiet: c.QuietOpt = False,
     debug: c.DebugOpt = False,
@@ -142,7 +137,7 @@ def evaluate(
                                        "hold-out frames).")] = "test",
     images: Annotated[Optional[str], typer.Option("--images", help="Also write each render beside its ground "
                                                   "truth as PNGs into this folder.", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    device: c.UseDeviceOpt = "auto",
     force: c.ForceOpt = False,
     quiet: c.QuietOpt = False,
     debug: c.DebugOpt = False,

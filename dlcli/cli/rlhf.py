@@ -11,7 +11,7 @@ from dlcli.cli import common as c
 app = typer.Typer(help="Learning from human feedback: supervised fine-tuning, a reward model, PPO and DPO on "
                   "GPT runs.", no_args_is_help=True)
 
-TRAIN = "Training"
+TRAIN = c.TRAIN
 PPO = "PPO"
 
 OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Run directory to write.",
@@ -26,15 +26,11 @@ StepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Step budge
                                                  rich_help_panel=TRAIN, show_default=False)]
 EpochsOpt = Annotated[Optional[float], typer.Option("--epochs", help="Epoch budget.", rich_help_panel=TRAIN,
                                                     show_default=False)]
-TimeOpt = Annotated[Optional[str], typer.Option("--max-time", help="Wall-clock budget: 90s, 10m.",
-                                                rich_help_panel=TRAIN, show_default=False)]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
                                                 rich_help_panel=TRAIN, show_default=False)]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its checkpoint "
                                          "stopped (only budgets, intervals and the device may change).",
                                          rich_help_panel=TRAIN)]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps.", rich_help_panel=TRAIN,
-                                                  show_default=False)]
 
 
 def _common(output, data, batch_size, lr, max_steps, epochs, max_time, seed, device, skip_bad) -> dict:  # noqa: ANN001
@@ -52,7 +48,7 @@ def sft(
     base: Annotated[str, typer.Argument(help="A causal GPT run (from 'dlcli train-transformer').")],
     data: Annotated[str, typer.Argument(help='JSONL: {"prompt", "completion"} or {"messages": [...]} lines.')],
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
-    epochs: EpochsOpt = None, max_time: TimeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None,
+    epochs: EpochsOpt = None, max_time: c.MaxTimeOpt = None, seed: SeedOpt = None, device: c.DeviceOpt = None,
     skip_bad: SkipBadOpt = None, resume: ResumeOpt = False, config: c.ConfigOpt = None, set_: c.SetOpt = None,
     print_config: c.PrintConfigOpt = False, force: c.ForceOpt = False, quiet: c.QuietOpt = False,
     debug: c.DebugOpt = False,
@@ -81,7 +77,7 @@ def reward(
     data: Annotated[str, typer.Argument(help='JSONL: {"prompt", "chosen", "rejected"}, or HH-RLHF '
                                         '{"chosen", "rejected"} dialogues.')],
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
-    epochs: EpochsOpt = None, max_time: TimeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None,
+    epochs: EpochsOpt = None, max_time: c.MaxTimeOpt = None, seed: SeedOpt = None, device: c.DeviceOpt = None,
     skip_bad: SkipBadOpt = None, resume: ResumeOpt = False, config: c.ConfigOpt = None, set_: c.SetOpt = None,
     print_config: c.PrintConfigOpt = False, force: c.ForceOpt = False, quiet: c.QuietOpt = False,
     debug: c.DebugOpt = False,
@@ -110,7 +106,7 @@ def score(
     data: Annotated[str, typer.Argument(help='JSONL: {"prompt", "completion"} or preference lines.')],
     output: Annotated[str, typer.Option("--output", "-o", help="JSONL to write ('-' = stdout).")] = "-",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Lines per forward pass.")] = 64,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    device: c.UseDeviceOpt = "auto",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out bad lines instead of stopping.")] = False,
     force: c.ForceOpt = False, quiet: c.QuietOpt = False, debug: c.DebugOpt = False,
 ) -> None:
@@ -135,7 +131,7 @@ def ppo(
     prompts: Annotated[Optional[str], typer.Option("--prompts", help='JSONL of {"prompt"} lines.',
                                                    show_default=False)] = None,
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
-    max_time: TimeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None, skip_bad: SkipBadOpt = None,
+    max_time: c.MaxTimeOpt = None, seed: SeedOpt = None, device: c.DeviceOpt = None, skip_bad: SkipBadOpt = None,
     resume: ResumeOpt = False,
     kl_coef: Annotated[Optional[float], typer.Option("--kl-coef", help="KL penalty coefficient (default 0.1).",
                                                      rich_help_panel=PPO, show_default=False)] = None,
@@ -177,7 +173,7 @@ def dpo(
     sft_run: Annotated[str, typer.Argument(help="The SFT run: the starting policy and the frozen reference.")],
     data: Annotated[str, typer.Argument(help="JSONL preference pairs (as for 'dlcli rlhf reward').")],
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
-    epochs: EpochsOpt = None, max_time: TimeOpt = None, seed: SeedOpt = None, device: DeviceOpt = None,
+    epochs: EpochsOpt = None, max_time: c.MaxTimeOpt = None, seed: SeedOpt = None, device: c.DeviceOpt = None,
     skip_bad: SkipBadOpt = None, resume: ResumeOpt = False,
     beta: Annotated[Optional[float], typer.Option("--beta", help="DPO temperature beta (default 0.1).",
                                                   rich_help_panel=TRAIN, show_default=False)] = None,

@@ -18,7 +18,6 @@ final metrics).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time

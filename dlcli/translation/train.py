@@ -8,7 +8,6 @@ pairs (sacrebleu) -> save.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
