@@ -62,7 +62,8 @@ class GPT(nn.Module):
         s.head = nn.Linear(C, V, bias=False); s.head.weight = s.wte.weight
         for name, p in s.named_parameters():
             if p.dim() >= 2:
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * L) if name.endswith(("proj.weight", "out.weight")) else 0.02)
+                residual_out = name.endswith(("proj.weight", "out.weight"))
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * L) if residual_out else 0.02)
     def forward(s, idx):
         x = s.wte(idx) + s.wpe(torch.arange(idx.size(1)))
         for blk in s.blocks:
@@ -198,7 +199,8 @@ def main() -> None:
     # nanoGPT's count: the tied head once, position embeddings left out
     n_params = sum(v.size for k, v in weights.items() if k not in ("head.weight", "pos_emb.weight"))
     flops_per_token = 6 * n_params + 12 * 4 * 64 * 128  # 6N + 12 L T C
-    print(f"(c) MFU, nanoGPT settings ({n_params / 1e6:.2f}M parameters): {flops_per_token * tps / 1e9:.1f} GFLOP/s of {peak / 1e9:.0f} = "
+    print(f"(c) MFU, nanoGPT settings ({n_params / 1e6:.2f}M parameters): "
+          f"{flops_per_token * tps / 1e9:.1f} GFLOP/s of {peak / 1e9:.0f} = "
           f"{100 * flops_per_token * tps / peak:.1f}%")
     if not args.skip_recommended:
         cfg = REPO / "configs" / "transformer-shakespeare-cpu.yaml"

@@ -65,7 +65,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         from dlcli.training.lm_loop import evaluate_mlm
 
         mask_id = run.tokenizer.token_to_id("<mask>")
-        specials = tuple(run.tokenizer.token_to_id(t.content) for t in run.tokenizer.get_added_tokens_decoder().values())
+        added = run.tokenizer.get_added_tokens_decoder().values()
+        specials = tuple(run.tokenizer.token_to_id(t.content) for t in added)
         r = evaluate_mlm(run.model, ids, batch, seq, run.device, mask_id, specials)
         return {"run": str(cfg.run), "data": source, "objective": "mlm", "masked_tokens": r["masked"],
                 "loss": r["loss"], "masked_accuracy": r["accuracy"], "majority_accuracy": r["majority_accuracy"]}

@@ -313,7 +313,8 @@ def test_orbit_looks_at_the_centre_from_the_training_distance():
     from dlcli.nerf.camera_path import camera_path
     from dlcli.nerf.synth import sphere_position
 
-    train = torch.tensor(np.stack([look_at(sphere_position(a, 0.5)) for a in (0.1, 0.1 + math.pi / 2, 0.1 + math.pi, 0.1 + 1.5 * math.pi)])).float()
+    angles = (0.1, 0.1 + math.pi / 2, 0.1 + math.pi, 0.1 + 1.5 * math.pi)
+    train = torch.tensor(np.stack([look_at(sphere_position(a, 0.5)) for a in angles])).float()
     path = camera_path(train, "orbit", 6)
     pos = path[:, :3, 3]
     assert torch.allclose(pos.norm(dim=-1), torch.full((6,), 4.0), atol=1e-4)

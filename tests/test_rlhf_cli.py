@@ -350,7 +350,8 @@ for args in sys.argv[1:]:
         sys.path.insert(0, os.environ["TESTS"])
         from test_rlhf_cli import update_fixed_rollouts
 
-        save_tensors(update_fixed_rollouts(int(os.environ["RANK"]), 2)[1], f"update.rank{os.environ['RANK']}.safetensors")
+        rank = os.environ["RANK"]
+        save_tensors(update_fixed_rollouts(int(rank), 2)[1], f"update.rank{rank}.safetensors")
         continue
     fails = args.startswith("!")  # a run that must stop with an error
     sys.argv = ["dlcli", *args.lstrip("!").split()]

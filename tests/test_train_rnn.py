@@ -228,7 +228,8 @@ def test_ddp_two_processes_match_one(tm_ids, tmp_path, command):
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                          "127.0.0.1", "--master_port", port, "-m", "dlcli", command, "-o", "two", *args], cwd=tmp_path, env=env,
+                          "127.0.0.1", "--master_port", port, "-m", "dlcli", command, "-o", "two", *args],
+                         cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr
     a = load_tensors(tmp_path / "one" / "model.safetensors")
