@@ -78,12 +78,13 @@ def run_gensim(sentences: list[list[str]], sg: bool, workers: int, seed: int) ->
             "words": list(m.wv.index_to_key), "W": m.wv.vectors}
 
 
-def run_dlcli(corpus: Path, out: Path, sg: bool, workers: int, seed: int, device: str = "cpu") -> dict:
+def run_dlcli(corpus: Path, out: Path, sg: bool, workers: int, seed: int, device: str = "cpu",
+              kernel: str = "numba") -> dict:
     from dlcli.embed.train import EmbedConfig, train
     from dlcli.embed.vecfile import load_vectors
 
     cfg = EmbedConfig(data=str(corpus), output=str(out), model="skipgram" if sg else "cbow", workers=workers,
-                      seed=seed, device=device, kernel="numba" if device == "cpu" else "torch", **HYPER)
+                      seed=seed, device=device, kernel=kernel, **HYPER)
     s = train(cfg, force=True)
     words, W = load_vectors(out)
     return {"seconds": s["train_seconds"], "effective": s["effective_words"], "compile": s["compile_seconds"],
@@ -155,7 +156,8 @@ def main() -> None:
                     "dlcli": lambda r: run_dlcli(corpus, work / "run", sg, args.workers, args.seed + r)}
         if gpu or args.torch_cpu:
             name = "dlcli-" + (gpu or "torch-cpu")
-            trainers[name] = lambda r: run_dlcli(corpus, work / "run", sg, args.workers, args.seed + r, gpu or "cpu")
+            trainers[name] = lambda r: run_dlcli(corpus, work / "run", sg, args.workers, args.seed + r, gpu or "cpu",
+                                                     "torch")
         runs: dict[str, list[dict]] = {name: [] for name in trainers}
         for r in range(args.repeats):
             for name, fn in trainers.items():

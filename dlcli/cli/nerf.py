@@ -52,18 +52,18 @@ def train(
                                                   show_default=False)] = None,
     output: Annotated[Optional[str], c.opt("--output", "Run directory (default runs/nerf).", c.OUTPUT, "-o")] = None,
     model: Annotated[Optional[str], c.opt("--model", "hash (hash grid + occupancy grid, fast; default) or nerf "
-                                         "(the original coarse + fine MLPs).", MODEL)] = None,
+                                          "(the original coarse + fine MLPs).", MODEL)] = None,
     downscale: Annotated[Optional[int], c.opt("--downscale", "Divide the image size by N (default 1).", DATA)] = None,
     background: Annotated[Optional[str], c.opt("--background", "white or black: what transparent pixels are "
-                                              "composited on (default white).", DATA)] = None,
+                                               "composited on (default white).", DATA)] = None,
     holdout: Annotated[Optional[int], c.opt("--holdout", "Instant-NGP layout: every Nth frame is a test view "
-                                           "(default 8).", DATA)] = None,
+                                            "(default 8).", DATA)] = None,
     batch_rays: Annotated[Optional[int], c.opt("--batch-rays", "Rays per step (default 2048).", TRAIN, "-b")] = None,
     lr: Annotated[Optional[float], c.opt("--lr", "Adam learning rate (default 1e-2 hash, 5e-4 nerf).", TRAIN)] = None,
     max_steps: Annotated[Optional[int], c.opt("--max-steps", "Steps (default 5000; 0 = none).", TRAIN)] = None,
     max_time: c.MaxTimeOpt = None,
     val_interval: Annotated[Optional[int], c.opt("--val-interval", "A validation render (PNG) and PSNR every N "
-                                                "steps (default 500).", TRAIN)] = None,
+                                                 "steps (default 500).", TRAIN)] = None,
     seed: Annotated[Optional[int], c.opt("--seed", "Random seed (default 0).", TRAIN)] = None,
     device: c.DeviceOpt = None,
     resume: c.ResumeOpt = False,

@@ -47,6 +47,8 @@ class BatchedKernel:
 
     def to_numpy(self, W_in: np.ndarray, W_out: np.ndarray) -> None:
         """Copy the device's matrices into the host arrays (for checkpoints and the final files)."""
+        if self.device.type == "cpu":  # torch.from_numpy shares the host arrays' memory: nothing to copy
+            return
         W_in[...] = self.W_in.cpu().numpy()
         W_out[...] = self.W_out.cpu().numpy()
 
@@ -102,19 +104,21 @@ class BatchedKernel:
             centre, ctx = words[idx], contexts[idx]
             has = ctx >= 0
             if self.sg:  # each (centre, context) pair: the context's input vector predicts the centre
-                rows, target = ctx[has], centre[:, None].expand_as(ctx)[has]
+                b, j = has.nonzero(as_tuple=True)  # one nonzero (a device sync) for both gathers
+                rows, target = ctx[b, j], centre[b]
                 grad, batch_loss = self._negative_sampling(self.W_in[rows], target, lr, gen)
                 self.W_in.index_add_(0, rows, grad)
                 examples += rows.numel()
             else:  # CBOW: the mean of the context vectors predicts the centre
                 count = has.sum(1)
-                some = count > 0
+                some = (count > 0).nonzero().squeeze(1)
                 ctx, has, count, centre = ctx[some], has[some], count[some], centre[some]
                 vecs = self.W_in[ctx.clamp(min=0)] * has[:, :, None]
                 h = vecs.sum(1) / count[:, None]
                 grad, batch_loss = self._negative_sampling(h, centre, lr, gen)
                 # as word2vec.c: every context vector gets the whole gradient of h
-                self.W_in.index_add_(0, ctx[has], grad[:, None, :].expand(-1, ctx.shape[1], -1)[has])
+                b, j = has.nonzero(as_tuple=True)
+                self.W_in.index_add_(0, ctx[b, j], grad[b])
                 examples += centre.numel()
             loss += batch_loss
         return np.array([[seen, words.numel(), examples, float(loss)]], dtype=np.float64)

@@ -195,6 +195,11 @@ def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
     return np.round(p * 2.0**32).astype(np.uint64)
 
 
+def keep_fractions(counts: np.ndarray, sample: float) -> np.ndarray:
+    """keep_probabilities as fractions in [0, 1]."""
+    return keep_probabilities(counts, sample).astype(np.float64) / 2.0**32
+
+
 def noise_weights(counts: np.ndarray, power: float = NOISE_POWER) -> np.ndarray:
     """The noise distribution of negative sampling, unnormalised: count ** 0.75."""
     return counts.astype(np.float64) ** power
@@ -202,4 +207,4 @@ def noise_weights(counts: np.ndarray, power: float = NOISE_POWER) -> np.ndarray:
 
 def effective_words(counts: np.ndarray, sample: float) -> float:
     """Expected words per epoch after subsampling."""
-    return float((keep_probabilities(counts, sample).astype(np.float64) / 2.0**32 * counts).sum())
+    return float((keep_fractions(counts, sample) * counts).sum())

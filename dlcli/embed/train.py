@@ -176,31 +176,30 @@ class _Stepper:
     """One kernel call per slice of the corpus: the numba kernel on CPU threads, or the batched torch kernel."""
 
     def __init__(self, cfg: EmbedConfig, c: corpus_mod.Corpus, W_in: np.ndarray, W_out: np.ndarray,
-                 bounds: np.ndarray, workers: int, device: str) -> None:
+                 bounds: np.ndarray, workers: int, kernel: str, device: str) -> None:
         self.cfg, self.c, self.W_in, self.W_out, self.bounds = cfg, c, W_in, W_out, bounds
-        self.device = device
         self.batched: Any = None
-        t = time.monotonic()
-        if cfg.kernel == "torch" or (cfg.kernel == "auto" and self.device != "cpu"):
+        if kernel == "torch":
             from dlcli.embed.batched import BatchedKernel
 
-            keep = corpus_mod.keep_probabilities(c.counts, cfg.sample) / 2.0**32
+            t = time.monotonic()
+            keep = corpus_mod.keep_fractions(c.counts, cfg.sample)
             self.batched = BatchedKernel(W_in, W_out, c.ids, c.sent_starts, keep, corpus_mod.noise_weights(c.counts),
-                                         cfg.model == "skipgram", cfg.window, cfg.negative, self.device)
+                                         cfg.model == "skipgram", cfg.window, cfg.negative, device)
+            self.compile_s = time.monotonic() - t  # moving the matrices to the device
             self.workers = 1
-            self.where = f"batched torch kernel on {self.device}"
+            self.where = f"batched torch kernel on {device}"
         else:
             from dlcli.embed import kernels
 
             self.kernels = kernels
             self.workers = workers
             kernels.set_threads(workers)
-            kernels.warm_up()
+            self.compile_s = kernels.warm_up()  # compile or load the numba kernels
             self.keep = corpus_mod.keep_probabilities(c.counts, cfg.sample)
             self.prob, self.alias = kernels.alias_table(corpus_mod.noise_weights(c.counts))
             self.sig, self.logsig = kernels.sigmoid_tables()
             self.where = f"{workers} CPU thread{'s' if workers != 1 else ''}"
-        self.compile_s = time.monotonic() - t  # compile or load the numba kernel; move the matrices to the device
 
     def step(self, epoch: int, k: int, lr_a: float, lr_b: float) -> np.ndarray:
         """Train slice k of the given epoch, the learning rate falling from lr_a to lr_b over it."""
@@ -220,16 +219,18 @@ class _Stepper:
             self.batched.to_numpy(self.W_in, self.W_out)
 
 
-def _pick_device(cfg: EmbedConfig) -> str:
-    """The device name; `auto` looks for a GPU only when the torch kernel could use one."""
-    if cfg.device == "cpu" or (cfg.device == "auto" and cfg.kernel == "numba"):
-        return "cpu"
-    from dlcli.core.runtime import resolve_device
+def _pick_kernel(cfg: EmbedConfig) -> tuple[str, str]:
+    """(kernel, device name); `auto` looks for a GPU only when the torch kernel could use one, and picks
+    numba on the CPU, torch elsewhere."""
+    device = "cpu"
+    if not (cfg.device == "cpu" or (cfg.device == "auto" and cfg.kernel == "numba")):
+        from dlcli.core.runtime import resolve_device
 
-    device = str(resolve_device(cfg.device))
+        device = str(resolve_device(cfg.device))
     if cfg.kernel == "numba" and device != "cpu":
         raise ConfigError(f"kernel: numba runs on the CPU only, not on {device} (use --kernel torch or --device cpu)")
-    return device
+    kernel = cfg.kernel if cfg.kernel != "auto" else ("numba" if device == "cpu" else "torch")
+    return kernel, device
 
 
 def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
@@ -238,7 +239,7 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
     notify = on_progress or nothing
     cfg.validate()
     budget = parse_duration(cfg.max_time) if cfg.max_time else None
-    device = _pick_device(cfg)
+    kernel, device = _pick_kernel(cfg)
     run = Path(cfg.output)
     state = _resume_state(run, cfg) if resume and run.is_dir() else None
     c = corpus_mod.load(cfg.data, cfg.tokenizer, cfg.min_count, on_progress=notify)
@@ -264,7 +265,7 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
     n_slices = bounds.size - 1
     total = cfg.epochs * c.words_total
     steps_total = cfg.epochs * n_slices
-    stepper = _Stepper(cfg, c, W_in, W_out, bounds, workers, device)
+    stepper = _Stepper(cfg, c, W_in, W_out, bounds, workers, kernel, device)
     desc = f"train {cfg.model}"
     t0 = time.monotonic() - state["elapsed"]
     last_loss: float | None = None
@@ -307,7 +308,8 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
     if stopped == "interrupted":
         raise Interrupted(f"interrupted in epoch {state['epoch'] + 1}; progress saved in {run} "
                           "(continue with --resume)")
-    stepper.sync()
+    if not stopped:  # a --max-time stop synced before its checkpoint
+        stepper.sync()
     written = vecfile.write_run(run, c.tokenizer, c.words, c.rows, W_in, W_out, c.counts, cfg.binary)
     if not stopped:
         for name in ("checkpoint.safetensors", "checkpoint.json"):

@@ -39,6 +39,7 @@ from dlcli.gan import metrics, pictures
 from dlcli.gan.losses import LOSSES, d_loss, d_prob, g_loss, gradient_penalty, r1_penalty
 from dlcli.gan.models import ACTIVATIONS, ARCHS, GanNets, build, ema_update
 from dlcli.training import checkpoint
+from dlcli.training.optim import fused
 
 STAGE = "gan"
 NOISES = ("gaussian", "uniform")
@@ -202,14 +203,6 @@ def _check_resume(run: Path, cfg: GanConfig) -> None:
                           "(budgets, intervals and device may change; start a new run for the rest)")
 
 
-def _adam(model: nn.Module, lr: float, cfg: GanConfig) -> torch.optim.Optimizer:
-    """Adam, with the fused kernel where the device has one (the small GAN nets are launch-bound)."""
-    try:
-        return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2), fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(model.parameters(), lr=lr, betas=(cfg.beta1, cfg.beta2))
-
-
 def _optim_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     return {f"optD.{i}.{name}": torch.as_tensor(v) for i, per in opt.state_dict()["state"].items()
             for name, v in per.items()}
@@ -312,7 +305,9 @@ def train(cfg: GanConfig, force: bool = False, resume: bool = False,
     nets = build_nets(cfg, data.kind, data.shape)
     G, D, G_ema = nets.G.to(device), nets.D.to(device), nets.G_ema.to(device)
     both = nn.ModuleDict({"G": G, "D": D, "G_ema": G_ema})  # one module for the checkpoint
-    opt_g, opt_d = _adam(G, cfg.lr_g, cfg), _adam(D, cfg.lr_d, cfg)
+    betas = (cfg.beta1, cfg.beta2)  # fused Adam: the small GAN nets are launch-bound
+    opt_g = fused(torch.optim.Adam, G.parameters(), lr=cfg.lr_g, betas=betas)
+    opt_d = fused(torch.optim.Adam, D.parameters(), lr=cfg.lr_d, betas=betas)
     snaps = Snapshots(cfg, data, device)
 
     step, elapsed_before = 0, 0.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -67,7 +66,7 @@ class _CompiledHash(torch.autograd.Function):
         ctx.save_for_backward(x)
         ctx.enc = enc
         rows = table.detach().reshape(-1, enc.features).contiguous().numpy()
-        out = kernels.hash_forward(xs, enc.res_np, enc.mult_np, rows, enc.table_size)
+        out = kernels.hash_forward(xs, enc.res.numpy(), enc.mult.numpy(), rows, enc.table_size)
         return torch.from_numpy(out)
 
     @staticmethod
@@ -76,18 +75,9 @@ class _CompiledHash(torch.autograd.Function):
 
         (x,) = ctx.saved_tensors
         enc = ctx.enc
-        g = kernels.hash_backward(x.contiguous().numpy(), enc.res_np, enc.mult_np, grad.float().contiguous().numpy(),
-                                  enc.table_size, enc.features)
+        g = kernels.hash_backward(x.contiguous().numpy(), enc.res.numpy(), enc.mult.numpy(),
+                                  grad.float().contiguous().numpy(), enc.table_size, enc.features)
         return None, torch.from_numpy(g).view(enc.levels, enc.table_size, enc.features), None
-
-
-def compiled_available() -> bool:
-    """Whether the numba kernels can be used (numba is a dependency; this guards unusual installs)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class HashEncoding(nn.Module):
@@ -121,8 +111,7 @@ class HashEncoding(nn.Module):
         self.register_buffer("offsets", offsets, persistent=False)
         self.table = nn.Parameter(torch.empty(levels, self.table_size, features).uniform_(-1e-4, 1e-4))
         self.out_dim = levels * features
-        self.res_np, self.mult_np = np.array(res, dtype=np.int64), np.array(mult, dtype=np.int64)
-        self.compiled = compiled_available()  # False = always the PyTorch reference
+        self.compiled = True  # False = always the PyTorch reference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3) in [0, 1] -> (B, levels * features)."""

@@ -22,22 +22,13 @@ from dlcli.nerf.render import composite
 from dlcli.nerf.sampling import importance, stratified
 
 
-def _query(field: nn.Module, origins: torch.Tensor, dirs: torch.Tensor, edges: torch.Tensor,
-           mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Density (R, S) and colour (R, S, 3) at bin midpoints; bins outside `mask` get zero density unevaluated."""
+def _query(field: nn.Module, origins: torch.Tensor, dirs: torch.Tensor,
+           edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Density (R, S) and colour (R, S, 3) at bin midpoints."""
     mids = 0.5 * (edges[:, 1:] + edges[:, :-1])
     x = origins[:, None, :] + dirs[:, None, :] * mids[..., None]  # (R, S, 3)
-    d = dirs[:, None, :].expand_as(x)
-    if mask is None:
-        sigma, rgb = field(x.reshape(-1, 3), d.reshape(-1, 3))
-        return sigma.view(mids.shape), rgb.view(*mids.shape, 3)
-    sigma = torch.zeros(mids.shape, device=x.device, dtype=x.dtype)
-    rgb = torch.zeros((*mids.shape, 3), device=x.device, dtype=x.dtype)
-    if mask.any():
-        s, c = field(x[mask], d[mask])
-        sigma = sigma.index_put((mask,), s)
-        rgb = rgb.index_put((mask,), c)
-    return sigma, rgb
+    sigma, rgb = field(x.reshape(-1, 3), dirs[:, None, :].expand_as(x).reshape(-1, 3))
+    return sigma.view(mids.shape), rgb.view(*mids.shape, 3)
 
 
 class VanillaNerf(nn.Module):
@@ -86,41 +77,48 @@ class HashNerf(nn.Module):
         deltas = edges[:, 1:] - edges[:, :-1]
         x = origins[:, None, :] + dirs[:, None, :] * mids[..., None]  # (R, S, 3)
         mask = self.grid.occupied(x, self.threshold) & hit[:, None]
-        # 3. Query the field front to back in a few segments; early ray termination: a ray whose transmittance
-        # has fallen below min_transmittance is not evaluated further (what is behind contributes < that).
-        # Training takes one segment: one backward pass through the encoding is cheaper than several.
+        # 3. Query the field where the grid says "occupied". Rendering goes front to back in a few segments with
+        # early ray termination: a ray whose transmittance has fallen below min_transmittance is not evaluated
+        # further (what is behind contributes < that). Training takes one segment: one backward pass through the
+        # encoding is cheaper than several.
         r, s = mids.shape
-        seen = torch.zeros(r, s, device=x.device)  # density evaluated so far, without gradient
-        flat, sig_parts, rgb_parts = [], [], []
-        segments = 1 if torch.is_grad_enabled() else self.segments
-        bounds = [round(i * s / segments) for i in range(segments + 1)]
+        sigma = torch.zeros(r, s, device=x.device, dtype=x.dtype)
+        color = torch.zeros(r, s, 3, device=x.device, dtype=x.dtype)
+        if torch.is_grad_enabled():
+            rows, cols = mask.nonzero(as_tuple=True)
+            samples = rows.numel()
+            if samples:
+                sig, rgb = self.field(x[rows, cols], dirs[rows])
+                sigma, color = sigma.index_put((rows, cols), sig), color.index_put((rows, cols), rgb)
+        else:
+            samples = self._front_to_back(x, dirs, deltas, mask, sigma, color)
+        # 4. Volume rendering over all bins (the skipped ones have zero density).
+        out = composite(sigma, color, edges, background)
+        out["samples"] = samples
+        return out
+
+    def _front_to_back(self, x: torch.Tensor, dirs: torch.Tensor, deltas: torch.Tensor, mask: torch.Tensor,
+                       sigma: torch.Tensor, color: torch.Tensor) -> int:
+        """Fill sigma and color segment by segment, skipping rays already opaque; the samples evaluated."""
+        s = mask.shape[1]
+        bounds = [round(i * s / self.segments) for i in range(self.segments + 1)]
+        samples = 0
         for a, b in itertools.pairwise(bounds):
             sel = mask[:, a:b]
             if a > 0:
-                trans = torch.exp(-(seen[:, :a] * deltas[:, :a]).sum(dim=-1))
+                trans = torch.exp(-(sigma[:, :a] * deltas[:, :a]).sum(dim=-1))
                 sel = sel & (trans > self.min_transmittance)[:, None]
             rows, cols = sel.nonzero(as_tuple=True)
             if rows.numel() == 0:
                 continue
             cols = cols + a
-            sig, rgb = self.field(x[rows, cols], dirs[rows])
-            seen[rows, cols] = sig.detach()
-            flat.append(rows * s + cols)
-            sig_parts.append(sig)
-            rgb_parts.append(rgb)
-        sigma = torch.zeros(r * s, device=x.device, dtype=x.dtype)
-        color = torch.zeros(r * s, 3, device=x.device, dtype=x.dtype)
-        if flat:
-            idx = torch.cat(flat)
-            sigma = sigma.index_put((idx,), torch.cat(sig_parts))
-            color = color.index_put((idx,), torch.cat(rgb_parts))
-        # 4. Volume rendering over all bins (the skipped ones have zero density).
-        out = composite(sigma.view(r, s), color.view(r, s, 3), edges, background)
-        out["samples"] = sum(len(f) for f in flat)
-        return out
+            sigma[rows, cols], color[rows, cols] = self.field(x[rows, cols], dirs[rows])
+            samples += rows.numel()
+        return samples
 
     def update_grid(self, generator: torch.Generator) -> None:
         self.grid.update(self.field.density, generator)
+
 
 @torch.no_grad()
 def render_rays(model: nn.Module, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,

@@ -288,8 +288,8 @@ class Loop:
     unused_parameters: bool = False  # some parameters get no gradient (DDP must look for them)
 
 
-def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress, resume: bool = False,
-               dist: Dist | None = None) -> tuple[int, dict[str, float], float]:
+def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress, resume: bool,
+               d: Dist) -> tuple[int, dict[str, float], float]:
     """Minibatches of shuffled example indices until the budget; log, evaluate and checkpoint on their
     intervals; a checkpoint on Ctrl-C and at the end; `resume` continues a checkpoint exactly. Under
     torchrun each process takes its share of every batch. Returns (steps, last evaluation, seconds)."""
@@ -298,7 +298,6 @@ def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress,
     from dlcli.training import checkpoint, distributed
     from dlcli.training.optim import apply_gradients, build_optimizer, lr_at, set_lr
 
-    d = dist or distributed.Dist()
     model = loop.model
     device = next(model.parameters()).device
     optimizer = build_optimizer(model, cfg.optim, device)
@@ -410,29 +409,24 @@ def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress,
 
 def setup(cfg: StageConfig) -> tuple[torch.device, Dist]:
     """The device, and under torchrun the process group (gloo on CPU; on CUDA nccl, a GPU per process)."""
-    from dlcli.core.runtime import resolve_device
     from dlcli.training import distributed
 
-    device = resolve_device(cfg.device)
-    d = distributed.setup(device)
-    if d.enabled and device.type == "cuda":
-        device = torch.device("cuda", d.local_rank)
-        torch.cuda.set_device(device)
+    device, d = distributed.setup_device(cfg.device)
     if cfg.batch_size < d.world:
         raise ConfigError(f"batch_size {cfg.batch_size} is smaller than the {d.world} processes sharing it")
     return device, d
 
 
-def start_run(cfg: StageConfig, stage: str, inputs: list[str], force: bool, resume: bool = False,
-              dist: Dist | None = None, resumable: tuple[str, ...] = RESUMABLE) -> Path:
+def start_run(cfg: StageConfig, stage: str, inputs: list[str], force: bool, resume: bool, dist: Dist,
+              resumable: tuple[str, ...] = RESUMABLE) -> Path:
     """Create the run directory (the main process), or reopen it for `resume` after checking that
     the config is the run's own (only budgets, intervals and the device may change)."""
     run = Path(cfg.output)
     if resume:
         rundir.check_resume(run, cfg, resumable)
-    if dist is None or dist.main:
+    if dist.main:
         rundir.create(run, cfg, stage, inputs, force=force, resume=resume)
-    if dist is not None and dist.enabled:
+    if dist.enabled:
         torch.distributed.barrier()
     return run
 

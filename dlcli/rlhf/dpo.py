@@ -97,13 +97,13 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
         return common.batch(prompts, [enc[i]["chosen"] for i in rows] + [enc[i]["rejected"] for i in rows],
                             pad_id, dev)
 
-    ref = torch.empty(len(enc), 2)  # reference log-probs of (chosen, rejected), computed once
+    ref = torch.empty(len(enc), 2)  # reference log-probs of (chosen, rejected): computed once, or resumed
     with torch.no_grad():
-        for i in range(0, len(enc), cfg.batch_size):
+        for i in range(0, 0 if resume else len(enc), cfg.batch_size):
             rows = list(range(i, min(i + cfg.batch_size, len(enc))))
             lp = sequence_logprobs(reference, *both(rows))[0].cpu()
             ref[rows, 0], ref[rows, 1] = lp[: len(rows)], lp[len(rows):]
-    ref = ref.to(dev)
+    ref = ref.to(dev)  # on resume train_loop fills it from the checkpoint
     train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
     kl_prompts = [enc[i]["prompt"] for i in val_i[: cfg.kl_samples]]
     longest = max(len(e[k]) for e in enc for k in ("chosen", "rejected"))

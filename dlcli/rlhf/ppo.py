@@ -383,7 +383,7 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
             st["first"] = evaluate()
             log.log(step=0, **st["first"])
             history.append({"step": 0, **st["first"]})
-        time_up = bool(max_time) and summed(float(elapsed() >= max_time))[0] > 0
+        time_up = bool(max_time) and distributed.any_flag(d, elapsed() >= max_time)
         while not (total and st["step"] >= total) and not time_up:
             step = st["step"]
             rows = [train_i[int(i)] for i in torch.randint(len(train_i), (share,), generator=gen)]

@@ -39,6 +39,19 @@ def setup(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def setup_device(name: str) -> tuple[torch.device, Dist]:
+    """The device `name` (auto|cpu|cuda|mps) and the process group; under torchrun on CUDA each process
+    gets its own GPU (LOCAL_RANK)."""
+    from dlcli.core.runtime import resolve_device
+
+    device = resolve_device(name)
+    d = setup(device)
+    if d.enabled and device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    return device, d
+
+
 def cleanup(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()

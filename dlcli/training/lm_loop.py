@@ -154,7 +154,7 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from dlcli.core.runtime import resolve_device, seed_everything
+    from dlcli.core.runtime import seed_everything
     from dlcli.data.lm import LMBatches
     from dlcli.errors import TrainingDiverged
     from dlcli.models.rnn import detach, state_from_tensors, state_tensors
@@ -163,11 +163,7 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
     from dlcli.training.plots import plot_curves
 
     cfg.validate()
-    device = resolve_device(cfg.device)
-    dist = distributed.setup(device)
-    if dist.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist.local_rank)
-        torch.cuda.set_device(device)
+    device, dist = distributed.setup_device(cfg.device)
     if cfg.batch_size % dist.world:
         raise ConfigError(f"batch_size {cfg.batch_size} does not divide by {dist.world} processes")
     tok, tok_path, train_ids, val_ids = load_data(cfg)

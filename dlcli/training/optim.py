@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,10 +48,16 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) ->
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return fused(torch.optim.AdamW, groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def fused(cls: type[torch.optim.Optimizer], params: Iterable[Any], **kwargs: Any) -> torch.optim.Optimizer:
+    """cls(params, **kwargs) with the fused kernel (one launch for all tensors) where the device has one."""
+    params = list(params)
     try:
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
+        return cls(params, fused=True, **kwargs)
     except (RuntimeError, TypeError):  # no fused kernel for this device/dtype
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        return cls(params, **kwargs)
 
 
 def lr_at(step: int, cfg: OptimConfig, progress: float | None) -> float:

@@ -73,7 +73,7 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
     import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from dlcli.core.runtime import parse_duration, resolve_device, seed_everything
+    from dlcli.core.runtime import parse_duration, seed_everything
     from dlcli.errors import TrainingDiverged
     from dlcli.models.seq2seq import Seq2Seq
     from dlcli.training import checkpoint, distributed
@@ -83,11 +83,7 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
     from dlcli.translation.run import TranslationRun, evaluate_run, translate_normalized
 
     cfg.validate()
-    device = resolve_device(cfg.device)
-    dist = distributed.setup(device)
-    if dist.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist.local_rank)
-        torch.cuda.set_device(device)
+    device, dist = distributed.setup_device(cfg.device)
     pairs = pdata.read_pairs(cfg.data.tsv, cfg.data.normalize, cfg.data.limit)
     train_pairs, test_pairs = pdata.split_held_out(pairs, cfg.data.held_out, cfg.seed)
     run = Path(cfg.output)
