@@ -30,6 +30,23 @@ def cli():
     return invoke
 
 
+@pytest.fixture(scope="session")
+def tm_ids(tmp_path_factory) -> Path:
+    """The Time Machine, d2l-normalised, char level, as an id file (tokenizer.json beside it); built once."""
+    text = DATA / "timemachine.txt"
+    if not text.is_file():
+        pytest.skip("real data not found")
+    from dlcli import preprocess, vocab
+
+    d = tmp_path_factory.mktemp("tm")
+    preprocess.run(preprocess.PreprocessConfig(inputs=[str(text)], output=str(d / "tm.tok"), normalize=["d2l"],
+                                               level="char", whole=True))
+    vocab.build(vocab.BuildConfig(inputs=[str(d / "tm.tok")], output=str(d / "tokenizer.json")))
+    vocab.encode(vocab.EncodeConfig(inputs=[str(d / "tm.tok")], output=str(d / "tm.ids"),
+                                    tokenizer=str(d / "tokenizer.json")))
+    return d / "tm.ids"
+
+
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     """Every test runs in its own empty working directory."""

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +17,8 @@ from dlcli.errors import ConfigError, InputError, Interrupted, TrainingDiverged
 from dlcli.models.rnn import RNNConfig, RNNLM
 from dlcli.train_rnn import TrainRNNConfig, train
 
-REPO = Path(__file__).resolve().parent.parent
 TINY = ["model.n_hidden=32", "model.n_layer=1", "batch_size=8", "seq_len=16", "log_interval=5",
         "eval_interval=0", "checkpoint_interval=0", "device=cpu"]
-
-
-@pytest.fixture(scope="module")
-def tm_ids(tmp_path_factory, request) -> Path:
-    """The Time Machine, d2l-normalised, char level, as an id file."""
-    data = REPO.parent / "shared" / "data" / "timemachine.txt"
-    if not data.is_file():
-        pytest.skip("real data not found")
-    from dlcli import preprocess, vocab
-
-    d = tmp_path_factory.mktemp("tm")
-    preprocess.run(preprocess.PreprocessConfig(inputs=[str(data)], output=str(d / "tm.tok"), normalize=["d2l"],
-                                               level="char", whole=True))
-    vocab.build(vocab.BuildConfig(inputs=[str(d / "tm.tok")], output=str(d / "tokenizer.json")))
-    vocab.encode(vocab.EncodeConfig(inputs=[str(d / "tm.tok")], output=str(d / "tm.ids"),
-                                    tokenizer=str(d / "tokenizer.json")))
-    return d / "tm.ids"
 
 
 def cfg_for(ids: Path, out: Path, *sets: str) -> TrainRNNConfig:
@@ -208,36 +187,6 @@ def test_generate_errors(cli, tm_ids, tmp_path):
     assert r.exit_code != 0 and "nowhere: no such run directory" in r.stderr
 
 
-@pytest.mark.parametrize("command", ["train-rnn", "train-transformer"])
-def test_ddp_two_processes_match_one(tm_ids, tmp_path, command):
-    """Two gloo processes with half the batch each give the single-process result."""
-    if command == "train-rnn":
-        sets = ["model.n_hidden=16", "model.n_layer=1", "seq_len=16"]
-    else:
-        sets = ["model.n_embd=16", "model.n_head=2", "model.n_layer=1", "model.block_size=16", "grad_accum=2"]
-    sets += ["max_steps=8", "batch_size=8", "eval_interval=0", "checkpoint_interval=0", "device=cpu",
-             "log_interval=4"]
-    args = ["-d", str(tm_ids), "-q", *[x for s in sets for x in ("--set", s)]]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, "-m", "dlcli", command, "-o", "one", *args], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr
-    import socket
-
-    with socket.socket() as sock:  # a free port, so parallel runs of this test do not collide
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                          "127.0.0.1", "--master_port", port, "-m", "dlcli", command, "-o", "two", *args],
-                         cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr
-    a = load_tensors(tmp_path / "one" / "model.safetensors")
-    b = load_tensors(tmp_path / "two" / "model.safetensors")
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-5), k
-
-
 def test_embedding_rows_initialised_by_token():
     from tokenizers import Tokenizer, models
 
@@ -276,13 +225,13 @@ def test_init_embeddings_from_a_vec_file(cli, tm_ids, tmp_path, command):
     assert bad.exit_code != 0 and "4-dimensional vectors but the model's embedding has 8" in bad.stderr
 
 
-def test_initialised_rows_hold_the_given_vectors(tm_ids):
+def test_initialised_rows_hold_the_given_vectors(tm_ids, tmp_path):
     from tokenizers import Tokenizer
 
     from dlcli.training.embeddings import load_pretrained
 
     tok = Tokenizer.from_file(str(tm_ids.parent / "tokenizer.json"))
-    vec = tm_ids.parent / "e.vec"
+    vec = tmp_path / "e.vec"
     vec.write_text("2 3\ne 1 2 3\nt -1 -2 -3\n")
     m = RNNLM(RNNConfig(vocab_size=tok.get_vocab_size(), n_hidden=3, n_embd=3))
     cov = load_pretrained(m, tok, str(vec))
