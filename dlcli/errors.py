@@ -35,3 +35,7 @@ class Interrupted(DlcliError):
 
 class TrainingDiverged(DlcliError):
     """The loss became NaN or infinite."""
+
+
+class DlcliWarning(UserWarning):
+    """Something the user should know that does not stop the run; the CLI prints it as one line."""

@@ -509,6 +509,7 @@ def _epoch(model: nn.Module, opt: torch.optim.Optimizer, X: torch.Tensor, y: tor
     return float(total) / X.shape[0]
 
 
+@rundir.removed_on_failure
 def train(cfg: TimeSeriesConfig, force: bool = False, resume: bool = False,
           on_progress: OnProgress | None = None) -> dict[str, Any]:
     """Train a forecaster, score it, and write the run directory; returns the summary."""

@@ -37,7 +37,7 @@ class TrainRNNConfig:
     seed: int = 1337
     init_embeddings: str = ""  # an `dlcli embed` run or a .vec/.bin file: input embedding rows by token
     device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16 (autocast: bf16 matmuls, fp32 weights; fast on CPUs with AVX512-BF16/AMX)
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; auto: bf16 only where native and the model is wide enough)
 
     def validate(self) -> None:
         check_common(self)
@@ -64,4 +64,5 @@ def train(cfg: TrainRNNConfig, force: bool = False, resume: bool = False,
     def build() -> RNNLM:
         return RNNLM(cfg.model)
 
-    return fit(cfg, "train-rnn", build, f"{cfg.model.cell.upper()} language model", force, resume, on_progress)
+    return fit(cfg, "train-rnn", build, f"{cfg.model.cell.upper()} language model", force, resume, on_progress,
+               width=cfg.model.n_hidden, what=f"the {cfg.model.cell.upper()}")

@@ -37,7 +37,7 @@ class TrainTransformerConfig:
     seed: int = 1337
     init_embeddings: str = ""  # an `dlcli embed` run or a .vec/.bin file: input embedding rows by token
     device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; auto: bf16 only where native and the model is wide enough)
     compile: bool = False  # torch.compile the model
     objective: str = "clm"  # clm: next-token (causal) | mlm: masked tokens (bidirectional encoder)
 
@@ -81,4 +81,5 @@ def train(cfg: TrainTransformerConfig, force: bool = False, resume: bool = False
             model.forward = torch.compile(model.forward)  # type: ignore[method-assign]
         return model
 
-    return fit(cfg, "train-transformer", build, "Transformer language model", force, resume, on_progress)
+    return fit(cfg, "train-transformer", build, "Transformer language model", force, resume, on_progress,
+               width=cfg.model.n_embd, what="the Transformer")

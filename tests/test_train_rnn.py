@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -103,13 +102,6 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tm_ids, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-
-
-def test_bf16_autocast_trains(tm_ids, tmp_path):
-    s = train(cfg_for(tm_ids, tmp_path / "run", "max_steps=20", "precision=bf16", "optim.lr=0.01"))
-    assert math.isfinite(s["val_loss"]) and s["val_loss"] < 3.2  # below ln(28): it learned something
-    weights = load_tensors(tmp_path / "run" / "model.safetensors")
-    assert all(v.dtype == torch.float32 for v in weights.values())  # fp32 master weights
 
 
 def test_resume_refuses_a_changed_config(tm_ids, tmp_path):

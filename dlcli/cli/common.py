@@ -53,6 +53,9 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in -
                                          "checkpoint stopped (Ctrl-C, --max-time or a crash).",
                                          rich_help_panel=OUTPUT)]
 DeviceOpt = Annotated[Optional[str], opt("--device", "auto, cpu, cuda or mps (default auto).", TRAIN)]
+PrecisionOpt = Annotated[Optional[str], opt("--precision", "auto, fp32 or bf16 (default auto: bf16 autocast only "
+                                             "where the device runs it natively and the model is wide enough; the "
+                                             "choice and its reason are in meta.json).", TRAIN)]
 UseDeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]  # commands that use a run
 MaxTimeOpt = Annotated[Optional[str], opt("--max-time", "Wall-clock budget: 90s, 10m, 1h; stops cleanly and saves a "
                                           "checkpoint (continue with --resume).", TRAIN)]
@@ -83,7 +86,8 @@ def errors(debug: bool = False) -> Iterator[None]:
     from dlcli.errors import DlcliError
 
     try:
-        yield
+        with _warnings_as_lines():
+            yield
     except typer.Exit:
         raise
     except DlcliError as e:
@@ -107,6 +111,27 @@ def errors(debug: bool = False) -> Iterator[None]:
         if debug:
             raise
         raise fail(f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)", 1) from None
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """dlcli's own warnings become one `warning: ...` line on stderr; a library's are not shown
+    (they are for its developers, not our users) unless DLCLI_DEBUG or PYTHONWARNINGS asks for them."""
+    import warnings
+
+    from dlcli.errors import DlcliWarning
+
+    def show(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
+        if issubclass(category, DlcliWarning):
+            err.print(f"warning: {message}", markup=False, highlight=False)
+        elif os.environ.get("DLCLI_DEBUG") or os.environ.get("PYTHONWARNINGS"):
+            err.print(f"warning ({category.__name__}): {message}", markup=False, highlight=False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.simplefilter("always", DlcliWarning)
+        warnings.showwarning = show
+        yield
 
 
 def resolve(cls: type[T], config: Path | None, sets: list[str] | None, flags: dict[str, Any],

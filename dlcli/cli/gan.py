@@ -63,6 +63,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 0).", rich_help_panel=TRAIN,
                                                 show_default=False)] = None,
     device: c.DeviceOpt = None,
+    precision: c.PrecisionOpt = None,
     resume: c.ResumeOpt = False,
     config: c.ConfigOpt = None,
     set_: c.SetOpt = None,
@@ -87,11 +88,11 @@ def train(
                  "layers": layers, "spectral_norm": spectral_norm, "image_size": image_size, "color": color,
                  "batch_size": batch_size, "lr_g": lr_g, "lr_d": lr_d, "n_critic": n_critic, "r1_weight": r1,
                  "ema": ema, "max_steps": max_steps, "max_time": max_time, "snapshot_interval": snapshot_interval,
-                 "seed": seed, "device": device}
+                 "seed": seed, "device": device, "precision": precision}
         cfg = c.resolve(GanConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
             s = run_train(cfg, force=force, resume=resume, on_progress=on_progress)
-        line = f"{s['steps']:,} steps in {s['elapsed']:.0f} s"
+        line = f"{s['steps']:,} steps in {s['elapsed']:.0f} s; {s['precision']}"
         c.info(line + (f"; {s['summary']}" if s["summary"] else "") + f"; picture: {s['run']}/samples.png", quiet)
         c.result(s["run"])
 

@@ -63,6 +63,7 @@ def train_rnn(
     epochs: Annotated[Optional[float], typer.Option("--epochs", help="Epoch budget.", rich_help_panel=TRAIN,
                                                     show_default=False)] = None,
     max_time: c.MaxTimeOpt = None,
+    precision: c.PrecisionOpt = None,
     init_embeddings: InitEmbeddingsOpt = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 1337).",
                                                 rich_help_panel=TRAIN, show_default=False)] = None,
@@ -119,13 +120,13 @@ def train_rnn(
                  "model.n_layer": layers, "model.n_hidden": hidden, "model.n_embd": embd, "model.dropout": dropout,
                  "batch_size": batch_size, "seq_len": seq_len, "sampling": sampling, "optim.lr": lr,
                  "max_steps": max_steps, "epochs": epochs, "max_time": max_time, "seed": seed, "device": device,
-                 "init_embeddings": init_embeddings}
+                 "init_embeddings": init_embeddings, "precision": precision}
         cfg = c.resolve(TrainRNNConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
             s = train(cfg, force=force, resume=resume, on_progress=on_progress)
         _coverage(s, quiet)
         c.info(f"{s['steps']:,} steps ({s['epochs']:.2f} epochs) in {s['elapsed']:.0f} s; validation loss "
-               f"{s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}", quiet)
+               f"{s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}; {s['precision']}", quiet)
         c.result(s["run"])
 
 
@@ -277,8 +278,7 @@ def train_transformer(
     epochs: Annotated[Optional[float], typer.Option("--epochs", help="Epoch budget.", rich_help_panel=TRAIN,
                                                     show_default=False)] = None,
     max_time: c.MaxTimeOpt = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", help="fp32 or bf16 (autocast).",
-                                                     rich_help_panel=TRAIN, show_default=False)] = None,
+    precision: c.PrecisionOpt = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model.",
                                                     rich_help_panel=TRAIN, show_default=False)] = None,
     objective: Annotated[Optional[str], typer.Option("--objective", help="clm (next token, default) or mlm "
@@ -311,7 +311,7 @@ def train_transformer(
             tflags = {"data.tsv": data, "output": output, "model.n_layer": layers, "model.n_head": heads,
                       "model.n_embd": embd, "model.max_len": block_size, "model.dropout": dropout,
                       "batch_size": batch_size, "optim.lr": lr, "max_steps": max_steps, "epochs": epochs,
-                      "max_time": max_time, "seed": seed, "device": device}
+                      "max_time": max_time, "seed": seed, "device": device, "precision": precision}
             tcfg = c.resolve(tr.TrainTranslateConfig, config, set_, tflags, print_config)
             with c.progress(quiet) as on_progress:
                 s = tr.train(tcfg, force=force, resume=resume, on_progress=on_progress)
@@ -321,7 +321,7 @@ def train_transformer(
                 c.err.print(f"warning: {s['truncated']:,} training sentences were longer than model.max_len and "
                             "were truncated", markup=False, highlight=False)
             c.info(f"{s['steps']:,} steps in {s['elapsed']:.0f} s; held-out BLEU (greedy) {s['bleu_greedy']:.2f} "
-                   f"on {s['held_out']:,} pairs [{s['signature']}]", quiet)
+                   f"on {s['held_out']:,} pairs [{s['signature']}]; {s['precision']}", quiet)
             c.result(s["run"])
             return
         if task != "lm":
@@ -339,7 +339,7 @@ def train_transformer(
             s = train(cfg, force=force, resume=resume, on_progress=on_progress)
         _coverage(s, quiet)
         c.info(f"{s['steps']:,} steps ({s['epochs']:.2f} epochs, {s['params']:,} parameters) in {s['elapsed']:.0f} s;"
-               f" validation loss {s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}", quiet)
+               f" validation loss {s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}; {s['precision']}", quiet)
         c.result(s["run"])
 
 

@@ -66,6 +66,7 @@ def train(
                                                  "steps (default 500).", TRAIN)] = None,
     seed: Annotated[Optional[int], c.opt("--seed", "Random seed (default 0).", TRAIN)] = None,
     device: c.DeviceOpt = None,
+    precision: c.PrecisionOpt = None,
     resume: c.ResumeOpt = False,
     config: c.ConfigOpt = None,
     set_: c.SetOpt = None,
@@ -87,12 +88,13 @@ def train(
 
         flags = {"data": data, "output": output, "model": model, "downscale": downscale, "background": background,
                  "holdout": holdout, "batch_rays": batch_rays, "lr": lr, "max_steps": max_steps,
-                 "max_time": max_time, "val_interval": val_interval, "seed": seed, "device": device}
+                 "max_time": max_time, "val_interval": val_interval, "seed": seed, "device": device,
+                 "precision": precision}
         cfg = c.resolve(NerfConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
             s = run_train(cfg, force=force, resume=resume, on_progress=on_progress)
         c.info(f"{s['steps']:,} steps in {s['elapsed']:.0f} s; train PSNR {s['train_psnr']:.2f} dB, validation view "
-               f"PSNR {s['val_psnr']:.2f} dB", quiet)
+               f"PSNR {s['val_psnr']:.2f} dB; {s['precision']}", quiet)
         c.result(s["run"])
 
 

@@ -33,9 +33,11 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in -
                                          rich_help_panel=TRAIN)]
 
 
-def _common(output, data, batch_size, lr, max_steps, epochs, max_time, seed, device, skip_bad) -> dict:  # noqa: ANN001
+def _common(output, data, batch_size, lr, max_steps, epochs, max_time, seed, device, skip_bad,  # noqa: ANN001
+            precision=None) -> dict:  # noqa: ANN001
     return {"output": output, "data": data, "batch_size": batch_size, "optim.lr": lr, "max_steps": max_steps,
-            "epochs": epochs, "max_time": max_time, "seed": seed, "device": device, "skip_bad": skip_bad}
+            "epochs": epochs, "max_time": max_time, "seed": seed, "device": device, "skip_bad": skip_bad,
+            "precision": precision}
 
 
 def _skipped(s: dict, quiet: bool) -> None:
@@ -49,6 +51,7 @@ def sft(
     data: Annotated[str, typer.Argument(help='JSONL: {"prompt", "completion"} or {"messages": [...]} lines.')],
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
     epochs: EpochsOpt = None, max_time: c.MaxTimeOpt = None, seed: SeedOpt = None, device: c.DeviceOpt = None,
+    precision: c.PrecisionOpt = None,
     skip_bad: SkipBadOpt = None, resume: ResumeOpt = False, config: c.ConfigOpt = None, set_: c.SetOpt = None,
     print_config: c.PrintConfigOpt = False, force: c.ForceOpt = False, quiet: c.QuietOpt = False,
     debug: c.DebugOpt = False,
@@ -61,13 +64,13 @@ def sft(
         from dlcli.rlhf.sft import SFTConfig, run
 
         flags = {"base": base, **_common(output, data, batch_size, lr, max_steps, epochs, max_time, seed, device,
-                                         skip_bad)}
+                                         skip_bad, precision)}
         cfg = c.resolve(SFTConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
             s = run(cfg, force=force, resume=resume, on_progress=on_progress)
         _skipped(s, quiet)
         c.info(f"{s['steps']:,} steps on {s['examples']:,} pairs in {s['elapsed']:.0f} s; held-out completion loss "
-               f"{s['val_loss_before']:.4f} -> {s['val_loss']:.4f}", quiet)
+               f"{s['val_loss_before']:.4f} -> {s['val_loss']:.4f}; {s['precision']}", quiet)
         c.result(s["run"])
 
 
@@ -78,6 +81,7 @@ def reward(
                                         '{"chosen", "rejected"} dialogues.')],
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
     epochs: EpochsOpt = None, max_time: c.MaxTimeOpt = None, seed: SeedOpt = None, device: c.DeviceOpt = None,
+    precision: c.PrecisionOpt = None,
     skip_bad: SkipBadOpt = None, resume: ResumeOpt = False, config: c.ConfigOpt = None, set_: c.SetOpt = None,
     print_config: c.PrintConfigOpt = False, force: c.ForceOpt = False, quiet: c.QuietOpt = False,
     debug: c.DebugOpt = False,
@@ -90,13 +94,14 @@ def reward(
         from dlcli.rlhf.reward import RewardConfig, run
 
         flags = {"base": base, **_common(output, data, batch_size, lr, max_steps, epochs, max_time, seed, device,
-                                         skip_bad)}
+                                         skip_bad, precision)}
         cfg = c.resolve(RewardConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
             s = run(cfg, force=force, resume=resume, on_progress=on_progress)
         _skipped(s, quiet)
         c.info(f"{s['steps']:,} steps on {s['pairs']:,} pairs in {s['elapsed']:.0f} s; held-out pairwise accuracy "
-               f"{100 * s['val_accuracy']:.1f}% on {s['val_pairs']} pairs, mean margin {s['val_margin']:.3f}", quiet)
+               f"{100 * s['val_accuracy']:.1f}% on {s['val_pairs']} pairs, mean margin {s['val_margin']:.3f}; "
+               f"{s['precision']}", quiet)
         c.result(s["run"])
 
 
@@ -131,7 +136,8 @@ def ppo(
     prompts: Annotated[Optional[str], typer.Option("--prompts", help='JSONL of {"prompt"} lines.',
                                                    show_default=False)] = None,
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
-    max_time: c.MaxTimeOpt = None, seed: SeedOpt = None, device: c.DeviceOpt = None, skip_bad: SkipBadOpt = None,
+    max_time: c.MaxTimeOpt = None, seed: SeedOpt = None, device: c.DeviceOpt = None,
+    precision: c.PrecisionOpt = None, skip_bad: SkipBadOpt = None,
     resume: ResumeOpt = False,
     kl_coef: Annotated[Optional[float], typer.Option("--kl-coef", help="KL penalty coefficient (default 0.1).",
                                                      rich_help_panel=PPO, show_default=False)] = None,
@@ -159,12 +165,14 @@ def ppo(
 
         flags = {"sft": sft_run, "reward_model": rm, "kl_coef": kl_coef, "adaptive_kl": adaptive_kl,
                  "kl_target": kl_target, "ppo_epochs": ppo_epochs, "max_new_tokens": max_new_tokens,
-                 **_common(output, prompts, batch_size, lr, max_steps, None, max_time, seed, device, skip_bad)}
+                 **_common(output, prompts, batch_size, lr, max_steps, None, max_time, seed, device, skip_bad,
+                           precision)}
         cfg = c.resolve(PPOConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
             s = run(cfg, force=force, resume=resume, on_progress=on_progress)
         c.info(f"{s['steps']:,} PPO steps in {s['elapsed']:.0f} s; held-out reward {s['val_reward_before']:.3f} -> "
-               f"{s['val_reward']:.3f}, KL to the reference {s['val_kl']:.3f} nats per response", quiet)
+               f"{s['val_reward']:.3f}, KL to the reference {s['val_kl']:.3f} nats per response; {s['precision']}",
+               quiet)
         c.result(s["run"])
 
 
@@ -174,6 +182,7 @@ def dpo(
     data: Annotated[str, typer.Argument(help="JSONL preference pairs (as for 'dlcli rlhf reward').")],
     output: OutputOpt = None, batch_size: BatchOpt = None, lr: LrOpt = None, max_steps: StepsOpt = None,
     epochs: EpochsOpt = None, max_time: c.MaxTimeOpt = None, seed: SeedOpt = None, device: c.DeviceOpt = None,
+    precision: c.PrecisionOpt = None,
     skip_bad: SkipBadOpt = None, resume: ResumeOpt = False,
     beta: Annotated[Optional[float], typer.Option("--beta", help="DPO temperature beta (default 0.1).",
                                                   rich_help_panel=TRAIN, show_default=False)] = None,
@@ -191,12 +200,13 @@ def dpo(
         from dlcli.rlhf.dpo import DPOConfig, run
 
         flags = {"sft": sft_run, "beta": beta, "rpo_alpha": rpo_alpha,
-                 **_common(output, data, batch_size, lr, max_steps, epochs, max_time, seed, device, skip_bad)}
+                 **_common(output, data, batch_size, lr, max_steps, epochs, max_time, seed, device, skip_bad,
+                           precision)}
         cfg = c.resolve(DPOConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
             s = run(cfg, force=force, resume=resume, on_progress=on_progress)
         _skipped(s, quiet)
         kl = f", KL to the reference {s['val_kl']:.3f} nats per response" if "val_kl" in s else ""
         c.info(f"{s['steps']:,} steps on {s['pairs']:,} pairs in {s['elapsed']:.0f} s; held-out implicit-reward "
-               f"accuracy {100 * s['val_accuracy']:.1f}%, margin {s['val_margin']:.3f}{kl}", quiet)
+               f"accuracy {100 * s['val_accuracy']:.1f}%, margin {s['val_margin']:.3f}{kl}; {s['precision']}", quiet)
         c.result(s["run"])

@@ -9,26 +9,34 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dlcli import __version__
 from dlcli.core.config import diff, from_dict, load_yaml, to_yaml
 from dlcli.core.io import write_text_atomic
 from dlcli.errors import ConfigError, InputError, OutputExistsError
 
+T = TypeVar("T")
+
 
 def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str] | None = None,
-           force: bool = False, resume: bool = False) -> Path:
-    """Make (or, with `resume`, reopen) a run directory and record its config."""
+           force: bool = False, resume: bool = False, **extra: Any) -> Path:
+    """Make (or, with `resume`, reopen) a run directory and record its config; `extra` goes into
+    meta.json (e.g. the device and precision the run uses)."""
     run = Path(path)
     if run.exists() and not run.is_dir():
         raise OutputExistsError(f"{run}: exists and is not a directory")
     if run.is_dir() and any(run.iterdir()) and not (force or resume):
         raise OutputExistsError(f"{run}: run directory is not empty (use --resume to continue it, or --force)")
+    if _fresh and not resume and not (run.is_dir() and any(run.iterdir())):
+        _fresh[-1].append((run, run.is_dir()))
     run.mkdir(parents=True, exist_ok=True)
     if force and not resume:
         clear(run)
@@ -38,9 +46,49 @@ def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str]
         "stage": stage,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": [{"path": p, "bytes": os.path.getsize(p) if os.path.isfile(p) else None} for p in inputs or []],
+        **extra,
     }
     write_text_atomic(run / "meta.json", json.dumps(meta, indent=2) + "\n", force=True)
     return run
+
+
+# Run directories made empty by `create` inside the `removed_on_failure` calls now running, with
+# whether the folder was there (empty) before.
+_fresh: list[list[tuple[Path, bool]]] = []
+# A run holding one of these has saved work (a checkpoint or final weights): never removed.
+KEEP = ("checkpoint.json", "checkpoint.safetensors", "model.safetensors", "generator.safetensors",
+        "embeddings.safetensors")
+
+
+def removed_on_failure(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a stage's training function: if it fails before its first checkpoint, the run
+    directory it created is removed again (emptied, if the folder was there and empty), so the same
+    command can simply be run again. A directory that already held something is never touched."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        _fresh.append([])
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            for run, existed in _fresh[-1]:
+                if run.is_dir() and not any((run / k).exists() for k in KEEP):
+                    for p in list(run.iterdir()) if existed else []:
+                        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                    if not existed:
+                        shutil.rmtree(run, ignore_errors=True)
+            raise
+        finally:
+            _fresh.pop()
+
+    return wrapper
+
+
+def update_meta(path: str | os.PathLike[str], **fields: Any) -> None:
+    """Add or replace top-level fields of RUN/meta.json."""
+    meta = read_meta(path)
+    meta.update(fields)
+    write_text_atomic(Path(path) / "meta.json", json.dumps(meta, indent=2) + "\n", force=True)
 
 
 def check_resume(run: Path, cfg: Any, resumable: tuple[str, ...]) -> None:

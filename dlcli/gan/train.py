@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlcli.core import rundir
+from dlcli.core import precision, rundir
 from dlcli.core.config import diff, from_dict, load_yaml
 from dlcli.core.io import write_text_atomic
 from dlcli.core.progress import OnProgress, Tick, nothing
@@ -92,8 +92,10 @@ class GanConfig:
     mode_threshold: int = 1  # high-quality samples (digits: samples) that make a mode (class) captured
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; auto: bf16 only for image GANs where native)
 
     def validate(self) -> None:
+        precision.check_name(self.precision)
         if not self.data:
             raise ConfigError("data: give a built-in distribution, an array file or an image folder")
         for key, value, allowed in (("arch", self.arch, ARCHS), ("noise", self.noise, NOISES),
@@ -280,17 +282,21 @@ class Snapshots:
 # Training
 
 
+@rundir.removed_on_failure
 def train(cfg: GanConfig, force: bool = False, resume: bool = False,
           on_progress: OnProgress = nothing) -> dict[str, Any]:
     """Train a GAN; write the run directory; return a summary."""
     cfg.validate()
     device = resolve_device(cfg.device)
     data = load_data(cfg)
+    # 2-D mixtures: small MLPs gain little from bf16, whose 8-bit mantissa would blur modes 0.02 wide
+    prec = precision.resolve(cfg.precision, device, pays=data.kind == "image",
+                             why_not="vector GANs: small MLPs, and bf16 would round samples finer than the modes")
     run = Path(cfg.output)
     if resume:
         _check_resume(run, cfg)
     inputs = [cfg.data] if Path(cfg.data).exists() else []
-    rundir.create(run, cfg, STAGE, inputs, force=force, resume=resume)
+    rundir.create(run, cfg, STAGE, inputs, force=force, resume=resume, device=str(device), precision=prec.record())
     if not resume:
         for p in [*(run / SNAPSHOTS).glob("step-*.png"), *(run / f for f in EXTRA_FILES)]:
             if p.is_file():
@@ -376,10 +382,11 @@ def train(cfg: GanConfig, force: bool = False, resume: bool = False,
             r1_now = cfg.r1_weight > 0 and step % cfg.r1_interval == 0
             for _ in range(cfg.n_critic):
                 real = data.sample(B, device)
-                with torch.no_grad():
-                    fake = G(noise(cfg, B, device))
+                with torch.no_grad(), prec.autocast():
+                    fake = G(noise(cfg, B, device)).float()
                 real, fake = packed(real, cfg.pack).requires_grad_(r1_now), packed(fake, cfg.pack)
-                r, f = D(real), D(fake)
+                with prec.autocast():
+                    r, f = D(real).float(), D(fake).float()
                 loss_d = d_loss(cfg.loss, r, f)
                 if cfg.loss == "wgan-gp":
                     loss_d = loss_d + cfg.gp_weight * gradient_penalty(D, real, fake)
@@ -390,7 +397,9 @@ def train(cfg: GanConfig, force: bool = False, resume: bool = False,
                 opt_d.step()
             # 2. the generator: make D call its samples real (D fixed)
             D.requires_grad_(False)
-            loss_g = g_loss(cfg.loss, D(packed(G(noise(cfg, B, device)), cfg.pack)))
+            with prec.autocast():
+                d_fake = D(packed(G(noise(cfg, B, device)), cfg.pack)).float()
+            loss_g = g_loss(cfg.loss, d_fake)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
@@ -450,6 +459,7 @@ def train(cfg: GanConfig, force: bool = False, resume: bool = False,
     title = f"GAN ({cfg.loss}) on {cfg.data}"
     plot_curves(history, run / "losses.png", {"loss_d": "D", "loss_g": "G"}, "loss", title)
     result = {"run": str(run), "data": cfg.data, "steps": step, "elapsed": elapsed(), "device": str(device),
+              "precision": prec.describe(),
               "params_g": sum(p.numel() for p in G.parameters()),
               "params_d": sum(p.numel() for p in D.parameters()), "eval": last_eval}
     write_text_atomic(run / "gan.json", json.dumps(result, indent=2) + "\n", force=True)

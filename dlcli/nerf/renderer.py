@@ -40,7 +40,7 @@ def open_run(run: str | Path, device: str = "auto") -> tuple[torch.nn.Module, Ne
     except json.JSONDecodeError as e:
         raise InputError(f"{run / 'nerf.json'}: malformed JSON: {e}") from None
     dev = resolve_device(device)
-    model = build_model(cfg.model, info["bound"], info["near"], cfg.model_options())
+    model = build_model(cfg.model, info["bound"], info["near"], cfg.model_options(cfg.resolve_precision(dev).used))
     rundir.load_weights(model, run / "model.safetensors")
     return model.to(dev).eval(), cfg, info, dev
 

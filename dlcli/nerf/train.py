@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlcli.core import rundir
+from dlcli.core import precision, rundir
 from dlcli.core.io import write_text_atomic
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.core.runtime import parse_duration, resolve_device, seed_everything
@@ -64,7 +64,7 @@ class NerfConfig:
     grid_warmup: int = 16  # ... from this step on (before, every cell counts as occupied)
     grid_threshold: float = 0.0  # a cell is empty below min(this density, the grid's mean density); 0 = the
     # density that is 1% opaque over one sample step
-    precision: str = "fp32"  # hash: fp32 | bf16 (the MLPs' matmuls in bfloat16; fast on CPUs with AVX512-BF16)
+    precision: str = "auto"  # hash: auto | fp32 | bf16 (the MLPs' matmuls in bfloat16; auto: where native)
     # training
     batch_rays: int = 2048  # rays per step (the most, with batch_samples)
     batch_samples: int = 0  # hash: network samples per step to aim for; rays per step = batch_samples / samples
@@ -86,8 +86,9 @@ class NerfConfig:
             raise ConfigError(f"model: '{self.model}' is not one of {', '.join(MODELS)}")
         if self.background not in BACKGROUNDS:
             raise ConfigError(f"background: '{self.background}' is not one of {', '.join(BACKGROUNDS)}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision: '{self.precision}' is not one of fp32, bf16")
+        precision.check_name(self.precision)
+        if self.precision == "bf16" and self.model != "hash":
+            raise ConfigError("precision: bf16 is for the hash model; the original NeRF model runs in fp32")
         if self.batch_samples < 0:
             raise ConfigError("batch_samples: must be 0 (fixed batch_rays) or positive")
         for k in ("batch_rays", "n_samples", "n_coarse", "levels", "features", "hidden", "width", "depth",
@@ -101,13 +102,19 @@ class NerfConfig:
         if self.max_steps <= 0 and not self.max_time:
             raise ConfigError("max_steps: give a positive step budget or --max-time")
 
-    def model_options(self) -> dict[str, Any]:
+    def resolve_precision(self, device: torch.device) -> precision.Precision:
+        """The precision the hash model's MLPs use on `device` (the original NeRF is always fp32)."""
+        return precision.resolve(self.precision, device, pays=self.model == "hash",
+                                 why_not="the original NeRF model runs in fp32")
+
+    def model_options(self, used: str = "fp32") -> dict[str, Any]:
+        """Constructor options of the model; `used` is the resolved precision (fp32 or bf16)."""
         if self.model == "nerf":
             keys = ("n_coarse", "n_fine", "pos_freqs", "dir_freqs", "width", "depth")
         else:
             keys = ("n_samples", "levels", "features", "log2_table", "base_res", "max_res", "hidden",
-                    "grid_resolution", "grid_threshold", "precision")
-        return {k: getattr(self, k) for k in keys}
+                    "grid_resolution", "grid_threshold")
+        return {k: getattr(self, k) for k in keys} | ({"precision": used} if self.model == "hash" else {})
 
 
 def load_split(cfg: NerfConfig, split: str) -> Scene:
@@ -134,6 +141,7 @@ def _clear(run: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+@rundir.removed_on_failure
 def train(cfg: NerfConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing
           ) -> dict[str, Any]:
     """Train cfg.model on cfg.data into the run directory cfg.output; returns a summary."""
@@ -144,13 +152,15 @@ def train(cfg: NerfConfig, force: bool = False, resume: bool = False, on_progres
     cfg.validate()
     budget = parse_duration(cfg.max_time) if cfg.max_time else None
     device = resolve_device(cfg.device)
+    prec = cfg.resolve_precision(device)
     seed_everything(cfg.seed)
     scene = load_split(cfg, "train")
     val = load_split(cfg, "val")
     run = Path(cfg.output)
     if resume:
         rundir.check_resume(run, cfg, _RESUMABLE)
-    run = rundir.create(run, cfg, "nerf", inputs=[cfg.data], force=force, resume=resume)
+    run = rundir.create(run, cfg, "nerf", inputs=[cfg.data], force=force, resume=resume, device=str(device),
+                        precision=prec.record())
     if force and not resume:
         _clear(run)
     k = scene.intrinsics
@@ -163,7 +173,7 @@ def train(cfg: NerfConfig, force: bool = False, resume: bool = False, on_progres
     origins, dirs = origins.reshape(-1, 3).to(device), dirs.reshape(-1, 3).to(device)
     colors = scene.images.reshape(-1, 3).to(device)
     bg = background(cfg, device)
-    model = build_model(cfg.model, scene.bound, scene.near, cfg.model_options()).to(device)
+    model = build_model(cfg.model, scene.bound, scene.near, cfg.model_options(prec.used)).to(device)
     lr0 = cfg.lr or DEFAULT_LR[cfg.model]
     opt = torch.optim.Adam(model.parameters(), lr=lr0, betas=(0.9, 0.99), eps=1e-15 if cfg.model == "hash" else 1e-8)
 
@@ -255,4 +265,5 @@ def train(cfg: NerfConfig, force: bool = False, resume: bool = False, on_progres
     plot_curves(rundir.read_metrics(run), run / "psnr.png", {"psnr": "train (batch)", "val_psnr": "validation view"},
                 "PSNR (dB)", title=f"{cfg.model} NeRF on {Path(cfg.data).name}")
     return {"run": str(run), "steps": step, "elapsed": elapsed(), "val_psnr": val_psnr,
-            "train_psnr": last_metrics.get("psnr", math.nan), "rays": n_rays, "config": asdict(cfg)}
+            "train_psnr": last_metrics.get("psnr", math.nan), "rays": n_rays, "config": asdict(cfg),
+            "precision": prec.describe()}

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dlcli.core import rundir
+from dlcli.core import precision, rundir
 from dlcli.core.progress import OnProgress, Tick
 from dlcli.core.runtime import parse_duration
 from dlcli.errors import ConfigError, InputError, TrainingDiverged
@@ -58,12 +58,14 @@ class StageConfig:
     skip_bad: bool = False
     seed: int = 1337
     device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; auto: bf16 only where native and the model is wide enough)
 
     @property
     def seq_len(self) -> int:  # what `dlcli evaluate` reads
         return self.model.block_size
 
     def validate(self) -> None:
+        precision.check_name(self.precision)
         if not self.data:
             raise ConfigError("data: give a JSONL file")
         if not self.output:
@@ -286,6 +288,7 @@ class Loop:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # kept in checkpoints (restored in place)
     show: tuple[str, ...] = ()  # held-out figures the progress line shows
     unused_parameters: bool = False  # some parameters get no gradient (DDP must look for them)
+    precision: precision.Precision | None = None  # set by train_loop: what the forward passes ran in
 
 
 def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress, resume: bool,
@@ -300,6 +303,7 @@ def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress,
 
     model = loop.model
     device = next(model.parameters()).device
+    prec = loop.precision = resolve_precision(cfg, device, run, d)
     optimizer = build_optimizer(model, cfg.optim, device)
     total = budget_steps(cfg, loop.n_train)
     max_time = parse_duration(cfg.max_time) if cfg.max_time else 0.0
@@ -366,7 +370,8 @@ def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress,
             idx = st["order"][: cfg.batch_size]
             set_lr(optimizer, lr := lr_at(step, cfg.optim, step / total if total else elapsed() / max_time))
             mine = idx[d.rank:: d.world]
-            loss, stats = loop.step(net, mine)
+            with prec.autocast():
+                loss, stats = loop.step(net, mine)
             value, stats, stopping = averaged(loss, stats, len(mine), ctrl_c.pending)
             if not math.isfinite(value):
                 kept = (f"the checkpoint of step {st['last_saved']} is kept" if st["last_saved"] else
@@ -405,6 +410,14 @@ def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress,
         last = box[0]
     close()
     return st["step"], last, elapsed()
+
+
+def resolve_precision(cfg: StageConfig, device: torch.device, run: Path, d: Dist) -> precision.Precision:
+    """The stage's precision on `device` (by the policy's width), recorded in the run's meta.json."""
+    prec = precision.resolve(cfg.precision, device, width=cfg.model.n_embd)
+    if d.main:
+        rundir.update_meta(run, device=str(device), precision=prec.record())
+    return prec
 
 
 def setup(cfg: StageConfig) -> tuple[torch.device, Dist]:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.errors import ConfigError
 from dlcli.rlhf.common import StageConfig
@@ -67,6 +68,7 @@ def sequence_logprobs(gpt: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[
     return (token_logprobs(logits, ids) * mask).sum(-1), mask.sum(-1)
 
 
+@rundir.removed_on_failure
 def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing,
         probe: Callable[[Any], dict[str, float]] | None = None) -> dict[str, Any]:
     """Train (or continue a checkpoint with `resume`); write the run directory; return a summary.
@@ -154,4 +156,6 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
     if dist.main:
         common.write_lm(out, gpt, Path(cfg.sft) / "tokenizer.json")
     return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "elapsed": secs,
-            "steps_per_s": steps / max(secs, 1e-9), **{k: v for k, v in last.items() if k != "step"}}
+            "steps_per_s": steps / max(secs, 1e-9),
+            "precision": loop.precision.describe() if loop.precision else "",
+            **{k: v for k, v in last.items() if k != "step"}}

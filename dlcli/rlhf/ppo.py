@@ -25,6 +25,7 @@ coefficient and decisions; only the first one writes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -36,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import ConfigError
 from dlcli.models.gpt import GPT
@@ -221,7 +223,8 @@ def rollout(policy: PolicyWithValue, ref: GPT, rm: Any, prompts: list[list[int]]
 
 
 def ppo_update(policy: nn.Module, optimizer: torch.optim.Optimizer, ro: Rollout, cfg: PPOConfig,
-               gen: torch.Generator, world: int = 1) -> dict[str, float]:
+               gen: torch.Generator, world: int = 1, autocast: Callable[[], Any] = contextlib.nullcontext
+               ) -> dict[str, float]:
     """`ppo_epochs` passes of clipped policy + value losses over minibatches of the rollout. Under DDP
     `policy` is the DDP-wrapped model, the rollout this process's share and `world` the number of
     processes: each takes its share of every minibatch, and the losses are means over the tokens of the
@@ -237,7 +240,8 @@ def ppo_update(policy: nn.Module, optimizer: torch.optim.Optimizer, ro: Rollout,
         for i in range(0, n, size):
             mb = order[i: i + size].to(ro.ids.device)
             ids, mask, adv = ro.ids[mb], ro.mask[mb].float(), ro.advantages[mb]
-            logits, values = policy(ids)
+            with autocast():
+                logits, values = policy(ids)
             logp = token_logprobs(logits, ids)
             ratio = torch.exp(logp - ro.logp[mb])
             pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip))
@@ -259,6 +263,7 @@ def ppo_update(policy: nn.Module, optimizer: torch.optim.Optimizer, ro: Rollout,
     return {k: v / count for k, v in stats.items()}
 
 
+@rundir.removed_on_failure
 def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing,
         probe: Callable[[GPT], dict[str, float]] | None = None) -> dict[str, Any]:
     """Train (or continue a checkpoint with `resume`); write the run directory; return a summary.
@@ -318,6 +323,7 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
             gen.set_state(extra["rollouts"].cpu())
         kl_ctl.value = saved["kl_coef"]
     net = DDP(policy) if d.enabled else policy
+    prec = common.resolve_precision(cfg, dev, out, d)
     history: list[dict[str, Any]] = rundir.read_metrics(out) if resume and d.main else []
     good = copy.deepcopy(policy.gpt.state_dict())
     t0 = time.perf_counter()
@@ -387,8 +393,9 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
         while not (total and st["step"] >= total) and not time_up:
             step = st["step"]
             rows = [train_i[int(i)] for i in torch.randint(len(train_i), (share,), generator=gen)]
-            ro = rollout(policy, ref, rm.model, [enc[i]["prompt"] for i in rows], cfg, kl_ctl.value, end_id,
-                         gen, banned, total_of)
+            with prec.autocast():
+                ro = rollout(policy, ref, rm.model, [enc[i]["prompt"] for i in rows], cfg, kl_ctl.value, end_id,
+                             gen, banned, total_of)
             n, score_sum, kl_sum, tokens = summed(len(rows), float(ro.score.sum()), float(ro.kl.sum()),
                                                   float(ro.mask.sum()))
             kl = kl_sum / n  # the mean over the whole batch: every process takes the same decisions
@@ -396,7 +403,7 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
                 raise keep_good(f"the mean KL to the reference reached {kl:.3g} nats (kl_stop {cfg.kl_stop})")
             good = copy.deepcopy(policy.gpt.state_dict())
             set_lr(optimizer, lr := lr_at(step, cfg.optim, step / total if total else None))
-            stats = ppo_update(net, optimizer, ro, cfg, gen, d.world)
+            stats = ppo_update(net, optimizer, ro, cfg, gen, d.world, prec.autocast)
             *means, pending, late = summed(*stats.values(), float(ctrl_c.pending),
                                            float(bool(max_time) and elapsed() >= max_time))
             stats = {k: v / d.world for k, v in zip(stats, means)}
@@ -445,7 +452,7 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
                "val_reward_before": st["first"].get("val_reward", math.nan),
                "val_kl": history[-1].get("val_kl") if history else None,
                "reward_first": rewards[0] if rewards else math.nan, "reward_last": rewards[-1] if rewards else math.nan,
-               "kl_coef": kl_ctl.value}
+               "kl_coef": kl_ctl.value, "precision": prec.describe()}
     if d.enabled:  # the other processes report the first one's figures
         box = [summary]
         tdist.broadcast_object_list(box)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.models.gpt import GPT, GPTConfig
 from dlcli.rlhf.common import StageConfig
@@ -68,6 +69,7 @@ def score_pairs(rm: RewardModel, prompts: list[list[int]], responses: list[list[
     return rm(pad(seqs, pad_id, device), torch.tensor([len(s) for s in seqs], device=device))
 
 
+@rundir.removed_on_failure
 def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing
         ) -> dict[str, Any]:
     """Train (or continue a checkpoint with `resume`); write the reward model's directory; return a summary."""
@@ -120,7 +122,8 @@ def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progres
         rundir.save_tensors(rm.state_dict(), out / "model.safetensors")
         shutil.copyfile(Path(cfg.base) / "tokenizer.json", out / "tokenizer.json")
     return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "elapsed": secs,
-            "val_pairs": len(val_i), **{k: v for k, v in last.items() if k != "step"}}
+            "val_pairs": len(val_i), "precision": loop.precision.describe() if loop.precision else "",
+            **{k: v for k, v in last.items() if k != "step"}}
 
 
 @dataclass

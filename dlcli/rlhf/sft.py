@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.rlhf.common import StageConfig
 
@@ -31,6 +32,7 @@ def completion_nll(gpt: Any, ids: Any, mask: Any) -> tuple[Any, Any]:
     return -(token_logprobs(logits, ids) * mask).sum(), mask.sum().clamp(min=1)
 
 
+@rundir.removed_on_failure
 def run(cfg: SFTConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing
         ) -> dict[str, Any]:
     """Train (or continue a checkpoint with `resume`); write the run directory; return a summary."""
@@ -73,4 +75,5 @@ def run(cfg: SFTConfig, force: bool = False, resume: bool = False, on_progress: 
     if dist.main:
         common.write_lm(out, gpt, Path(cfg.base) / "tokenizer.json")
     return {"run": str(out), "steps": steps, "examples": len(enc), "skipped": len(recs.skipped),
-            "val_loss_before": before, "val_loss": last["val_loss"], "elapsed": secs}
+            "val_loss_before": before, "val_loss": last["val_loss"], "elapsed": secs,
+            "precision": loop.precision.describe() if loop.precision else ""}

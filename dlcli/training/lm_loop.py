@@ -24,6 +24,7 @@ import numpy as np
 
 from dlcli.core import rundir
 from dlcli.core.idfile import IdFile
+from dlcli.core.precision import Precision, check_name
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.core.runtime import parse_duration
 from dlcli.errors import ConfigError, InputError
@@ -44,8 +45,7 @@ def check_common(cfg: Any) -> None:
     """Checks every LM training config shares."""
     if not cfg.data.train:
         raise ConfigError("data.train: give an id file to train on (from 'dlcli vocab encode')")
-    if cfg.precision not in ("fp32", "bf16"):
-        raise ConfigError(f"precision: '{cfg.precision}' is not one of fp32, bf16")
+    check_name(cfg.precision)
     if min(cfg.batch_size, cfg.seq_len, cfg.grad_accum) < 1:
         raise ConfigError("batch_size, seq_len and grad_accum must be >= 1")
     if not 0 < cfg.data.val_fraction < 1 and cfg.data.val is None:
@@ -124,7 +124,7 @@ def evaluate_mlm(model: Any, ids: np.ndarray, batch_size: int, seq_len: int, dev
 
 
 def evaluate_ids(model: Any, ids: np.ndarray, batch_size: int, seq_len: int, device: Any,
-                 precision: str = "fp32") -> tuple[float, int]:
+                 precision: Precision | None = None) -> tuple[float, int]:
     """Mean cross-entropy (nats/token) over `ids`, carrying state across batches."""
     import torch
     import torch.nn.functional as F
@@ -137,7 +137,7 @@ def evaluate_ids(model: Any, ids: np.ndarray, batch_size: int, seq_len: int, dev
     with torch.no_grad():
         for x, y in eval_streams(ids, batch_size, seq_len):
             state = h if getattr(model, "carries_state", True) else None
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision is not None and precision.bf16):
                 logits, _, h = model(torch.from_numpy(x).to(device), state)
             logits = logits.float()
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), torch.from_numpy(y).to(device).reshape(-1),
@@ -148,12 +148,17 @@ def evaluate_ids(model: Any, ids: np.ndarray, batch_size: int, seq_len: int, dev
     return total / max(1, count), count
 
 
+@rundir.removed_on_failure
 def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force: bool = False,
-        resume: bool = False, on_progress: OnProgress = nothing) -> dict[str, Any]:
-    """Train the model `build_model()` makes; write the run directory; return a summary."""
+        resume: bool = False, on_progress: OnProgress = nothing, width: int | None = None,
+        what: str = "the model") -> dict[str, Any]:
+    """Train the model `build_model()` makes; write the run directory; return a summary.
+    `width` (the model's hidden width) tells `precision: auto` whether bf16 pays; `what` names the
+    model in errors ("the LSTM")."""
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    from dlcli.core import precision
     from dlcli.core.runtime import seed_everything
     from dlcli.data.lm import LMBatches
     from dlcli.errors import TrainingDiverged
@@ -166,21 +171,25 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
     device, dist = distributed.setup_device(cfg.device)
     if cfg.batch_size % dist.world:
         raise ConfigError(f"batch_size {cfg.batch_size} does not divide by {dist.world} processes")
+    prec = precision.resolve(cfg.precision, device, width=width)
     tok, tok_path, train_ids, val_ids = load_data(cfg)
     cfg.model.vocab_size = tok.get_vocab_size(with_added_tokens=True)
     run = Path(cfg.output)
     if resume:
         rundir.check_resume(run, cfg, RESUMABLE)
+
+    seed_everything(cfg.seed)
+    model = build_model().to(device)
+    model.eval()  # no dropout: the probe draws no random numbers
+    precision.check_runs(prec, lambda: model(torch.zeros((1, 2), dtype=torch.long, device=device)), what)
+    model.train()
     if dist.main:
         rundir.create(run, cfg, stage, [cfg.data.train] + ([cfg.data.val] if cfg.data.val else []),
-                      force=force, resume=resume)
+                      force=force, resume=resume, device=str(device), precision=prec.record())
         if Path(tok_path).resolve() != (run / "tokenizer.json").resolve():
             shutil.copyfile(tok_path, run / "tokenizer.json")
     if dist.enabled:
         torch.distributed.barrier()
-
-    seed_everything(cfg.seed)
-    model = build_model().to(device)
     coverage = None
     if getattr(cfg, "init_embeddings", "") and not resume:  # a resumed run has its weights already
         from dlcli.training.embeddings import load_pretrained
@@ -272,7 +281,7 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
                 rec = {"step": step, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50)),
                        "val_masked_accuracy": r["accuracy"], "val_majority_accuracy": r["majority_accuracy"]}
             else:
-                val_loss, _ = evaluate_ids(model, val_ids, cfg.batch_size, cfg.seq_len, device, cfg.precision)
+                val_loss, _ = evaluate_ids(model, val_ids, cfg.batch_size, cfg.seq_len, device, prec)
                 rec = {"step": step, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))}
             assert metrics is not None
             metrics.log(**rec)
@@ -311,7 +320,7 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
                 if mlm is not None:
                     xb, yb = mask_tokens(xb, mlm, cfg.model.vocab_size, special_ids=specials)
                 with sync:
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    with prec.autocast():
                         _, loss, h = net(xb, h if carry else None, yb)
                     (loss / cfg.grad_accum).backward()
                 h = detach(h) if carry else None
@@ -331,7 +340,7 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
                 now = time.perf_counter()
                 tps = window_steps * tokens_per_step / max(now - window_t, 1e-9)
                 rec = {"step": step, "epoch": epoch, "lr": lr, "loss": mean, "ppl": math.exp(min(mean, 50)),
-                       "tokens_per_s": tps, "elapsed": elapsed()}
+                       "tokens_per_s": tps, "elapsed": elapsed(), "precision": prec.used}
                 if dist.main:
                     assert metrics is not None
                     metrics.log(**rec)
@@ -358,4 +367,5 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
     distributed.cleanup(dist)
     return {"run": str(run), "steps": step, "epochs": epoch + batch_i / max(1, nb), "val_loss": val_loss,
             "val_ppl": math.exp(min(val_loss, 50)), "elapsed": elapsed(), "tokens": step * tokens_per_step,
-            "params": sum(p.numel() for p in model.parameters()), "init_embeddings": coverage}
+            "params": sum(p.numel() for p in model.parameters()), "init_embeddings": coverage,
+            "precision": prec.describe()}

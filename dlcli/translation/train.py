@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlcli.core import rundir
+from dlcli.core import precision, rundir
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import ConfigError
 from dlcli.models.seq2seq import Seq2SeqConfig
@@ -47,7 +47,7 @@ class TrainTranslateConfig:
     eval_interval: int = 500  # steps between held-out loss and BLEU (0 = only at the end)
     bleu_sample: int = 200  # held-out pairs translated (greedy) for BLEU during training
     checkpoint_interval: int = 500  # steps (0 = only at the end and on Ctrl-C)
-    precision: str = "fp32"  # fp32 or bf16 (autocast)
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; auto: bf16 only where native and the model is wide enough)
     seed: int = 1337
     device: str = "auto"
     strict: bool = False  # sentences longer than model.max_len: error instead of truncating
@@ -62,11 +62,11 @@ class TrainTranslateConfig:
                               "true or model.share_embeddings false")
         if not (self.max_steps or self.epochs or self.max_time):
             raise ConfigError("no budget: set max_steps, epochs or max_time")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision: '{self.precision}' is not one of fp32, bf16")
+        precision.check_name(self.precision)
         self.optim.validate()
 
 
+@rundir.removed_on_failure
 def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
           on_progress: OnProgress = nothing) -> dict[str, Any]:
     import torch
@@ -84,6 +84,7 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
 
     cfg.validate()
     device, dist = distributed.setup_device(cfg.device)
+    prec = precision.resolve(cfg.precision, device, width=cfg.model.n_embd)
     pairs = pdata.read_pairs(cfg.data.tsv, cfg.data.normalize, cfg.data.limit)
     train_pairs, test_pairs = pdata.split_held_out(pairs, cfg.data.held_out, cfg.seed)
     run = Path(cfg.output)
@@ -104,7 +105,8 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
     if resume:
         rundir.check_resume(run, cfg, RESUMABLE)
     if dist.main:
-        rundir.create(run, cfg, "translate", [cfg.data.tsv], resume=True)  # records the filled-in sizes
+        rundir.create(run, cfg, "translate", [cfg.data.tsv], resume=True,  # records the filled-in sizes
+                      device=str(device), precision=prec.record())
         if not resume:
             toks.save(run)
             with open(run / "heldout.tsv", "w", encoding="utf-8") as f:
@@ -214,7 +216,7 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
             n_tok = (tgt_out != toks.pad).sum().float()
             if dist.enabled:
                 torch.distributed.all_reduce(n_tok)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            with prec.autocast():
                 logits, _ = net(src, tgt_in)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=toks.pad,
                                    label_smoothing=cfg.label_smoothing, reduction="sum") * dist.world / n_tok
@@ -230,7 +232,8 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
                 check_finite(mean)
                 now = time.perf_counter()
                 rec = {"step": step, "epoch": epoch, "lr": lr, "loss": mean,
-                       "sentences_per_s": window * cfg.batch_size / max(now - wt, 1e-9), "elapsed": elapsed()}
+                       "sentences_per_s": window * cfg.batch_size / max(now - wt, 1e-9), "elapsed": elapsed(),
+                       "precision": prec.used}
                 if dist.main:
                     assert metrics is not None
                     metrics.log(**rec)
@@ -258,7 +261,8 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
         metrics.log(step=step, **{k: v for k, v in result.items() if isinstance(v, (int, float))})
         metrics.close()
         result.update({"run": str(run), "steps": step, "epochs": epoch + batch_i / max(1, len(batches)),
-                       "pairs": len(train_pairs), "truncated": cut_s + cut_t, "elapsed": elapsed()})
+                       "pairs": len(train_pairs), "truncated": cut_s + cut_t, "elapsed": elapsed(),
+                       "precision": prec.describe()})
         (run / "bleu.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     distributed.cleanup(dist)
     return result
