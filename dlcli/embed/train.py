@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -219,11 +221,48 @@ class _Stepper:
             self.batched.to_numpy(self.W_in, self.W_out)
 
 
+# Device nodes of the GPU drivers torch can use: NVIDIA (CUDA), AMD (ROCm), WSL2's GPU bridge.
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_possible() -> bool:
+    """Whether torch could find a GPU here, without importing torch (which costs 1-2 s of start-up).
+
+    False only on Linux with none of the GPU drivers' device nodes and torch not yet imported: there
+    `torch.cuda.is_available()` is False for certain. macOS (MPS) and Windows are left to torch.
+    """
+    if "torch" in sys.modules or not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in _GPU_NODES)
+
+
+class _Clock:
+    """Wall-clock seconds per phase of a run (for the summary and meta.json's `timings`)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        """Charge the time since the previous lap to `phase`."""
+        now = time.perf_counter()
+        self.add(phase, now - self.last)
+        self.last = now
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+
+    def summary(self) -> dict[str, float]:
+        """Phases in seconds (`kernel` is the part of `train` spent in kernel calls) and their `total`."""
+        return {**{k: round(v, 4) for k, v in self.phases.items()}, "total": round(self.last - self.start, 4)}
+
+
 def _pick_kernel(cfg: EmbedConfig) -> tuple[str, str]:
     """(kernel, device name); `auto` looks for a GPU only when the torch kernel could use one, and picks
-    numba on the CPU, torch elsewhere."""
+    numba on the CPU, torch elsewhere. Torch is not imported when no GPU can be there (start-up time)."""
     device = "cpu"
-    if not (cfg.device == "cpu" or (cfg.device == "auto" and cfg.kernel == "numba")):
+    auto_cpu = cfg.device == "auto" and (cfg.kernel == "numba" or (cfg.kernel == "auto" and not gpu_possible()))
+    if not (cfg.device == "cpu" or auto_cpu):
         from dlcli.core.runtime import resolve_device
 
         device = str(resolve_device(cfg.device))
@@ -237,12 +276,15 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
           on_progress: OnProgress | None = None) -> dict[str, Any]:
     """Train word vectors and write the run directory; returns a summary."""
     notify = on_progress or nothing
+    clock = _Clock()
     cfg.validate()
     budget = parse_duration(cfg.max_time) if cfg.max_time else None
     kernel, device = _pick_kernel(cfg)
+    clock.lap("device")
     run = Path(cfg.output)
     state = _resume_state(run, cfg) if resume and run.is_dir() else None
     c = corpus_mod.load(cfg.data, cfg.tokenizer, cfg.min_count, on_progress=notify)
+    clock.lap("load")
     longest = int(np.diff(c.sent_starts).max()) if c.sent_starts.size > 1 else 0
     if longest <= 1:
         raise InputError(f"{cfg.data}: no sentence has two words after min-count {cfg.min_count}: nothing to "
@@ -265,7 +307,9 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
     n_slices = bounds.size - 1
     total = cfg.epochs * c.words_total
     steps_total = cfg.epochs * n_slices
+    clock.lap("setup")
     stepper = _Stepper(cfg, c, W_in, W_out, bounds, workers, kernel, device)
+    clock.lap("compile")
     desc = f"train {cfg.model}"
     t0 = time.monotonic() - state["elapsed"]
     last_loss: float | None = None
@@ -280,6 +324,7 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
             t_call = time.monotonic()
             out = stepper.step(epoch, k, lr_a, lr_b)
             dt = time.monotonic() - t_call
+            clock.add("kernel", dt)
             seen, kept, examples, loss = out.sum(axis=0)
             last_loss = float(loss / max(examples, 1))
             if not math.isfinite(last_loss):
@@ -310,10 +355,14 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
                           "(continue with --resume)")
     if not stopped:  # a --max-time stop synced before its checkpoint
         stepper.sync()
+    clock.lap("train")
     written = vecfile.write_run(run, c.tokenizer, c.words, c.rows, W_in, W_out, c.counts, cfg.binary)
     if not stopped:
         for name in ("checkpoint.safetensors", "checkpoint.json"):
             (run / name).unlink(missing_ok=True)
+    clock.lap("write")
+    timings = clock.summary()
+    rundir.update_meta(run, timings=timings)
     train_s = state["elapsed"]
     return {
         "run": str(run), "model": cfg.model, "words": len(c.words), "dim": cfg.dim, "workers": stepper.workers,
@@ -323,5 +372,5 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
         "effective_words": state["effective"], "train_seconds": train_s, "compile_seconds": stepper.compile_s,
         "effective_words_per_s": state["effective"] / train_s if train_s > 0 else 0.0,
         "words_per_s": state["words"] / train_s if train_s > 0 else 0.0,
-        "stopped": stopped or None, "written": written,
+        "stopped": stopped or None, "written": written, "timings": timings,
     }
