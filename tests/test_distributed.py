@@ -66,6 +66,9 @@ for args in sys.argv[1:]:
     except SystemExit as e:
         assert bool(e.code) == fails, (args, e.code)
     save_tensors(seen[-1].state_dict(), f"{argv[argv.index('-o') + 1]}.rank{rank}.safetensors")
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)  # every file is written: skip the interpreter's teardown of torch and gloo (about a second)
 """
 
 
@@ -142,7 +145,7 @@ def ddp(tmp_path_factory, request) -> dict:
     reward.run(reward.RewardConfig(base=toy["base"], data=toy["prefs"], output=str(d / "rm"), max_steps=1,
                                    batch_size=8, device="cpu"))
     ppo = ppo_args(toy)
-    runs += [f"{ppo} -o whole --max-steps 4", f"{ppo} -o cut --max-steps 2", f"{ppo} -o cut --max-steps 4 --resume",
+    runs += [f"{ppo} -o whole --max-steps 2", f"{ppo} -o cut --max-steps 1", f"{ppo} -o cut --max-steps 2 --resume",
              "update"]
     if (DATA / "timemachine.txt").is_file():
         tm_ids = request.getfixturevalue("tm_ids")
@@ -240,7 +243,7 @@ def update_fixed_rollouts(rank: int = 0, world: int = 1) -> tuple[dict[str, torc
 
 def test_ddp_ppo_keeps_one_policy_on_every_process_and_resumes(ddp) -> None:
     """PPO by 2 gloo processes through the CLI: the policies (and value heads) of the two processes are the
-    same after every run, the first one alone logs, a run stopped at step 2 and resumed (each process
+    same after every run, the first one alone logs, a run stopped at step 1 and resumed (each process
     with its own sampling stream back) ends with the weights of the run that was not stopped, and an
     exploding KL stops both processes after the same step. And one PPO
     update of fixed rollouts split over the 2 processes (unequal token counts) is the update one process
@@ -257,7 +260,7 @@ def test_ddp_ppo_keeps_one_policy_on_every_process_and_resumes(ddp) -> None:
     a, b = load_tensors(f"{d}/whole.rank0.safetensors"), load_tensors(ddp["toy"]["base"] + "/model.safetensors")
     assert not torch.equal(a["gpt.head.weight"], b["head.weight"])  # it trained
     recs = [json.loads(line) for line in (d / "whole/metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in recs if "reward" in r] == [1, 2, 3, 4]  # one process logs
+    assert [r["step"] for r in recs if "reward" in r] == [1, 2]  # one process logs
     assert len(recs[-1]["samples"]) == 4 and recs[-1]["kl_coef"] != 0.1 and "val_reward" in recs[-1]
     assert json.loads((d / "whole/checkpoint.json").read_text())["state"]["world"] == 2
     before, one = update_fixed_rollouts()

@@ -9,8 +9,6 @@ import torch
 
 from dlcli.models.gpt import GPT, GPTConfig, attend_reference
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def tiny(**kw) -> GPT:
     torch.manual_seed(0)
@@ -75,16 +73,10 @@ def test_weight_tying_and_block_size_limit():
         m(torch.zeros(1, 17, dtype=torch.long))
 
 
-def test_train_generate_evaluate_resume(cli, tmp_path):
+def test_train_generate_evaluate_resume(cli, tm_ids):
     from dlcli.core.rundir import load_tensors
 
-    data = REPO.parent / "shared" / "data" / "timemachine.txt"
-    if not data.is_file():
-        pytest.skip("real data not found")
-    assert cli("preprocess", data, "-n", "d2l", "-l", "char", "--whole", "-o", "tm.tok").exit_code == 0
-    assert cli("vocab", "build", "tm.tok", "-o", "tok.json", "-q").exit_code == 0
-    assert cli("vocab", "encode", "tm.tok", "-t", "tok.json", "-o", "tm.ids", "-q").exit_code == 0
-    args = ["-d", "tm.ids", "--layers", "2", "--heads", "2", "--embd", "32", "--block-size", "32", "--lr", "3e-3",
+    args = ["-d", tm_ids, "--layers", "2", "--heads", "2", "--embd", "32", "--block-size", "32", "--lr", "3e-3",
             "--max-steps", "120", "--device", "cpu", "--set", "eval_interval=0", "--set", "optim.warmup_steps=10",
             "--set", "checkpoint_interval=60", "-q"]
     r = cli("train-transformer", *args, "-o", "full")
@@ -98,7 +90,7 @@ def test_train_generate_evaluate_resume(cli, tmp_path):
     g2 = cli("generate", "full", "-p", "the time", "-n", "80", "--seed", "3")
     assert g1.exit_code == 0, g1.stderr
     assert g1.stdout == g2.stdout and len(g1.stdout) == len("the time") + 80 + 1
-    ev = json.loads(cli("evaluate", "full", "--ids", "tm.ids").stdout)
+    ev = json.loads(cli("evaluate", "full", "--ids", tm_ids).stdout)
     assert ev["bits_per_char"] > 0 and ev["tokens"] > 170_000
     # gradient accumulation: 2 x 6 sequences per step trains like 12 at once (same data order, same result)
 
@@ -110,7 +102,7 @@ def test_train_generate_evaluate_resume(cli, tmp_path):
     from dlcli.errors import Interrupted
     from dlcli.train_transformer import TrainTransformerConfig, train
 
-    sets = ["data.train=tm.ids", "output=cut", "model.n_layer=2", "model.n_head=2", "model.n_embd=32",
+    sets = [f"data.train={tm_ids}", "output=cut", "model.n_layer=2", "model.n_head=2", "model.n_embd=32",
             "model.block_size=32", "optim.lr=3e-3", "max_steps=120", "device=cpu", "eval_interval=0",
             "optim.warmup_steps=10", "checkpoint_interval=60"]
     with pytest.raises(Interrupted):
@@ -152,15 +144,12 @@ def test_encoder_is_bidirectional():
     assert torch.allclose(fast, slow, atol=1e-5)
 
 
-def test_masked_lm_beats_the_majority_baseline(cli, tmp_path):
+def test_masked_lm_beats_the_majority_baseline(cli, tm_ids):
     import json
 
-    data = REPO.parent / "shared" / "data" / "timemachine.txt"
-    if not data.is_file():
-        pytest.skip("real data not found")
-    assert cli("preprocess", data, "-n", "d2l", "-l", "char", "--whole", "-o", "tm.tok").exit_code == 0
-    assert cli("vocab", "build", "tm.tok", "-o", "tok.json", "-s", "<unk>", "-s", "<mask>", "-q").exit_code == 0
-    assert cli("vocab", "encode", "tm.tok", "-t", "tok.json", "-o", "tm.ids", "-q").exit_code == 0
+    tm_tok = tm_ids.parent / "tm.tok"  # the d2l-normalised characters, as one string
+    assert cli("vocab", "build", tm_tok, "-o", "tok.json", "-s", "<unk>", "-s", "<mask>", "-q").exit_code == 0
+    assert cli("vocab", "encode", tm_tok, "-t", "tok.json", "-o", "tm.ids", "-q").exit_code == 0
     r = cli("train-transformer", "-d", "tm.ids", "-o", "mlm", "--objective", "mlm", "--layers", "2", "--heads", "2",
             "--embd", "32", "--block-size", "32", "--batch-size", "16", "--lr", "5e-3", "--max-steps", "200",
             "--device", "cpu", "--set", "eval_interval=0", "-q")
@@ -170,8 +159,6 @@ def test_masked_lm_beats_the_majority_baseline(cli, tmp_path):
     assert ev["masked_accuracy"] > ev["majority_accuracy"] + 0.03  # context tells it which letter is missing
     g = cli("generate", "mlm", "-p", "the")
     assert g.exit_code != 0 and "masked-LM run" in g.stderr
-    # without a <mask> token in the vocabulary, MLM is refused with a clear message
-    assert cli("vocab", "build", "tm.tok", "-o", "plain.json", "-q").exit_code == 0
-    assert cli("vocab", "encode", "tm.tok", "-t", "plain.json", "-o", "plain.ids", "-q").exit_code == 0
-    r = cli("train-transformer", "-d", "plain.ids", "-o", "x", "--objective", "mlm", "--max-steps", "1", "-q")
+    # without a <mask> token in the vocabulary (tm_ids has <unk> alone), MLM is refused with a clear message
+    r = cli("train-transformer", "-d", tm_ids, "-o", "x", "--objective", "mlm", "--max-steps", "1", "-q")
     assert r.exit_code != 0 and "needs a <mask> token" in r.stderr

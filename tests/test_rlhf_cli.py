@@ -190,8 +190,8 @@ def same_weights(a: str, b: str) -> None:
 @pytest.mark.parametrize("stage, how", [("sft", "raise"), ("reward", "signal"), ("dpo", "signal"), ("ppo", "signal")])
 def test_ctrl_c_then_resume_equals_an_uninterrupted_run(toy, tmp_path: Path, monkeypatch, stage: str, how: str
                                                         ) -> None:
-    """Interrupted at step 4 (checkpoint on Ctrl-C), resumed: the same weights, bit for bit, as one run.
-    Dropout is on, so the random state must come back too. A real SIGINT in the middle of step 4 (between
+    """Interrupted at step 3 of 4 (checkpoint on Ctrl-C), resumed: the same weights, bit for bit, as one run.
+    Dropout is on, so the random state must come back too. A real SIGINT in the middle of step 3 (between
     the forward pass and the optimizer step) is held until the step is done."""
     import os
     import signal
@@ -205,15 +205,16 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(toy, tmp_path: Path, mon
         reward.run(reward.RewardConfig(base=toy["base"], data=toy["prefs"], output="rm", max_steps=1, batch_size=8,
                                        device="cpu"))
         toy["rm"] = "rm"
-    run, cfg = stage_run(stage, toy, "whole")
+    steps = {"max_steps": 4, "eval_interval": 2}
+    run, cfg = stage_run(stage, toy, "whole", **steps)
     run(cfg)
 
-    def stop_at_4(tick) -> None:
-        if tick.done == 4 and how == "raise":
+    def stop_at_3(tick) -> None:
+        if tick.done == 3 and how == "raise":
             raise KeyboardInterrupt
 
     calls, real = [], optim.apply_gradients
-    at = 3 * 4 + 2 if stage == "ppo" else 4  # PPO: 2 epochs x 2 minibatches per step
+    at = 2 * 4 + 2 if stage == "ppo" else 3  # PPO: 2 epochs x 2 minibatches per step
 
     def signalling(*args, **kw) -> None:
         calls.append(1)
@@ -222,19 +223,19 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(toy, tmp_path: Path, mon
         real(*args, **kw)
 
     monkeypatch.setattr(optim, "apply_gradients", signalling)
-    run, cfg = stage_run(stage, toy, "cut")
-    with pytest.raises(Interrupted, match="interrupted at step 4; checkpoint saved in cut"):
-        run(cfg, on_progress=stop_at_4)
+    run, cfg = stage_run(stage, toy, "cut", **steps)
+    with pytest.raises(Interrupted, match="interrupted at step 3; checkpoint saved in cut"):
+        run(cfg, on_progress=stop_at_3)
     assert (Path("cut/model.safetensors").exists()) == (stage == "ppo")  # PPO keeps the policy so far too
-    run, cfg = stage_run(stage, toy, "cut")
+    run, cfg = stage_run(stage, toy, "cut", **steps)
     s = run(cfg, resume=True)
-    assert s["steps"] == 6
+    assert s["steps"] == 4
     same_weights("whole/model.safetensors", "cut/model.safetensors")
     if stage == "ppo":
         same_weights("whole/value_head.safetensors", "cut/value_head.safetensors")
     evals = [r["step"] for r in map(json.loads, Path("cut/metrics.jsonl").read_text().splitlines())
              if any(k.startswith("val_") for k in r)]
-    assert 3 in evals and 6 in evals
+    assert 2 in evals and 4 in evals  # before the interruption and after the resume
 
 
 def test_interval_checkpoint_survives_a_crash_and_a_changed_config_is_refused(toy) -> None:

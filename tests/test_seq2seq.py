@@ -48,9 +48,9 @@ def test_decoder_is_causal():
 def test_learns_to_reverse_and_greedy_decodes():
     torch.manual_seed(0)
     m = tiny(n_embd=32, n_head=4, share_embeddings=True).train()
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(m.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(0)
-    for _ in range(300):
+    for _ in range(150):  # every seed 0-4 reverses 16 of 16 after 150 steps (100 steps at lr 1e-2: 5 to 13)
         seq = torch.randint(3, 12, (32, 5), generator=g)
         rev = seq.flip(1)
         tgt_in = torch.cat([torch.full((32, 1), BOS), rev], 1)

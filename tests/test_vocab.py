@@ -12,6 +12,8 @@ from tokenizers import Tokenizer
 
 from dlcli.core.idfile import IdFile
 
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
 
 def pipeline(cli, src: Path, level: str, *build_args: str) -> None:
     assert cli("preprocess", src, "-n", "d2l", "-l", level, "-o", "c.tok").exit_code == 0
@@ -21,8 +23,37 @@ def pipeline(cli, src: Path, level: str, *build_args: str) -> None:
     assert r.exit_code == 0, r.stderr
 
 
-def test_time_machine_word_vocabulary(cli, data):
-    pipeline(cli, data / "timemachine.txt", "word")
+PIPELINE_FILES = ("c.tok", "tok.json", "c.ids", "c.ids.json", "c.ids.offsets.npy")
+
+
+@pytest.fixture(scope="module")
+def tm_pipeline(tmp_path_factory):
+    """`tm_pipeline(cli, level)`: the Time Machine through `pipeline`, run once per level in this module,
+    its files copied into the test's directory (a test may damage its copies)."""
+    import os
+    import shutil
+
+    built: dict[str, Path] = {}
+
+    def copy(cli, level: str) -> None:
+        if not DATA.is_dir():
+            pytest.skip(f"real data not found at {DATA}")
+        if level not in built:
+            here = Path.cwd()
+            built[level] = tmp_path_factory.mktemp(f"tm-{level}")
+            os.chdir(built[level])
+            try:
+                pipeline(cli, DATA / "timemachine.txt", level)
+            finally:
+                os.chdir(here)
+        for name in PIPELINE_FILES:
+            shutil.copyfile(built[level] / name, name)
+
+    return copy
+
+
+def test_time_machine_word_vocabulary(cli, tm_pipeline):
+    tm_pipeline(cli, "word")
     tok = Tokenizer.from_file("tok.json")
     vocab = tok.get_vocab()
     assert len(vocab) == 4580
@@ -40,8 +71,8 @@ def test_time_machine_char_vocabulary_and_table(cli, data):
 
 
 @pytest.mark.parametrize("level", ["char", "word"])
-def test_hf_tokenizer_encodes_raw_text_exactly_as_dlcli(cli, data, level):
-    pipeline(cli, data / "timemachine.txt", level)
+def test_hf_tokenizer_encodes_raw_text_exactly_as_dlcli(cli, tm_pipeline, data, level):
+    tm_pipeline(cli, level)
     ids = IdFile.open("c.ids")
     tok = Tokenizer.from_file("tok.json")
     lines = (data / "timemachine.txt").read_text(encoding="utf-8").split("\n")[:-1]
@@ -52,8 +83,8 @@ def test_hf_tokenizer_encodes_raw_text_exactly_as_dlcli(cli, data, level):
 
 
 @pytest.mark.parametrize("level", ["char", "word"])
-def test_round_trip_is_exact(cli, data, level):
-    pipeline(cli, data / "timemachine.txt", level)
+def test_round_trip_is_exact(cli, tm_pipeline, data, level):
+    tm_pipeline(cli, level)
     r = cli("vocab", "decode", "c.ids", "-t", "tok.json")
     assert r.exit_code == 0, r.stderr
     expected = [re.sub("[^A-Za-z]+", " ", ln).strip().lower()
@@ -61,15 +92,15 @@ def test_round_trip_is_exact(cli, data, level):
     assert r.stdout.split("\n")[:-1] == expected
 
 
-def test_raw_encode_equals_stream_encode(cli, data):
-    pipeline(cli, data / "timemachine.txt", "word")
+def test_raw_encode_equals_stream_encode(cli, tm_pipeline, data):
+    tm_pipeline(cli, "word")
     r = cli("vocab", "encode", data / "timemachine.txt", "--raw", "-t", "tok.json", "-o", "raw.ids")
     assert r.exit_code == 0, r.stderr
     assert Path("raw.ids").read_bytes() == Path("c.ids").read_bytes()
 
 
-def test_id_file_layout(cli, data):
-    pipeline(cli, data / "timemachine.txt", "char")
+def test_id_file_layout(cli, tm_pipeline):
+    tm_pipeline(cli, "char")
     meta = json.loads(Path("c.ids.json").read_text())
     assert meta["format"] == "dlcli-ids" and meta["dtype"] == "uint16"
     assert meta["count"] == 170_580 and meta["lines"] == 3221
@@ -128,8 +159,8 @@ def test_bpe_stream_through_preprocess(cli, data):
     assert Path("a.ids").read_bytes() == Path("b.ids").read_bytes()
 
 
-def test_mismatched_vocabulary_is_refused(cli, data):
-    pipeline(cli, data / "timemachine.txt", "char")
+def test_mismatched_vocabulary_is_refused(cli, tm_pipeline):
+    tm_pipeline(cli, "char")
     Path("other.tok").write_text("x y z\n")
     assert cli("vocab", "build", "other.tok", "-o", "other.json").exit_code == 0
     r = cli("vocab", "decode", "c.ids", "-t", "other.json")
@@ -160,8 +191,8 @@ def test_bad_vocab_input(cli, setup, args, message):
     assert "Traceback" not in r.stderr
 
 
-def test_truncated_id_file_is_refused(cli, data):
-    pipeline(cli, data / "timemachine.txt", "char")
+def test_truncated_id_file_is_refused(cli, tm_pipeline):
+    tm_pipeline(cli, "char")
     Path("c.ids").write_bytes(Path("c.ids").read_bytes()[:-10])
     r = cli("vocab", "decode", "c.ids", "-t", "tok.json")
     assert r.exit_code != 0 and "does not match 170580 ids" in r.stderr
