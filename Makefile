@@ -30,22 +30,22 @@ demo: $(STAMP)
 	@echo "== subword tokenizer (BPE)"
 	$(BIN)/dlcli vocab train sample_data/story.txt -m bpe -v 300 -o $(DEMO)/bpe.json
 	$(BIN)/dlcli preprocess sample_data/story.txt -t $(DEMO)/bpe.json | head -n 2
-	@echo "== a char-level LSTM language model (about 15 s), then a sample from it"
+	@echo "== a char-level LSTM language model (about 10 s), then a sample from it"
 	$(BIN)/dlcli preprocess sample_data/story.txt -l char --whole -o $(DEMO)/story-whole.tok
 	$(BIN)/dlcli vocab build $(DEMO)/story-whole.tok -o $(DEMO)/chars.json -q
 	$(BIN)/dlcli vocab encode $(DEMO)/story-whole.tok -t $(DEMO)/chars.json -o $(DEMO)/story-whole.ids -q
 	$(BIN)/dlcli train-rnn -d $(DEMO)/story-whole.ids -o $(DEMO)/rnn --cell lstm --layers 1 --hidden 128 \
-		--seq-len 32 --batch-size 16 --lr 0.005 --max-steps 1500 --seed 1
+		--seq-len 32 --batch-size 16 --lr 0.005 --max-steps 600 --seed 1
 	$(BIN)/dlcli generate $(DEMO)/rnn --prompt "The keeper" -n 120 --temperature 0.6 --seed 1
-	@echo "== a small GPT on the same characters (about 15 s), sampled with its key/value cache"
+	@echo "== a small GPT on the same characters (about 10 s), sampled with its key/value cache"
 	$(BIN)/dlcli train-transformer -d $(DEMO)/story-whole.ids -o $(DEMO)/gpt --layers 2 --heads 2 --embd 64 \
 		--block-size 64 --batch-size 16 --lr 0.003 --max-steps 400 --seed 1 --device cpu
 	$(BIN)/dlcli generate $(DEMO)/gpt --prompt "The keeper" -n 120 --temperature 0.6 --seed 1
-	@echo "== translation: English -> French numbers in words (about 30 s), greedy and beam search, BLEU"
+	@echo "== translation: English -> French numbers in words (about 20 s), greedy and beam search, BLEU"
 	$(BIN)/python sample_data/number_words.py 3000 > $(DEMO)/numbers.tsv
 	$(BIN)/dlcli train-transformer --task translate -d $(DEMO)/numbers.tsv -o $(DEMO)/numbers --layers 2 --heads 4 \
-		--embd 128 --block-size 24 --batch-size 64 --lr 0.003 --max-steps 600 --seed 1 --device cpu \
-		--set data.held_out=100 --set data.vocab_size=400 --set optim.warmup_steps=100 --set eval_interval=200
+		--embd 128 --block-size 24 --batch-size 64 --lr 0.003 --max-steps 300 --seed 1 --device cpu \
+		--set data.held_out=100 --set data.vocab_size=400 --set optim.warmup_steps=50 --set eval_interval=100
 	printf "two hundred and thirty-four\nseventy-one\none thousand nine hundred and ninety-nine\n" \
 		| $(BIN)/dlcli translate $(DEMO)/numbers --beam 4
 	$(BIN)/dlcli evaluate $(DEMO)/numbers --beam 4
@@ -66,10 +66,10 @@ demo: $(STAMP)
 	$(BIN)/dlcli nerf train $(DEMO)/scene -o $(DEMO)/nerf --config configs/nerf-synth-cpu.yaml --max-steps 100 \
 		-b 1024 --val-interval 200 --device cpu
 	$(BIN)/dlcli nerf eval $(DEMO)/nerf -q | head -n 9
-	$(BIN)/dlcli nerf render $(DEMO)/nerf -o $(DEMO)/nerf/orbit.gif -n 24 --depth -q
+	$(BIN)/dlcli nerf render $(DEMO)/nerf -o $(DEMO)/nerf/orbit.gif -n 16 --depth -q
 	@echo "animation: $(DEMO)/nerf/orbit.gif (validation renders: $(DEMO)/nerf/val/)"
-	@echo "== a GAN on 8 Gaussians in a ring (about 20 s): its samples over the real density, then mode coverage"
-	$(BIN)/dlcli gan train ring8 -o $(DEMO)/ring8 --config configs/gan-ring8.yaml --max-steps 3000 --seed 1 --device cpu
+	@echo "== a GAN on 8 Gaussians in a ring (about 15 s): its samples over the real density, then mode coverage"
+	$(BIN)/dlcli gan train ring8 -o $(DEMO)/ring8 --config configs/gan-ring8.yaml --max-steps 2000 --seed 1 --device cpu
 	$(BIN)/dlcli gan eval $(DEMO)/ring8 | head -n 9
 	@echo "picture: $(DEMO)/ring8/samples.png (training as an animation: $(DEMO)/ring8/training.gif)"
 
