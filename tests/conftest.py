@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,24 @@ def data() -> Path:
     return DATA
 
 
+@functools.cache
+def _click_command(app):
+    import typer.main
+
+    return typer.main.get_command(app)
+
+
 @pytest.fixture
-def cli():
-    """Run `dlcli ARGS...` in-process; returns the click Result (stdout, stderr, exit_code)."""
+def cli(monkeypatch):
+    """Run `dlcli ARGS...` in-process; returns the click Result (stdout, stderr, exit_code).
+
+    The click command tree is built once per session, as `dlcli` builds it once per process: typer's
+    CliRunner rebuilds it for every call (about 0.1 s, several hundred calls)."""
+    import typer.testing
+
     from dlcli.cli.app import app
 
+    monkeypatch.setattr(typer.testing, "_get_command", _click_command, raising=False)
     runner = CliRunner()
 
     def invoke(*args: str, input: str | bytes | None = None):
