@@ -25,16 +25,37 @@ CUDA when there is a GPU (its speed-up over gensim and over dlcli's CPU
 kernel is printed), else on the CPU with --torch-cpu (slow there; it shows
 that the batched kernel learns as well as the sequential one).
 
+--whole times the whole commands instead, as a user meets them: `dlcli embed
+train` in a fresh process (start-up, imports, reading and counting the
+corpus, the numba cache load, the kernel, writing the run directory and
+vectors.vec, exit) against a fresh Python process doing the same job with
+gensim (import, read the token file, build_vocab, train, save_word2vec_format),
+wall clock, alternating, after one untimed run of each (so numba's cache is
+warm). It prints the ratio and where each spends its time (dlcli's phases
+come from meta.json's `timings`; start-up and exit is the rest of the wall
+time), and the quality of the vectors each wrote.
+
+--avx2 compiles dlcli's kernels for an AVX2-only CPU (NUMBA_CPU_NAME=haswell
+with NUMBA_CPU_FEATURES=+avx2: the CPU name alone keeps the host's AVX512
+features) and makes gensim's BLAS (scipy's OpenBLAS) use its Haswell kernels
+(OPENBLAS_CORETYPE=Haswell): an AVX512 machine then approximates an AVX2-only
+one. The kernel's code is checked for AVX512 (zmm) registers and reported.
+
 Needs gensim: .venv/bin/pip install -e '.[bench]'   (or: pip install gensim)
 
 Usage: python bench/embed.py [--model skipgram|cbow] [--repeats 3] [--workers 2] [--torch-cpu] [--workdir DIR]
+       python bench/embed.py --whole [--avx2] [--model skipgram|cbow] [--repeats 5] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +67,65 @@ sys.path.insert(0, str(REPO))
 
 HYPER = {"dim": 100, "window": 5, "negative": 5, "sample": 1e-3, "min_count": 5, "epochs": 5, "alpha": 0.025,
          "min_alpha": 0.0001}
+
+
+AVX2_ENV = {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2", "OPENBLAS_CORETYPE": "Haswell",
+            "ATEN_CPU_CAPABILITY": "avx2"}
+
+# The whole gensim job in a fresh process; prints its phases as JSON.
+GENSIM_JOB = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from gensim.models import Word2Vec
+t1 = time.perf_counter()
+with open(sys.argv[1], encoding="utf-8") as f:
+    sentences = [line.split() for line in f]
+t2 = time.perf_counter()
+h = json.loads(sys.argv[3])
+m = Word2Vec(vector_size=h["dim"], window=h["window"], negative=h["negative"], sample=h["sample"],
+             min_count=h["min_count"], alpha=h["alpha"], min_alpha=h["min_alpha"], sg=h["sg"], hs=0,
+             workers=h["workers"], seed=h["seed"])
+m.build_vocab(sentences)
+t3 = time.perf_counter()
+m.train(sentences, total_examples=m.corpus_count, epochs=h["epochs"])
+t4 = time.perf_counter()
+m.wv.save_word2vec_format(sys.argv[2])
+t5 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "read": t2 - t1, "vocab": t3 - t2, "train": t4 - t3, "save": t5 - t4,
+                  "total": t5 - t0}))
+"""
+
+# Asks numba which CPU it compiles for and whether the kernel uses AVX512 registers (run with an empty
+# NUMBA_CACHE_DIR: numba cannot show the code of a kernel loaded from its cache).
+NUMBA_TARGET = r"""
+import re, llvmlite.binding as ll, numba
+from dlcli.embed import kernels
+kernels.warm_up()
+asm = "".join(kernels.train_slice.inspect_asm().values())
+print(f"numba compiles for {numba.config.CPU_NAME or ll.get_host_cpu_name()}"
+      f"{' (features ' + numba.config.CPU_FEATURES + ')' if numba.config.CPU_FEATURES else ''}; "
+      f"the kernel uses {len(re.findall('zmm', asm))} zmm (AVX512) and {len(re.findall('ymm', asm))} ymm (AVX2) "
+      "register operands")
+"""
+
+
+def cpu_description() -> str:
+    """CPU model, cores and torch's CPU capability (what ATen dispatches to)."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    isa = "AVX512-BF16" if "avx512_bf16" in flags else "AVX512" if "avx512f" in flags else \
+        "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"CPU: {model}, {os.cpu_count()} cores, {isa}; torch.backends.cpu.get_cpu_capability() = "
+            f"{torch.backends.cpu.get_cpu_capability()}")
 
 
 def build_corpus(workdir: Path) -> Path:
@@ -124,6 +204,80 @@ def quality(words: list[str], W, questions: Path) -> dict:
     return out
 
 
+def dlcli_command() -> list[str]:
+    """The installed `dlcli` script beside this Python (what a user runs), else `python -m dlcli`."""
+    script = Path(sys.executable).parent / "dlcli"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "dlcli"]
+
+
+def whole_dlcli(corpus: Path, out: Path, model: str, workers: int, seed: int) -> dict:
+    """Wall time of a whole `dlcli embed train` process and its phases (meta.json's timings)."""
+    h = HYPER
+    cmd = [*dlcli_command(), "embed", "train", str(corpus), "-o", str(out), "--model", model, "--dim", str(h["dim"]),
+           "--window", str(h["window"]), "--negative", str(h["negative"]), "--sample", str(h["sample"]),
+           "--min-count", str(h["min_count"]), "--epochs", str(h["epochs"]), "--alpha", str(h["alpha"]),
+           "--min-alpha", str(h["min_alpha"]), "--workers", str(workers), "--seed", str(seed), "--force", "-q"]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    wall = time.perf_counter() - t
+    p = json.loads((out / "meta.json").read_text(encoding="utf-8"))["timings"]
+    phases = {"start-up+exit": wall - p["total"], "load+count": p["load"], "numba load": p["compile"],
+              "kernel": p["kernel"], "loop other": p["train"] - p["kernel"], "write": p["write"],
+              "other": p["device"] + p["setup"]}
+    return {"wall": wall, "phases": phases}
+
+
+def whole_gensim(corpus: Path, out: Path, sg: bool, workers: int, seed: int) -> dict:
+    """Wall time of a fresh Python process doing the same job with gensim, and its phases."""
+    h = {**HYPER, "sg": int(sg), "workers": workers, "seed": seed}
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", GENSIM_JOB, str(corpus), str(out), json.dumps(h)], check=True,
+                       capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    p = json.loads(r.stdout.strip().splitlines()[-1])
+    phases = {"start-up+exit": wall - p["total"], "import": p["import"], "read": p["read"], "vocab": p["vocab"],
+              "train": p["train"], "save": p["save"]}
+    return {"wall": wall, "phases": phases}
+
+
+def main_whole(args: argparse.Namespace, questions: Path) -> None:
+    """--whole: the whole commands, wall clock, alternating, warm numba cache."""
+    from dlcli.embed.vecfile import load_vectors
+
+    sg = args.model == "skipgram"
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        work = Path(tmp)
+        corpus = build_corpus(work)
+        print(f"whole commands, {args.model}, {', '.join(f'{k} {v}' for k, v in HYPER.items())}, workers "
+              f"{args.workers}; corpus {corpus.stat().st_size:,} bytes")
+        out_d, out_g = work / "run", work / "gensim.vec"
+        whole_dlcli(corpus, out_d, args.model, args.workers, args.seed)  # fills / loads numba's cache
+        whole_gensim(corpus, out_g, sg, args.workers, args.seed)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_CACHE_DIR": str(work / "inspect-cache")}  # compiles
+        print(subprocess.run([sys.executable, "-c", NUMBA_TARGET], env=env, capture_output=True, text=True,
+                             check=True).stdout.strip())
+        runs: dict[str, list[dict]] = {"dlcli": [], "gensim": []}
+        for r in range(args.repeats):
+            runs["dlcli"].append(whole_dlcli(corpus, out_d, args.model, args.workers, args.seed + r))
+            runs["dlcli"][-1]["q"] = quality(*load_vectors(out_d), questions)
+            runs["gensim"].append(whole_gensim(corpus, out_g, sg, args.workers, args.seed + r))
+            runs["gensim"][-1]["q"] = quality(*load_vectors(out_g), questions)
+            d, g = runs["dlcli"][-1]["wall"], runs["gensim"][-1]["wall"]
+            print(f"  repeat {r + 1}: dlcli {d:.2f} s, gensim {g:.2f} s: dlcli takes {d / g:.2f}x gensim's time")
+    print()
+    for name, rs in runs.items():
+        wall = statistics.median(x["wall"] for x in rs)
+        parts = ", ".join(f"{k} {statistics.median(x['phases'][k] for x in rs):.2f}" for k in rs[0]["phases"])
+        q = {k: statistics.median(x["q"][k] for x in rs) for k in ("acc", "ws353", "simlex")}
+        print(f"{name:7} wall {wall:.2f} s (median of {len(rs)}): {parts}; analogy {100 * q['acc']:.2f}%, "
+              f"WordSim-353 {q['ws353']:.3f}, SimLex-999 {q['simlex']:.3f}")
+    d = statistics.median(x["wall"] for x in runs["dlcli"])
+    g = statistics.median(x["wall"] for x in runs["gensim"])
+    paired = [y["wall"] / x["wall"] for x, y in zip(runs["dlcli"], runs["gensim"], strict=True)]
+    print(f"\ndlcli takes {d / g:.2f}x gensim's time: speed ratio {g / d:.2f}x (>= 1.0: at least as fast); per "
+          f"repeat (back to back): {', '.join(f'{x:.2f}x' for x in paired)}, median {statistics.median(paired):.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=["skipgram", "cbow"], default="skipgram")
@@ -132,13 +286,23 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--torch-cpu", action="store_true", help="also train the batched torch kernel on the CPU")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--whole", action="store_true", help="time the whole commands (processes), not the kernels")
+    ap.add_argument("--avx2", action="store_true", help="numba code and gensim's BLAS for an AVX2-only CPU")
     args = ap.parse_args()
+    if args.avx2:  # before numba and scipy's OpenBLAS are loaded here; every subprocess inherits it too
+        os.environ.update(AVX2_ENV)
     try:
         import gensim
     except ImportError:
         sys.exit("gensim is needed: .venv/bin/pip install -e '.[bench]'  (or pip install gensim)")
     logging.getLogger("gensim").setLevel(logging.WARNING)
     questions = DATA / "questions-words.txt"
+    print(cpu_description())
+    if args.avx2:
+        print("AVX2 emulation: " + " ".join(f"{k}={v}" for k, v in AVX2_ENV.items()))
+    if args.whole:
+        main_whole(args, questions)
+        return
     sg = args.model == "skipgram"
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)

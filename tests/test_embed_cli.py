@@ -35,6 +35,15 @@ def test_train_writes_the_run_directory(run):
     assert vecfile.read(run / "vectors.vec")[1].shape == (2 * PAIRS, 16)
 
 
+def test_vectors_vec_has_numpy_shortest_text_and_meta_has_timings(run):
+    words, W = vecfile.load_vectors(run)
+    lines = (run / "vectors.vec").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == f"{len(words)} 16"
+    assert [line.split(" ", 1)[1] for line in lines[1:]] == [" ".join(r) for r in W.astype(str).tolist()]
+    timings = json.loads((run / "meta.json").read_text(encoding="utf-8"))["timings"]
+    assert timings["total"] > 0 and timings["kernel"] > 0
+
+
 def test_neighbors_from_arguments_and_stdin_with_an_unknown_word(cli, run):
     r = cli("embed", "neighbors", run, "a0", "-k", "2")
     assert r.exit_code == 0
