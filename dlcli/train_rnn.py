@@ -65,4 +65,4 @@ def train(cfg: TrainRNNConfig, force: bool = False, resume: bool = False,
         return RNNLM(cfg.model)
 
     return fit(cfg, "train-rnn", build, f"{cfg.model.cell.upper()} language model", force, resume, on_progress,
-               width=cfg.model.n_hidden, what=f"the {cfg.model.cell.upper()}")
+               width=cfg.model.n_hidden, family="rnn", what=f"the {cfg.model.cell.upper()}")

@@ -40,7 +40,8 @@ def test_auto_uses_bf16_only_where_native_and_wide_enough(monkeypatch, native):
     assert wide.describe() == f"precision auto -> {wide.used} ({why})"
     narrow = precision.resolve("auto", CPU, width=32)
     assert narrow.used == "fp32"
-    assert ("32 < 128" in narrow.reason) if native else ("AVX2" in narrow.reason)
+    assert ("32 < 256" in narrow.reason) if native else ("AVX2" in narrow.reason)
+    assert precision.resolve("auto", CPU, width=128, family="rnn").used == wide.used  # LSTMs gain from 128 on
     assert precision.resolve("auto", CPU, pays=False, why_not="tiny").reason == ("tiny" if native else
                                                                                  "CPU AVX2: no native bf16")
     assert precision.resolve("fp32", CPU, width=1024).used == "fp32"

@@ -23,7 +23,9 @@ from typing import Any
 from dlcli.errors import ConfigError, DlcliWarning
 
 PRECISIONS = ("auto", "fp32", "bf16")
-MIN_WIDTH = 128  # below this width bf16 autocast costs more in casts than it saves (measured: docs/precision.md)
+# The narrowest model for which bf16 autocast pays on a native CPU (measured: docs/precision.md): below it the
+# casts cost more than the bf16 matmuls save.
+MIN_WIDTH = {"rnn": 128, "transformer": 256}
 
 
 @dataclass(frozen=True)
@@ -97,17 +99,17 @@ def device_bf16(device: Any) -> tuple[bool, str]:
     return cpu_bf16()
 
 
-def resolve(requested: str, device: Any, width: int | None = None, pays: bool = True, why_not: str = ""
-            ) -> Precision:
-    """Decide the run's precision. `width` (the model's hidden width) or `pays`/`why_not` say whether
-    bf16 would gain anything for this model; only `auto` listens to them."""
+def resolve(requested: str, device: Any, width: int | None = None, family: str = "transformer", pays: bool = True,
+            why_not: str = "") -> Precision:
+    """Decide the run's precision. `width` (the model's hidden width, of a `family` in MIN_WIDTH) or
+    `pays`/`why_not` say whether bf16 would gain anything for this model; only `auto` listens to them."""
     check_name(requested)
     kind = device.type
     if requested == "fp32":
         return Precision("fp32", "fp32", "as asked", kind)
     native, what = device_bf16(device)
-    if width is not None and width < MIN_WIDTH:
-        pays, why_not = False, f"model width {width} < {MIN_WIDTH}: bf16 does not pay"
+    if width is not None and width < MIN_WIDTH[family]:
+        pays, why_not = False, f"model width {width} < {MIN_WIDTH[family]}: bf16 does not pay"
     if requested == "auto":
         if native and pays:
             return Precision("auto", "bf16", what, kind)

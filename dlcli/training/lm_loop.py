@@ -151,10 +151,10 @@ def evaluate_ids(model: Any, ids: np.ndarray, batch_size: int, seq_len: int, dev
 @rundir.removed_on_failure
 def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force: bool = False,
         resume: bool = False, on_progress: OnProgress = nothing, width: int | None = None,
-        what: str = "the model") -> dict[str, Any]:
+        family: str = "transformer", what: str = "the model") -> dict[str, Any]:
     """Train the model `build_model()` makes; write the run directory; return a summary.
-    `width` (the model's hidden width) tells `precision: auto` whether bf16 pays; `what` names the
-    model in errors ("the LSTM")."""
+    `width` (the model's hidden width) and `family` ("rnn", "transformer") tell `precision: auto`
+    whether bf16 pays; `what` names the model in errors ("the LSTM")."""
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -171,7 +171,7 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
     device, dist = distributed.setup_device(cfg.device)
     if cfg.batch_size % dist.world:
         raise ConfigError(f"batch_size {cfg.batch_size} does not divide by {dist.world} processes")
-    prec = precision.resolve(cfg.precision, device, width=width)
+    prec = precision.resolve(cfg.precision, device, width=width, family=family)
     tok, tok_path, train_ids, val_ids = load_data(cfg)
     cfg.model.vocab_size = tok.get_vocab_size(with_added_tokens=True)
     run = Path(cfg.output)
