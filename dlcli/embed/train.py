@@ -272,6 +272,7 @@ def _pick_kernel(cfg: EmbedConfig) -> tuple[str, str]:
     return kernel, device
 
 
+@rundir.removed_on_failure
 def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
           on_progress: OnProgress | None = None) -> dict[str, Any]:
     """Train word vectors and write the run directory; returns a summary."""
