@@ -61,10 +61,10 @@ demo: $(STAMP)
 		--epochs 100 --workers 1 --seed 1
 	$(BIN)/dlcli embed neighbors $(DEMO)/vec keeper night -k 4
 	@echo "== learning from feedback (SFT, reward model, PPO, DPO on a toy task): make rlhf-demo"
-	@echo "== NeRF: a procedural scene of coloured primitives, a hash-grid radiance field (about 25 s), an orbit GIF"
+	@echo "== NeRF: a procedural scene of coloured primitives, a hash-grid radiance field (about 15 s), an orbit GIF"
 	$(BIN)/dlcli nerf synth -o $(DEMO)/scene --size 48 --train 50 --val 1 --test 8 -q
 	$(BIN)/dlcli nerf train $(DEMO)/scene -o $(DEMO)/nerf --config configs/nerf-synth-cpu.yaml --max-steps 100 \
-		-b 1024 --val-interval 200 --device cpu
+		-b 512 --val-interval 200 --device cpu
 	$(BIN)/dlcli nerf eval $(DEMO)/nerf -q | head -n 9
 	$(BIN)/dlcli nerf render $(DEMO)/nerf -o $(DEMO)/nerf/orbit.gif -n 16 --depth -q
 	@echo "animation: $(DEMO)/nerf/orbit.gif (validation renders: $(DEMO)/nerf/val/)"
