@@ -37,47 +37,11 @@ AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_EN
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 
-BARE = r"""
+# The peer: the same 2x256 one-hot LSTM written out in bare PyTorch; the two scripts below add their loops.
+BARE_MODEL = r"""
 import sys, time, torch, torch.nn as nn, torch.nn.functional as F
-path, steps = sys.argv[1], int(sys.argv[2])
 torch.manual_seed(1337)
-text = open(path, encoding="utf-8").read()
-chars = sorted(set(text)); stoi = {c: i for i, c in enumerate(chars)}
-data = torch.tensor([stoi[c] for c in text], dtype=torch.long)
-n = int(0.9 * len(data)); train = data[:n]
-V, B, T, H = len(chars), 32, 64, 256
-
-class LM(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.rnn = nn.LSTM(V, H, num_layers=2, batch_first=True)
-        self.head = nn.Linear(H, V)
-    def forward(self, x):
-        out, _ = self.rnn(F.one_hot(x, V).float())
-        return self.head(out)
-
-model = LM()
-opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.99), weight_decay=0.0)
-def batch():
-    ix = torch.randint(len(train) - T - 1, (B,))
-    x = torch.stack([train[i:i + T] for i in ix]); y = torch.stack([train[i + 1:i + T + 1] for i in ix])
-    return x, y
-for step in range(steps + 10):
-    if step == 10:
-        t0 = time.perf_counter()  # after warm-up
-    x, y = batch()
-    loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
-    opt.zero_grad(set_to_none=True); loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step()
-dt = time.perf_counter() - t0
-print(steps * B * T / dt)
-"""
-
-BARE_QUALITY = r"""
-import sys, time, torch, torch.nn as nn, torch.nn.functional as F
-path, budget = sys.argv[1], float(sys.argv[2])
-torch.manual_seed(1337)
-text = open(path, encoding="utf-8").read()
+text = open(sys.argv[1], encoding="utf-8").read()
 chars = sorted(set(text)); stoi = {c: i for i, c in enumerate(chars)}
 data = torch.tensor([stoi[c] for c in text], dtype=torch.long)
 n = int(0.9 * len(data)); train, val = data[:n], data[n:]
@@ -94,13 +58,28 @@ class LM(nn.Module):
 
 model = LM()
 opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.99), weight_decay=0.0)
-t0, steps = time.perf_counter(), 0
-while time.perf_counter() - t0 < budget:
+def step():
     ix = torch.randint(len(train) - T - 1, (B,))
     x = torch.stack([train[i:i + T] for i in ix]); y = torch.stack([train[i + 1:i + T + 1] for i in ix])
     loss = F.cross_entropy(model(x)[0].reshape(-1, V), y.reshape(-1))
     opt.zero_grad(set_to_none=True); loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); steps += 1
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step()
+"""
+
+BARE = BARE_MODEL + r"""
+steps = int(sys.argv[2])
+for i in range(steps + 10):
+    if i == 10:
+        t0 = time.perf_counter()  # after warm-up
+    step()
+print(steps * B * T / (time.perf_counter() - t0))
+"""
+
+BARE_QUALITY = BARE_MODEL + r"""
+budget, steps = float(sys.argv[2]), 0
+t0 = time.perf_counter()
+while time.perf_counter() - t0 < budget:
+    step(); steps += 1
 model.eval(); s = (len(val) - 1) // B; xs = val[:s * B].view(B, s); ys = val[1:s * B + 1].view(B, s)
 tot, h = 0.0, None
 with torch.no_grad():  # B streams, the state carried from window to window

@@ -44,21 +44,36 @@ def cli(monkeypatch):
     return invoke
 
 
+def _char_ids(text: Path, d: Path, name: str, normalize: list[str]) -> Path:
+    """`text` as one character-level id file `d/name.ids`, with tokenizer.json beside it."""
+    from dlcli import preprocess, vocab
+
+    tok = str(d / f"{name}.tok")
+    preprocess.run(preprocess.PreprocessConfig(inputs=[str(text)], output=tok, normalize=normalize, level="char",
+                                               whole=True))
+    vocab.build(vocab.BuildConfig(inputs=[tok], output=str(d / "tokenizer.json")))
+    vocab.encode(vocab.EncodeConfig(inputs=[tok], output=str(d / f"{name}.ids"), tokenizer=str(d / "tokenizer.json")))
+    return d / f"{name}.ids"
+
+
 @pytest.fixture(scope="session")
 def tm_ids(tmp_path_factory) -> Path:
     """The Time Machine, d2l-normalised, char level, as an id file (tokenizer.json beside it); built once."""
     text = DATA / "timemachine.txt"
     if not text.is_file():
         pytest.skip("real data not found")
-    from dlcli import preprocess, vocab
+    return _char_ids(text, tmp_path_factory.mktemp("tm"), "tm", ["d2l"])
 
-    d = tmp_path_factory.mktemp("tm")
-    preprocess.run(preprocess.PreprocessConfig(inputs=[str(text)], output=str(d / "tm.tok"), normalize=["d2l"],
-                                               level="char", whole=True))
-    vocab.build(vocab.BuildConfig(inputs=[str(d / "tm.tok")], output=str(d / "tokenizer.json")))
-    vocab.encode(vocab.EncodeConfig(inputs=[str(d / "tm.tok")], output=str(d / "tm.ids"),
-                                    tokenizer=str(d / "tokenizer.json")))
-    return d / "tm.ids"
+
+@pytest.fixture(scope="session")
+def ts_ids(tmp_path_factory) -> Path:
+    """The first 60,000 characters of Tiny Shakespeare as char ids (tokenizer.json beside them); built once."""
+    text = DATA / "tinyshakespeare.txt"
+    if not text.is_file():
+        pytest.skip("real data not found")
+    d = tmp_path_factory.mktemp("ts")
+    (d / "ts.txt").write_text(text.read_text(encoding="utf-8")[:60_000], encoding="utf-8")
+    return _char_ids(d / "ts.txt", d, "ts", [])
 
 
 @pytest.fixture(autouse=True)

@@ -67,24 +67,6 @@ def test_shipped_config_is_valid(path):
     assert getattr(cfg, "precision", "auto") == "auto", f"{path.name}: ship precision: auto (it runs everywhere)"
 
 
-@pytest.fixture(scope="module")
-def ts_ids(tmp_path_factory) -> Path:
-    """The first 60,000 characters of Tiny Shakespeare as char ids (tokenizer.json beside them)."""
-    text = DATA / "tinyshakespeare.txt"
-    if not text.is_file():
-        pytest.skip("real data not found")
-    from dlcli import preprocess, vocab
-
-    d = tmp_path_factory.mktemp("ts")
-    (d / "ts.txt").write_text(text.read_text(encoding="utf-8")[:60_000], encoding="utf-8")
-    preprocess.run(preprocess.PreprocessConfig(inputs=[str(d / "ts.txt")], output=str(d / "ts.tok"), level="char",
-                                               whole=True))
-    vocab.build(vocab.BuildConfig(inputs=[str(d / "ts.tok")], output=str(d / "tokenizer.json")))
-    vocab.encode(vocab.EncodeConfig(inputs=[str(d / "ts.tok")], output=str(d / "ts.ids"),
-                                    tokenizer=str(d / "tokenizer.json")))
-    return d / "ts.ids"
-
-
 def _data(path: Path, prefix: str, ts_ids: Path, tmp_path: Path) -> list[str]:
     """The command's data argument for this config."""
     if prefix in ("rnn-", "transformer-"):

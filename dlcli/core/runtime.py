@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import sys
 from typing import Any
 
 from dlcli.errors import ConfigError
@@ -26,6 +27,21 @@ def seed_everything(seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)
+
+
+# Device nodes of the GPU drivers torch can use: NVIDIA (CUDA), AMD (ROCm), WSL2's GPU bridge.
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_possible() -> bool:
+    """Whether torch could find a GPU here, without importing torch (which costs 1-2 s of start-up).
+
+    False only on Linux with none of the GPU drivers' device nodes and torch not yet imported: there
+    `torch.cuda.is_available()` is False for certain. macOS (MPS) and Windows are left to torch.
+    """
+    if "torch" in sys.modules or not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in _GPU_NODES)
 
 
 def resolve_device(name: str) -> Any:

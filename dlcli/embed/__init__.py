@@ -4,7 +4,6 @@
     kernels.py   numba skip-gram and CBOW negative-sampling SGD kernels (threads, Hogwild)
     train.py     EmbedConfig and train(): the training loop, checkpoints, run directory
     vecfile.py   word2vec .vec / .bin read and write, run directories, import, load_vectors
-    floatfmt.py  numba: shortest round-trip text of float32 matrices (what .vec files are written with)
     query.py     nearest neighbours, analogies (3CosAdd, 3CosMul)
     evaluate.py  word-similarity Spearman rho, analogy accuracy (questions-words)
     plot.py      2-D PCA / t-SNE pictures

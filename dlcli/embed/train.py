@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from dlcli.core import rundir
+from dlcli.core import rundir, runtime
 from dlcli.core.config import diff, from_dict
 from dlcli.core.io import AtomicGroup
 from dlcli.core.parallel import default_workers
@@ -221,21 +219,6 @@ class _Stepper:
             self.batched.to_numpy(self.W_in, self.W_out)
 
 
-# Device nodes of the GPU drivers torch can use: NVIDIA (CUDA), AMD (ROCm), WSL2's GPU bridge.
-_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
-
-
-def gpu_possible() -> bool:
-    """Whether torch could find a GPU here, without importing torch (which costs 1-2 s of start-up).
-
-    False only on Linux with none of the GPU drivers' device nodes and torch not yet imported: there
-    `torch.cuda.is_available()` is False for certain. macOS (MPS) and Windows are left to torch.
-    """
-    if "torch" in sys.modules or not sys.platform.startswith("linux"):
-        return True
-    return any(os.path.exists(p) for p in _GPU_NODES)
-
-
 class _Clock:
     """Wall-clock seconds per phase of a run (for the summary and meta.json's `timings`)."""
 
@@ -261,7 +244,8 @@ def _pick_kernel(cfg: EmbedConfig) -> tuple[str, str]:
     """(kernel, device name); `auto` looks for a GPU only when the torch kernel could use one, and picks
     numba on the CPU, torch elsewhere. Torch is not imported when no GPU can be there (start-up time)."""
     device = "cpu"
-    auto_cpu = cfg.device == "auto" and (cfg.kernel == "numba" or (cfg.kernel == "auto" and not gpu_possible()))
+    auto_cpu = cfg.device == "auto" and (cfg.kernel == "numba"
+                                         or (cfg.kernel == "auto" and not runtime.gpu_possible()))
     if not (cfg.device == "cpu" or auto_cpu):
         from dlcli.core.runtime import resolve_device
 

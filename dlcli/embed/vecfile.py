@@ -33,21 +33,11 @@ UNK = "<unk>"
 # ---------------------------------------------------------------- writing
 
 def write_text(f: BinaryIO, words: list[str], W: np.ndarray, rows: int = 4096) -> None:
-    """The word2vec text format; values in shortest round-trip float32 form.
-
-    The values are formatted by `floatfmt` (compiled: about 10x numpy's `astype(str)`, same text), or by
-    numpy when a value is out of its range (nan, inf, tiny or huge).
-    """
-    from dlcli.embed import floatfmt
-
+    """The word2vec text format; values in shortest round-trip float32 form."""
     words = _safe_words(words)
     W = np.asarray(W, dtype=np.float32)
     f.write(f"{W.shape[0]} {W.shape[1]}\n".encode())
     for a in range(0, W.shape[0], rows):
-        texts = floatfmt.row_texts(W[a:a + rows])
-        if texts is not None:
-            f.write(b"".join(w.encode("utf-8") + b" " + t for w, t in zip(words[a:a + rows], texts)))
-            continue
         text = W[a:a + rows].astype(str)  # numpy's shortest repr of each float32
         f.write("".join(f"{w} {' '.join(r)}\n" for w, r in zip(words[a:a + rows], text.tolist())).encode("utf-8"))
 

@@ -137,7 +137,7 @@ def evaluate_ids(model: Any, ids: np.ndarray, batch_size: int, seq_len: int, dev
     with torch.no_grad():
         for x, y in eval_streams(ids, batch_size, seq_len):
             state = h if getattr(model, "carries_state", True) else None
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision is not None and precision.bf16):
+            with precision.autocast() if precision else contextlib.nullcontext():
                 logits, _, h = model(torch.from_numpy(x).to(device), state)
             logits = logits.float()
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), torch.from_numpy(y).to(device).reshape(-1),
