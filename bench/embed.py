@@ -130,7 +130,7 @@ def cpu_description() -> str:
 
 def build_corpus(workdir: Path) -> Path:
     """The four texts (fra-eng: English column only), normalised to a word-level token stream."""
-    from dlcli.preprocess import PreprocessConfig, run
+    from dlcli.text.preprocess import PreprocessConfig, run
 
     raw = workdir / "raw.txt"
     with open(raw, "w", encoding="utf-8") as out:

@@ -87,7 +87,7 @@ class TrueReward:
 
 def stages(work: Path, files: dict[str, Path]) -> dict[str, Any]:
     from dlcli.rlhf import dpo, ppo, reward, sft
-    from dlcli.training.optim import OptimConfig
+    from dlcli.train.optim import OptimConfig
 
     out: dict[str, Any] = {}
     t = time.perf_counter()
@@ -189,7 +189,7 @@ def dpo_speed(work: Path, files: dict[str, Path], steps: int = 60, batch: int = 
                           max_steps=steps, batch_size=batch, device="cpu", eval_interval=0, log_interval=10),
             force=True)
     ours = steady(read_metrics(work / "dpo-speed"))
-    from dlcli.lmrun import open_run
+    from dlcli.lm.run import open_run
 
     n = sum(p.numel() for p in open_run(work / "dpo-speed", "cpu").model.parameters())
     print(f"\nDPO speed, batch {batch} pairs, {steps} steps, steady state (after step 10):")

@@ -92,7 +92,7 @@ print(tot / (s * B), steps)
 OURS = r"""
 import sys, time, json
 from dlcli.core.config import build_config
-from dlcli.train_rnn import TrainRNNConfig, train
+from dlcli.lm.rnn import TrainRNNConfig, train
 ids, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cfg = build_config(TrainRNNConfig, None, [f"data.train={ids}", f"output={out}", f"max_steps={steps}",
     "model.cell=lstm", "model.n_layer=2", "model.n_hidden=256", "model.n_embd=0", "batch_size=32", "seq_len=64",

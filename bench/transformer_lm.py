@@ -131,7 +131,7 @@ def estimate_spread(run_dir: Path, ids_path: Path, reps: int = 100) -> tuple[flo
     import torch.nn.functional as F
 
     from dlcli.core.idfile import IdFile
-    from dlcli.lmrun import open_run
+    from dlcli.lm.run import open_run
 
     lm = open_run(run_dir, "cpu")
     ids = np.asarray(IdFile.open(ids_path).ids)

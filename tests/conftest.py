@@ -46,7 +46,7 @@ def cli(monkeypatch):
 
 def _char_ids(text: Path, d: Path, name: str, normalize: list[str]) -> Path:
     """`text` as one character-level id file `d/name.ids`, with tokenizer.json beside it."""
-    from dlcli import preprocess, vocab
+    from dlcli.text import preprocess, vocab
 
     tok = str(d / f"{name}.tok")
     preprocess.run(preprocess.PreprocessConfig(inputs=[str(text)], output=tok, normalize=normalize, level="char",

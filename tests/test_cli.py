@@ -108,12 +108,12 @@ def test_debug_shows_traceback(cli):
 
 
 def test_unexpected_errors_are_one_line_without_debug(cli, monkeypatch):
-    import dlcli.preprocess
+    import dlcli.text.preprocess
 
     def boom(*a, **k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(dlcli.preprocess, "run", boom)
+    monkeypatch.setattr(dlcli.text.preprocess, "run", boom)
     r = cli("preprocess", "-")
     assert r.exit_code == 1
     assert r.stderr.strip() == "error: unexpected RuntimeError: kaboom (run with --debug for the traceback)"

@@ -1,4 +1,4 @@
-"""dlcli.training.distributed: the process group a torchrun run joins; DDP runs of every training loop."""
+"""dlcli.train.distributed: the process group a torchrun run joins; DDP runs of every training loop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dlcli.core.rundir import load_tensors
-from dlcli.training import distributed
+from dlcli.train import distributed
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -42,7 +42,7 @@ def test_cuda_runs_keep_gloo_for_cpu_tensors(monkeypatch):
 LAUNCH = """
 import os, shlex, sys
 from dlcli.core.rundir import save_tensors
-from dlcli.training import distributed, optim
+from dlcli.train import distributed, optim
 
 distributed.cleanup = lambda d: None  # one process group for the runs of this launch (torchrun has one store)
 seen = []
@@ -216,7 +216,7 @@ def update_fixed_rollouts(rank: int = 0, world: int = 1) -> tuple[dict[str, torc
     from dlcli.models.gpt import GPT, GPTConfig
     from dlcli.rlhf.common import token_logprobs
     from dlcli.rlhf.ppo import PolicyWithValue, PPOConfig, Rollout, ppo_update
-    from dlcli.training.optim import OptimConfig, build_optimizer
+    from dlcli.train.optim import OptimConfig, build_optimizer
 
     torch.manual_seed(0)
     policy = PolicyWithValue(GPT(GPTConfig(vocab_size=11, block_size=12, n_layer=1, n_head=2, n_embd=16,

@@ -175,7 +175,7 @@ def test_existing_run_is_not_clobbered(planted, tmp_path):
 
 
 def test_id_file_input_with_min_count_trims_the_tokenizer(tmp_path):
-    from dlcli import vocab
+    from dlcli.text import vocab
     from dlcli.text.vocabulary import load
 
     text = "the cat sat on the mat\nthe dog sat on the log\nthe cat ran\n" * 30 + "rare words here\n"
@@ -305,7 +305,7 @@ def test_init_embedding_from_an_embed_run(planted, tmp_path):
     import torch
 
     from dlcli.text.vocabulary import word_level
-    from dlcli.training.embeddings import init_embedding
+    from dlcli.lm.embeddings import init_embedding
 
     tr.train(_cfg(planted, tmp_path / "run"))
     tok = word_level(["<unk>", "a0", "zzz", "b3"], "<unk>", "word", [])

@@ -100,7 +100,7 @@ def test_train_generate_evaluate_resume(cli, tm_ids):
 
     from dlcli.core.config import build_config
     from dlcli.errors import Interrupted
-    from dlcli.train_transformer import TrainTransformerConfig, train
+    from dlcli.lm.transformer import TrainTransformerConfig, train
 
     sets = [f"data.train={tm_ids}", "output=cut", "model.n_layer=2", "model.n_head=2", "model.n_embd=32",
             "model.block_size=32", "optim.lr=3e-3", "max_steps=120", "device=cpu", "eval_interval=0",
@@ -119,7 +119,7 @@ def test_heads_must_divide_width(cli):
 
 
 def test_mask_tokens_80_10_10():
-    from dlcli.data.mlm import IGNORE, mask_tokens
+    from dlcli.lm.mlm import IGNORE, mask_tokens
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(2, 50, (200, 100))

@@ -124,7 +124,7 @@ def test_avx2_cpu_auto_picks_fp32_and_an_explicit_bf16_lstm_is_one_clear_line(tm
 
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(cli, tm_ids, tmp_path):
     from dlcli.core.config import build_config
-    from dlcli.train_rnn import TrainRNNConfig, train
+    from dlcli.lm.rnn import TrainRNNConfig, train
 
     def diverging(out: Path) -> TrainRNNConfig:
         return build_config(TrainRNNConfig, None, ["model.n_hidden=16", "model.n_layer=1", "batch_size=4",
@@ -151,7 +151,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(cli, tm_ids
 def test_a_run_directory_that_held_something_is_left_as_it_was(tm_ids, tmp_path):
     from dlcli.core.config import build_config
     from dlcli.errors import OutputExistsError
-    from dlcli.train_rnn import TrainRNNConfig, train
+    from dlcli.lm.rnn import TrainRNNConfig, train
 
     cfg = build_config(TrainRNNConfig, None, ["model.n_hidden=16", "model.n_layer=1", "batch_size=4", "seq_len=8",
                                               "checkpoint_interval=0", "eval_interval=0", "device=cpu",

@@ -105,7 +105,7 @@ def test_a_held_ctrl_c_waits_for_the_loop_and_a_second_one_stops_at_once() -> No
     import signal
 
     from dlcli.errors import Interrupted
-    from dlcli.training import checkpoint
+    from dlcli.train import checkpoint
 
     saved, reached = [], []
     with pytest.raises(Interrupted, match="interrupted at step 3; checkpoint saved in run"):

@@ -43,7 +43,7 @@ def make_base(path: Path, chars: str, block_size: int = 96, name: str = "base", 
     from dlcli.core import rundir
     from dlcli.models.gpt import GPT, GPTConfig
     from dlcli.text.vocabulary import word_level
-    from dlcli.train_transformer import TrainTransformerConfig
+    from dlcli.lm.transformer import TrainTransformerConfig
 
     tok = word_level(["<unk>"] + sorted(set(chars)), "<unk>", "char", [])
     cfg = TrainTransformerConfig(model=GPTConfig(vocab_size=tok.get_vocab_size(), block_size=block_size, n_layer=1,
@@ -116,7 +116,7 @@ def test_hh_dialogues_train_a_reward_model_and_dpo(cli, toy) -> None:
 
 def test_sft_learns_the_completions(toy) -> None:
     from dlcli.rlhf.sft import SFTConfig, run
-    from dlcli.training.optim import OptimConfig
+    from dlcli.train.optim import OptimConfig
 
     s = run(SFTConfig(base=toy["base"], data=toy["sft"], output="sft", max_steps=60, batch_size=16, device="cpu",
                       eval_interval=0, optim=OptimConfig(lr=3e-3)))
@@ -156,7 +156,7 @@ def test_exploding_kl_stops_and_keeps_the_last_good_policy(cli, toy) -> None:
     r = cli("rlhf", "ppo", toy["base"], "rm", "--prompts", toy["prompts"], "-o", "ppo", "--max-steps", "20",
             "--lr", "0.3", "--max-new-tokens", "8", *FAST, "--set", "kl_stop=0.5", "--set", "optim.grad_clip=0")
     assert r.exit_code != 0 and "mean KL to the reference reached" in r.stderr and "is kept in ppo" in r.stderr
-    from dlcli.lmrun import open_run
+    from dlcli.lm.run import open_run
 
     assert open_run("ppo", "cpu").stage == "rlhf-ppo"  # the kept policy is a usable run
 
@@ -196,7 +196,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(toy, tmp_path: Path, mon
     import os
     import signal
 
-    from dlcli.training import optim
+    from dlcli.train import optim
 
     toy["base"] = make_base(tmp_path, CHARS, dropout=0.1, name="drop")
     if stage == "ppo":
@@ -276,7 +276,7 @@ def test_cli_resume_continues_a_finished_run_with_a_larger_budget(cli, toy) -> N
 def test_dpo_logs_the_kl_to_the_reference(toy) -> None:
     """KL (nats per response, on sampled answers): ~0 while the policy is the reference, > 0 once it moves;
     in metrics.jsonl, on the progress line and in kl.png."""
-    from dlcli.training.optim import OptimConfig
+    from dlcli.train.optim import OptimConfig
 
     ticks = []
     run, cfg = stage_run("dpo", toy, "still", eval_interval=2, optim=OptimConfig(lr=1e-12, warmup_steps=0))

@@ -11,10 +11,10 @@ import torch
 
 from dlcli.core.config import build_config
 from dlcli.core.rundir import load_tensors, read_metrics
-from dlcli.data.lm import LMBatches
+from dlcli.lm.data import LMBatches
 from dlcli.errors import ConfigError, InputError, Interrupted, TrainingDiverged
 from dlcli.models.rnn import RNNConfig, RNNLM
-from dlcli.train_rnn import TrainRNNConfig, train
+from dlcli.lm.rnn import TrainRNNConfig, train
 
 TINY = ["model.n_hidden=32", "model.n_layer=1", "batch_size=8", "seq_len=16", "log_interval=5",
         "eval_interval=0", "checkpoint_interval=0", "device=cpu"]
@@ -25,7 +25,7 @@ def cfg_for(ids: Path, out: Path, *sets: str) -> TrainRNNConfig:
 
 
 def test_loss_falls_when_overfitting(tm_ids, tmp_path):
-    from dlcli import vocab
+    from dlcli.text import vocab
 
     small = tmp_path / "small.tok"  # 400 tokens: a model this size can learn them by heart
     small.write_text(" ".join("the time traveller for so it will be convenient to speak of him " * 7)[:800] + "\n")
@@ -182,7 +182,7 @@ def test_generate_errors(cli, tm_ids, tmp_path):
 def test_embedding_rows_initialised_by_token():
     from tokenizers import Tokenizer, models
 
-    from dlcli.training.embeddings import init_embedding
+    from dlcli.lm.embeddings import init_embedding
 
     tok = Tokenizer(models.WordLevel({"<unk>": 0, "the": 1, "time": 2, "machine": 3}, unk_token="<unk>"))
     m = RNNLM(RNNConfig(vocab_size=4, n_hidden=3, n_embd=3))
@@ -220,7 +220,7 @@ def test_init_embeddings_from_a_vec_file(cli, tm_ids, tmp_path, command):
 def test_initialised_rows_hold_the_given_vectors(tm_ids, tmp_path):
     from tokenizers import Tokenizer
 
-    from dlcli.training.embeddings import load_pretrained
+    from dlcli.lm.embeddings import load_pretrained
 
     tok = Tokenizer.from_file(str(tm_ids.parent / "tokenizer.json"))
     vec = tmp_path / "e.vec"

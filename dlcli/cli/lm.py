@@ -114,7 +114,7 @@ def train_rnn(
             return
         if task != "lm":
             raise c.fail(f"--task: '{task}' is not one of lm, forecast", 2)
-        from dlcli.train_rnn import TrainRNNConfig, train
+        from dlcli.lm.rnn import TrainRNNConfig, train
 
         flags = {"data.train": data, "data.val": val, "output": output, "model.cell": cell,
                  "model.n_layer": layers, "model.n_hidden": hidden, "model.n_embd": embd, "model.dropout": dropout,
@@ -160,8 +160,8 @@ def generate(
     Example: dlcli generate runs/ts --prompt "ROMEO:" -n 300 --temperature 0.8 --seed 1
     """
     with c.errors(debug):
-        from dlcli.generate import GenerateConfig
-        from dlcli.generate import generate as run_generate
+        from dlcli.lm.generate import GenerateConfig
+        from dlcli.lm.generate import generate as run_generate
 
         if prompt is None and not print_config:
             prompt = sys.stdin.read()
@@ -205,8 +205,8 @@ def evaluate(
     Example: dlcli evaluate runs/ts --text held_out.txt
     """
     with c.errors(debug):
-        from dlcli.evaluate import EvaluateConfig
-        from dlcli.evaluate import evaluate as run_evaluate
+        from dlcli.lm.evaluate import EvaluateConfig
+        from dlcli.lm.evaluate import evaluate as run_evaluate
 
         flags = {"run": run, "ids": ids, "text": text, "batch_size": batch_size, "beam": beam, "device": device}
         cfg = c.resolve(EvaluateConfig, config, set_, flags, print_config)
@@ -326,7 +326,7 @@ def train_transformer(
             return
         if task != "lm":
             raise c.fail(f"--task: '{task}' is not one of lm, translate", 2)
-        from dlcli.train_transformer import TrainTransformerConfig, train
+        from dlcli.lm.transformer import TrainTransformerConfig, train
 
         flags = {"data.train": data, "data.val": val, "output": output, "model.n_layer": layers,
                  "model.n_head": heads, "model.n_embd": embd, "model.block_size": block_size,

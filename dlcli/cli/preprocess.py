@@ -93,7 +93,7 @@ def main(
             for path in summary["written"]:
                 c.result(path)
             return
-        from dlcli import preprocess
+        from dlcli.text import preprocess
 
         flags = {"inputs": inputs, "output": output, "normalize": normalize, "level": level,
                  "tokenizer": tokenizer, "whole": whole, "workers": workers}

@@ -51,7 +51,7 @@ def build(
     Example: dlcli vocab build tm.tok -o tm.tokenizer.json --special "<pad>" --special "<unk>"
     """
     with c.errors(debug):
-        from dlcli import vocab
+        from dlcli.text import vocab
 
         flags = {"inputs": inputs, "output": output, "min_freq": min_freq, "max_size": max_size,
                  "specials": specials, "unk": unk, "level": level, "normalize": normalize, "top": top,
@@ -91,7 +91,7 @@ def train(
     Example: dlcli vocab train shakespeare.txt -m bpe -v 2000 -o bpe.json
     """
     with c.errors(debug):
-        from dlcli import vocab
+        from dlcli.text import vocab
 
         flags = {"inputs": inputs, "output": output, "model": model, "vocab_size": vocab_size,
                  "min_freq": min_freq, "specials": specials, "normalize": normalize}
@@ -125,7 +125,7 @@ def encode(
     Example: dlcli vocab encode tm.tok -t tm.tokenizer.json -o tm.ids
     """
     with c.errors(debug):
-        from dlcli import vocab
+        from dlcli.text import vocab
 
         flags = {"inputs": inputs, "output": output, "tokenizer": tokenizer, "raw": raw, "workers": workers}
         cfg = c.resolve(vocab.EncodeConfig, config, set_, flags, print_config)
@@ -158,7 +158,7 @@ def decode(
     Example: dlcli vocab decode tm.ids -t tm.tokenizer.json | head
     """
     with c.errors(debug):
-        from dlcli import vocab
+        from dlcli.text import vocab
 
         flags = {"input": input, "output": output, "tokenizer": tokenizer}
         cfg = c.resolve(vocab.DecodeConfig, config, set_, flags, print_config)

@@ -217,7 +217,7 @@ def _pairs(vocab: Any, added: dict[str, int]) -> dict[str, int]:
 
 
 def vectors_mapping(path: str | Path) -> dict[str, np.ndarray]:
-    """{word: vector} for `dlcli.training.embeddings.init_embedding`."""
+    """{word: vector} for `dlcli.lm.embeddings.init_embedding`."""
     words, W = load_vectors(path)
     return dict(zip(words, W))
 

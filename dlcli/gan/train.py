@@ -38,8 +38,8 @@ from dlcli.gan import data as gdata
 from dlcli.gan import metrics, pictures
 from dlcli.gan.losses import LOSSES, d_loss, d_prob, g_loss, gradient_penalty, r1_penalty
 from dlcli.gan.models import ACTIVATIONS, ARCHS, GanNets, build, ema_update
-from dlcli.training import checkpoint
-from dlcli.training.optim import fused
+from dlcli.train import checkpoint
+from dlcli.train.optim import fused
 
 STAGE = "gan"
 NOISES = ("gaussian", "uniform")
@@ -454,7 +454,7 @@ def train(cfg: GanConfig, force: bool = False, resume: bool = False,
     frames = sorted((run / SNAPSHOTS).glob("step-*.png"))
     write_bytes_atomic(run / "samples.png", frames[-1].read_bytes())
     pictures.gif(frames, run / "training.gif")
-    from dlcli.training.plots import plot_curves
+    from dlcli.train.plots import plot_curves
 
     title = f"GAN ({cfg.loss}) on {cfg.data}"
     plot_curves(history, run / "losses.png", {"loss_d": "D", "loss_g": "G"}, "loss", title)

@@ -146,8 +146,8 @@ def train(cfg: NerfConfig, force: bool = False, resume: bool = False, on_progres
           ) -> dict[str, Any]:
     """Train cfg.model on cfg.data into the run directory cfg.output; returns a summary."""
     from dlcli.nerf.images import depth_to_rgb, to_uint8, write_png
-    from dlcli.training import checkpoint
-    from dlcli.training.plots import plot_curves
+    from dlcli.train import checkpoint
+    from dlcli.train.plots import plot_curves
 
     cfg.validate()
     budget = parse_duration(cfg.max_time) if cfg.max_time else None

@@ -28,8 +28,8 @@ from dlcli.core.runtime import parse_duration
 from dlcli.errors import ConfigError, InputError, TrainingDiverged
 from dlcli.models.gpt import GPT, GPTConfig
 from dlcli.rlhf.data import BadLine, Records, bad_line
-from dlcli.training.distributed import Dist
-from dlcli.training.optim import OptimConfig
+from dlcli.train.distributed import Dist
+from dlcli.train.optim import OptimConfig
 
 # Keys that may change when resuming (budgets, intervals, where it runs).
 RESUMABLE = ("max_steps", "epochs", "max_time", "log_interval", "eval_interval", "checkpoint_interval", "device")
@@ -189,7 +189,7 @@ def sample(gpt: GPT, prompts: list[list[int]], max_new: int, end_id: int, gen: t
            temperature: float = 1.0, top_k: int = 0, banned: tuple[int, ...] = ()) -> list[list[int]]:
     """A response to each prompt (ending with `end_id` unless it ran out of room), sampled with the
     key/value cache. Prompts of one length go together, so no padding mask is needed."""
-    from dlcli.generate import sample_next
+    from dlcli.lm.generate import sample_next
 
     device = next(gpt.parameters()).device
     out: list[list[int]] = [[] for _ in prompts]
@@ -232,7 +232,7 @@ def decode(tok: Any, ids: list[int], end_id: int) -> str:
 
 def open_lm(path: str, device: str) -> Any:
     """A causal GPT language-model run (train-transformer, or an earlier RLHF stage)."""
-    from dlcli.lmrun import open_run
+    from dlcli.lm.run import open_run
 
     run = open_run(path, device)
     if not isinstance(run.model, GPT) or not run.model.cfg.causal:
@@ -298,8 +298,8 @@ def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress,
     torchrun each process takes its share of every batch. Returns (steps, last evaluation, seconds)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from dlcli.training import checkpoint, distributed
-    from dlcli.training.optim import apply_gradients, build_optimizer, lr_at, set_lr
+    from dlcli.train import checkpoint, distributed
+    from dlcli.train.optim import apply_gradients, build_optimizer, lr_at, set_lr
 
     model = loop.model
     device = next(model.parameters()).device
@@ -422,7 +422,7 @@ def resolve_precision(cfg: StageConfig, device: torch.device, run: Path, d: Dist
 
 def setup(cfg: StageConfig) -> tuple[torch.device, Dist]:
     """The device, and under torchrun the process group (gloo on CPU; on CUDA nccl, a GPU per process)."""
-    from dlcli.training import distributed
+    from dlcli.train import distributed
 
     device, d = distributed.setup_device(cfg.device)
     if cfg.batch_size < d.world:

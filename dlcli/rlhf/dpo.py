@@ -28,7 +28,7 @@ from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.errors import ConfigError
 from dlcli.rlhf.common import StageConfig
-from dlcli.training.optim import OptimConfig
+from dlcli.train.optim import OptimConfig
 
 
 def _optim() -> OptimConfig:
@@ -77,7 +77,7 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
 
     from dlcli.core.runtime import seed_everything
     from dlcli.rlhf import common, data
-    from dlcli.training.plots import plot_curves
+    from dlcli.train.plots import plot_curves
 
     cfg.validate()
     dev, dist = common.setup(cfg)

@@ -43,7 +43,7 @@ from dlcli.errors import ConfigError
 from dlcli.models.gpt import GPT
 from dlcli.rlhf.common import RESUMABLE as STAGE_RESUMABLE
 from dlcli.rlhf.common import StageConfig
-from dlcli.training.optim import OptimConfig
+from dlcli.train.optim import OptimConfig
 
 RESUMABLE = (*STAGE_RESUMABLE, "sample_interval", "num_samples")
 RANK_SEED_STRIDE = 1_000_003  # process r samples from seed + r * this (process 0: the single-process stream)
@@ -230,7 +230,7 @@ def ppo_update(policy: nn.Module, optimizer: torch.optim.Optimizer, ro: Rollout,
     processes: each takes its share of every minibatch, and the losses are means over the tokens of the
     whole minibatch (so DDP's average of the gradients is the single-process gradient)."""
     from dlcli.rlhf.common import mean_over_processes, token_logprobs
-    from dlcli.training.optim import apply_gradients
+    from dlcli.train.optim import apply_gradients
 
     stats: dict[str, float] = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_frac": 0.0}
     n, count = ro.ids.size(0), 0
@@ -277,9 +277,9 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
     from dlcli.errors import TrainingDiverged
     from dlcli.rlhf import common, data
     from dlcli.rlhf.reward import open_rm
-    from dlcli.training import checkpoint, distributed
-    from dlcli.training.optim import build_optimizer, lr_at, set_lr
-    from dlcli.training.plots import plot_curves
+    from dlcli.train import checkpoint, distributed
+    from dlcli.train.optim import build_optimizer, lr_at, set_lr
+    from dlcli.train.plots import plot_curves
 
     cfg.validate()
     if not cfg.reward_model:

@@ -78,7 +78,7 @@ def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progres
     from dlcli.core import rundir
     from dlcli.core.runtime import seed_everything
     from dlcli.rlhf import common, data
-    from dlcli.training.plots import plot_curves
+    from dlcli.train.plots import plot_curves
 
     cfg.validate()
     dev, dist = common.setup(cfg)
@@ -138,7 +138,7 @@ def open_rm(path: str, device: str = "auto") -> LoadedRM:
     from dlcli.core import rundir
     from dlcli.core.runtime import resolve_device
     from dlcli.errors import InputError
-    from dlcli.lmrun import read_config
+    from dlcli.lm.run import read_config
     from dlcli.text import vocabulary
 
     p = Path(path)

@@ -38,7 +38,7 @@ def run(cfg: SFTConfig, force: bool = False, resume: bool = False, on_progress: 
     """Train (or continue a checkpoint with `resume`); write the run directory; return a summary."""
     from dlcli.core.runtime import seed_everything
     from dlcli.rlhf import common, data
-    from dlcli.training.plots import plot_curves
+    from dlcli.train.plots import plot_curves
 
     cfg.validate()
     dev, dist = common.setup(cfg)

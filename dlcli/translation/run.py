@@ -25,7 +25,7 @@ class TranslationRun:
 def open_translation_run(path: str | Path, device: str = "auto") -> TranslationRun:
     """The model (eval mode, on the device), tokenizers and config of a translation run."""
     from dlcli.core.runtime import resolve_device
-    from dlcli.lmrun import read_config
+    from dlcli.lm.run import read_config
     from dlcli.models.seq2seq import Seq2Seq
     from dlcli.translation.train import TrainTranslateConfig
 

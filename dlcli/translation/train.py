@@ -20,7 +20,7 @@ from dlcli.core import precision, rundir
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import ConfigError
 from dlcli.models.seq2seq import Seq2SeqConfig
-from dlcli.training.optim import OptimConfig
+from dlcli.train.optim import OptimConfig
 from dlcli.translation import data as pdata
 from dlcli.translation.data import ParallelData
 
@@ -76,9 +76,9 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
     from dlcli.core.runtime import parse_duration, seed_everything
     from dlcli.errors import TrainingDiverged
     from dlcli.models.seq2seq import Seq2Seq
-    from dlcli.training import checkpoint, distributed
-    from dlcli.training.optim import apply_gradients, build_optimizer, lr_at, set_lr
-    from dlcli.training.plots import plot_curves
+    from dlcli.train import checkpoint, distributed
+    from dlcli.train.optim import apply_gradients, build_optimizer, lr_at, set_lr
+    from dlcli.train.plots import plot_curves
     from dlcli.translation.bleu import bleu
     from dlcli.translation.run import TranslationRun, evaluate_run, translate_normalized
 

@@ -1,7 +1,7 @@
 """`dlcli train-transformer`: a GPT-style (decoder-only) language model on an id file.
 
 Batches are random windows of `model.block_size` tokens (nanoGPT's way); the
-training loop is the one `train-rnn` uses (`dlcli.training.lm_loop`).
+training loop is the one `train-rnn` uses (`dlcli.lm.loop`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.errors import ConfigError
 from dlcli.models.gpt import GPTConfig
-from dlcli.training.lm_loop import DataConfig, check_common
-from dlcli.training.optim import OptimConfig
+from dlcli.lm.loop import DataConfig, check_common
+from dlcli.train.optim import OptimConfig
 
 
 def _optim() -> OptimConfig:
@@ -69,7 +69,7 @@ def train(cfg: TrainTransformerConfig, force: bool = False, resume: bool = False
           on_progress: OnProgress = nothing) -> dict[str, Any]:
     """Train a GPT; write the run directory; return a summary."""
     from dlcli.models.gpt import GPT
-    from dlcli.training.lm_loop import fit
+    from dlcli.lm.loop import fit
 
     cfg.validate()
 

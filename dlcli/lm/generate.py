@@ -102,7 +102,7 @@ def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[
     separated by a blank line). Returns the samples."""
     import torch
 
-    from dlcli.lmrun import open_run
+    from dlcli.lm.run import open_run
 
     cfg.validate()
     run = open_run(cfg.run, cfg.device)

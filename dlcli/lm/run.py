@@ -16,8 +16,8 @@ from dlcli.errors import ConfigError, InputError
 
 # stage -> (config class, model class)
 LM_STAGES = {
-    "train-rnn": ("dlcli.train_rnn:TrainRNNConfig", "dlcli.models.rnn:RNNLM"),
-    "train-transformer": ("dlcli.train_transformer:TrainTransformerConfig", "dlcli.models.gpt:GPT"),
+    "train-rnn": ("dlcli.lm.rnn:TrainRNNConfig", "dlcli.models.rnn:RNNLM"),
+    "train-transformer": ("dlcli.lm.transformer:TrainTransformerConfig", "dlcli.models.gpt:GPT"),
     **{f"rlhf-{s}": (f"dlcli.rlhf.{s}:{s.upper()}Config", "dlcli.models.gpt:GPT") for s in ("sft", "ppo", "dpo")},
 }
 

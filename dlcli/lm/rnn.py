@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dlcli.core.progress import OnProgress, nothing
-from dlcli.data.lm import SAMPLING
+from dlcli.lm.data import SAMPLING
 from dlcli.errors import ConfigError
 from dlcli.models.rnn import CELLS, RNNConfig
-from dlcli.training.lm_loop import DataConfig, check_common, evaluate_ids  # noqa: F401 - evaluate_ids re-exported
-from dlcli.training.optim import OptimConfig
+from dlcli.lm.loop import DataConfig, check_common, evaluate_ids  # noqa: F401 - evaluate_ids re-exported
+from dlcli.train.optim import OptimConfig
 
 
 @dataclass
@@ -57,7 +57,7 @@ def train(cfg: TrainRNNConfig, force: bool = False, resume: bool = False,
           on_progress: OnProgress = nothing) -> dict[str, Any]:
     """Train an RNN language model; write the run directory; return a summary."""
     from dlcli.models.rnn import RNNLM
-    from dlcli.training.lm_loop import fit
+    from dlcli.lm.loop import fit
 
     cfg.validate()
 

@@ -31,9 +31,9 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
 
     from dlcli.core import io
     from dlcli.core.idfile import IdFile
-    from dlcli.lmrun import open_run
+    from dlcli.lm.run import open_run
     from dlcli.text import vocabulary
-    from dlcli.train_rnn import evaluate_ids
+    from dlcli.lm.rnn import evaluate_ids
 
     from dlcli.core import rundir
 
@@ -62,7 +62,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     batch = cfg.batch_size or run.cfg.batch_size
     seq = cfg.seq_len or run.cfg.seq_len
     if getattr(run.cfg, "objective", "clm") == "mlm":
-        from dlcli.training.lm_loop import evaluate_mlm
+        from dlcli.lm.loop import evaluate_mlm
 
         mask_id = run.tokenizer.token_to_id("<mask>")
         added = run.tokenizer.get_added_tokens_decoder().values()

@@ -96,8 +96,8 @@ def evaluate_mlm(model: Any, ids: np.ndarray, batch_size: int, seq_len: int, dev
     import torch
     import torch.nn.functional as F
 
-    from dlcli.data.lm import eval_streams
-    from dlcli.data.mlm import IGNORE, mask_tokens
+    from dlcli.lm.data import eval_streams
+    from dlcli.lm.mlm import IGNORE, mask_tokens
 
     was_training = model.training
     model.eval()
@@ -129,7 +129,7 @@ def evaluate_ids(model: Any, ids: np.ndarray, batch_size: int, seq_len: int, dev
     import torch
     import torch.nn.functional as F
 
-    from dlcli.data.lm import eval_streams
+    from dlcli.lm.data import eval_streams
 
     was_training = model.training
     model.eval()
@@ -160,12 +160,12 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
 
     from dlcli.core import precision
     from dlcli.core.runtime import seed_everything
-    from dlcli.data.lm import LMBatches
+    from dlcli.lm.data import LMBatches
     from dlcli.errors import TrainingDiverged
     from dlcli.models.rnn import detach, state_from_tensors, state_tensors
-    from dlcli.training import checkpoint, distributed
-    from dlcli.training.optim import build_optimizer, lr_at, set_lr
-    from dlcli.training.plots import plot_curves
+    from dlcli.train import checkpoint, distributed
+    from dlcli.train.optim import build_optimizer, lr_at, set_lr
+    from dlcli.train.plots import plot_curves
 
     cfg.validate()
     device, dist = distributed.setup_device(cfg.device)
@@ -192,7 +192,7 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
         torch.distributed.barrier()
     coverage = None
     if getattr(cfg, "init_embeddings", "") and not resume:  # a resumed run has its weights already
-        from dlcli.training.embeddings import load_pretrained
+        from dlcli.lm.embeddings import load_pretrained
 
         coverage = load_pretrained(model, tok, cfg.init_embeddings)
     optimizer = build_optimizer(model, cfg.optim, device)
@@ -219,7 +219,7 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
     carry = cfg.sampling == "sequential" and getattr(model, "carries_state", True)
     mlm, specials = None, ()
     if getattr(cfg, "objective", "clm") == "mlm":
-        from dlcli.data.mlm import mask_tokens
+        from dlcli.lm.mlm import mask_tokens
 
         mlm = tok.token_to_id("<mask>")
         if mlm is None:

@@ -1,1 +1,0 @@
-"""Datasets and batching over id files."""

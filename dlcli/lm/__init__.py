@@ -1,0 +1,1 @@
+"""Language models: configs, data, training on the shared loop, opening runs, generation, evaluation."""

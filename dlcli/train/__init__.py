@@ -1,0 +1,1 @@
+"""The training machinery every stage shares: the loop, checkpoints, optimizers, DDP, plots."""

@@ -1,1 +1,0 @@
-"""Training helpers shared by the training commands: functions, not a framework."""
