@@ -304,8 +304,8 @@ def test_import_makes_a_run_directory(tmp_path):
 def test_init_embedding_from_an_embed_run(planted, tmp_path):
     import torch
 
-    from dlcli.text.vocabulary import word_level
     from dlcli.lm.embeddings import init_embedding
+    from dlcli.text.vocabulary import word_level
 
     tr.train(_cfg(planted, tmp_path / "run"))
     tok = word_level(["<unk>", "a0", "zzz", "b3"], "<unk>", "word", [])

@@ -41,9 +41,9 @@ def write_jsonl(path: Path, rows: list) -> str:
 def make_base(path: Path, chars: str, block_size: int = 96, name: str = "base", dropout: float = 0.0) -> str:
     """A tiny, untrained `train-transformer` run over `chars` (what RLHF starts from)."""
     from dlcli.core import rundir
+    from dlcli.lm.transformer import TrainTransformerConfig
     from dlcli.models.gpt import GPT, GPTConfig
     from dlcli.text.vocabulary import word_level
-    from dlcli.lm.transformer import TrainTransformerConfig
 
     tok = word_level(["<unk>"] + sorted(set(chars)), "<unk>", "char", [])
     cfg = TrainTransformerConfig(model=GPTConfig(vocab_size=tok.get_vocab_size(), block_size=block_size, n_layer=1,

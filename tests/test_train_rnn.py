@@ -11,10 +11,10 @@ import torch
 
 from dlcli.core.config import build_config
 from dlcli.core.rundir import load_tensors, read_metrics
-from dlcli.lm.data import LMBatches
 from dlcli.errors import ConfigError, InputError, Interrupted, TrainingDiverged
-from dlcli.models.rnn import RNNConfig, RNNLM
+from dlcli.lm.data import LMBatches
 from dlcli.lm.rnn import TrainRNNConfig, train
+from dlcli.models.rnn import RNNLM, RNNConfig
 
 TINY = ["model.n_hidden=32", "model.n_layer=1", "batch_size=8", "seq_len=16", "log_interval=5",
         "eval_interval=0", "checkpoint_interval=0", "device=cpu"]

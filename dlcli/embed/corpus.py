@@ -86,9 +86,8 @@ def _sidecar_tokenizer(f: IdFile) -> str:
 
 def _read_stream(path: str, workers: int, on_progress: OnProgress) -> tuple[Any, np.ndarray, np.ndarray]:
     """Count a token stream, build its full word-level tokenizer and look every token up (vectorised)."""
-    from dlcli.text import vocab
+    from dlcli.text import tokenkeys, vocab, vocabulary
     from dlcli.text.preprocess import read_stream_meta
-    from dlcli.text import tokenkeys, vocabulary
 
     if path == io.STDIO:
         raise InputError("-: embed train reads a file (it passes over the corpus more than once), not stdin")

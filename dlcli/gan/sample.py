@@ -18,8 +18,8 @@ from dlcli.core import rundir
 from dlcli.core.io import atomic_write, check_output
 from dlcli.core.runtime import resolve_device
 from dlcli.errors import ConfigError, InputError, OutputExistsError
-from dlcli.gan import metrics, pictures
 from dlcli.gan import data as gdata
+from dlcli.gan import metrics, pictures
 from dlcli.gan.train import GENERATOR, STAGE, GanConfig, build_nets, evaluate_generator, noise, read_config
 
 

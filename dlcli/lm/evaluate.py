@@ -29,13 +29,11 @@ class EvaluateConfig:
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     import numpy as np
 
-    from dlcli.core import io
+    from dlcli.core import io, rundir
     from dlcli.core.idfile import IdFile
+    from dlcli.lm.rnn import evaluate_ids
     from dlcli.lm.run import open_run
     from dlcli.text import vocabulary
-    from dlcli.lm.rnn import evaluate_ids
-
-    from dlcli.core import rundir
 
     if rundir.read_meta(cfg.run).get("stage") == "translate":
         from dlcli.translation import evaluate_run

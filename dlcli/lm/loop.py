@@ -160,8 +160,8 @@ def fit(cfg: Any, stage: str, build_model: Callable[[], Any], title: str, force:
 
     from dlcli.core import precision
     from dlcli.core.runtime import seed_everything
-    from dlcli.lm.data import LMBatches
     from dlcli.errors import TrainingDiverged
+    from dlcli.lm.data import LMBatches
     from dlcli.models.rnn import detach, state_from_tensors, state_tensors
     from dlcli.train import checkpoint, distributed
     from dlcli.train.optim import build_optimizer, lr_at, set_lr

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dlcli.core.progress import OnProgress, nothing
-from dlcli.lm.data import SAMPLING
 from dlcli.errors import ConfigError
-from dlcli.models.rnn import CELLS, RNNConfig
+from dlcli.lm.data import SAMPLING
 from dlcli.lm.loop import DataConfig, check_common, evaluate_ids  # noqa: F401 - evaluate_ids re-exported
+from dlcli.models.rnn import CELLS, RNNConfig
 from dlcli.train.optim import OptimConfig
 
 
@@ -56,8 +56,8 @@ class TrainRNNConfig:
 def train(cfg: TrainRNNConfig, force: bool = False, resume: bool = False,
           on_progress: OnProgress = nothing) -> dict[str, Any]:
     """Train an RNN language model; write the run directory; return a summary."""
-    from dlcli.models.rnn import RNNLM
     from dlcli.lm.loop import fit
+    from dlcli.models.rnn import RNNLM
 
     cfg.validate()
 

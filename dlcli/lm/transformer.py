@@ -11,8 +11,8 @@ from typing import Any
 
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.errors import ConfigError
-from dlcli.models.gpt import GPTConfig
 from dlcli.lm.loop import DataConfig, check_common
+from dlcli.models.gpt import GPTConfig
 from dlcli.train.optim import OptimConfig
 
 
@@ -68,8 +68,8 @@ class TrainTransformerConfig:
 def train(cfg: TrainTransformerConfig, force: bool = False, resume: bool = False,
           on_progress: OnProgress = nothing) -> dict[str, Any]:
     """Train a GPT; write the run directory; return a summary."""
-    from dlcli.models.gpt import GPT
     from dlcli.lm.loop import fit
+    from dlcli.models.gpt import GPT
 
     cfg.validate()
 

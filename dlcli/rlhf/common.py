@@ -23,16 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from dlcli.core import precision, rundir
-from dlcli.core.progress import OnProgress, Tick
-from dlcli.core.runtime import parse_duration
-from dlcli.errors import ConfigError, InputError, TrainingDiverged
+from dlcli.core.progress import OnProgress
+from dlcli.errors import ConfigError, InputError
 from dlcli.models.gpt import GPT, GPTConfig
 from dlcli.rlhf.data import BadLine, Records, bad_line
+from dlcli.train.args import TrainArgs
 from dlcli.train.distributed import Dist
 from dlcli.train.optim import OptimConfig
 
-# Keys that may change when resuming (budgets, intervals, where it runs).
-RESUMABLE = ("max_steps", "epochs", "max_time", "log_interval", "eval_interval", "checkpoint_interval", "device")
+RESUMABLE = TrainArgs.RESUMABLE
 
 
 def _optim() -> OptimConfig:
@@ -40,7 +39,7 @@ def _optim() -> OptimConfig:
 
 
 @dataclass
-class StageConfig:
+class StageConfig(TrainArgs):
     """Keys every RLHF training stage has. `model` is copied from the starting run."""
 
     output: str = ""
@@ -48,24 +47,17 @@ class StageConfig:
     model: GPTConfig = field(default_factory=GPTConfig)
     optim: OptimConfig = field(default_factory=_optim)
     batch_size: int = 32
-    max_steps: int = 300  # budgets: whichever comes first; 0 = no limit
-    epochs: float = 0.0
-    max_time: str = ""
+    max_steps: int = 300
     val_fraction: float = 0.1  # held-out share of the lines
-    log_interval: int = 10
     eval_interval: int = 50
-    checkpoint_interval: int = 100  # steps between checkpoints (0 = only at the end and on Ctrl-C)
+    checkpoint_interval: int = 100
     skip_bad: bool = False
-    seed: int = 1337
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast; auto: bf16 only where native and the model is wide enough)
 
     @property
     def seq_len(self) -> int:  # what `dlcli evaluate` reads
         return self.model.block_size
 
     def validate(self) -> None:
-        precision.check_name(self.precision)
         if not self.data:
             raise ConfigError("data: give a JSONL file")
         if not self.output:
@@ -74,10 +66,7 @@ class StageConfig:
             raise ConfigError("batch_size: must be >= 1")
         if not 0 < self.val_fraction < 1:
             raise ConfigError("val_fraction: must be between 0 and 1")
-        if self.max_time:
-            parse_duration(self.max_time)
-        if not (self.max_steps or self.epochs or self.max_time):
-            raise ConfigError("no budget: set max_steps, epochs or max_time")
+        self.check_train()
         self.optim.validate()
 
 
@@ -254,12 +243,6 @@ def write_lm(run: Path, gpt: GPT, tokenizer_from: Path) -> None:
         shutil.copyfile(tokenizer_from, run / "tokenizer.json")
 
 
-def budget_steps(cfg: StageConfig, n_train: int) -> int:
-    per_epoch = max(1, math.ceil(n_train / cfg.batch_size))
-    steps = [s for s in (cfg.max_steps, math.ceil(cfg.epochs * per_epoch) if cfg.epochs else 0) if s]
-    return min(steps) if steps else 0
-
-
 def mean_over_processes(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """`total / count` for a training step, with `count` summed over every process under torchrun and the
     result multiplied by their number: DDP averages the processes' gradients, which makes that average
@@ -293,123 +276,64 @@ class Loop:
 
 def train_loop(cfg: StageConfig, run: Path, loop: Loop, on_progress: OnProgress, resume: bool,
                d: Dist) -> tuple[int, dict[str, float], float]:
-    """Minibatches of shuffled example indices until the budget; log, evaluate and checkpoint on their
-    intervals; a checkpoint on Ctrl-C and at the end; `resume` continues a checkpoint exactly. Under
-    torchrun each process takes its share of every batch. Returns (steps, last evaluation, seconds)."""
+    """Minibatches of shuffled example indices on the shared loop (`train.loop`); under torchrun each
+    process takes its share of every batch. Returns (steps, last evaluation, seconds)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from dlcli.train import checkpoint, distributed
+    from dlcli.train.loop import Saved, Stage, Update, fit
     from dlcli.train.optim import apply_gradients, build_optimizer, lr_at, set_lr
 
     model = loop.model
     device = next(model.parameters()).device
     prec = loop.precision = resolve_precision(cfg, device, run, d)
     optimizer = build_optimizer(model, cfg.optim, device)
-    total = budget_steps(cfg, loop.n_train)
-    max_time = parse_duration(cfg.max_time) if cfg.max_time else 0.0
+    budget = cfg.budget(max(1, math.ceil(loop.n_train / cfg.batch_size)))
     g = torch.Generator().manual_seed(cfg.seed)  # the shuffle
-    st: dict[str, Any] = {"step": 0, "elapsed": 0.0, "order": [], "sums": {}, "count": 0, "last_eval": {},
-                          "last_saved": 0}
+    order: list[int] = []
+    resumed = None
     if resume:
-        saved, extra = checkpoint.load(run, model, optimizer, device)
-        st.update(saved)
+        resumed, extra = checkpoint.load(run, model, optimizer, device)
+        order = list(resumed.get("order", []))
         g.set_state(extra.pop("shuffle").cpu())
         for k, v in extra.items():
             loop.extra[k].copy_(v)
     net = DDP(model, find_unused_parameters=loop.unused_parameters) if d.enabled else model
-    log = rundir.MetricsLog(run) if d.main else None
-    history = rundir.read_metrics(run) if resume and d.main else []
-    t0 = time.perf_counter()
+    t0, done_before = time.perf_counter(), (resumed or {}).get("elapsed", 0.0)
 
-    def elapsed() -> float:
-        return st["elapsed"] + time.perf_counter() - t0
+    def step(done: int) -> Update:
+        nonlocal order
+        if len(order) < cfg.batch_size:
+            order += torch.randperm(loop.n_train, generator=g).tolist()
+        idx, order = order[: cfg.batch_size], order[cfg.batch_size:]
+        frac = budget.fraction(done, done_before + time.perf_counter() - t0)
+        set_lr(optimizer, lr := lr_at(done, cfg.optim, frac))
+        mine = idx[d.rank:: d.world]
+        with prec.autocast():
+            loss, stats = loop.step(net, mine)
+        apply_gradients(model, optimizer, loss, cfg.optim.grad_clip)
+        return Update(loss.detach(), stats, {"lr": lr}, weight=len(mine))
 
-    def do_eval() -> None:
-        if d.main:
-            model.eval()
-            with torch.no_grad():
-                st["last_eval"] = {"step": st["step"], **loop.evaluate()}
-            model.train()
-            assert log is not None
-            log.log(**st["last_eval"])
-            history.append(st["last_eval"])
-            loop.plots(history)
+    def evaluate(done: int) -> dict[str, float]:
+        model.eval()
+        with torch.no_grad():
+            out = loop.evaluate()
+        model.train()
+        return out
 
-    def save() -> None:
-        if d.main:
-            checkpoint.save(run, model, optimizer, {**st, "elapsed": elapsed(), "last_saved": st["step"]},
-                            {"shuffle": g.get_state(), **loop.extra})
-        st["last_saved"] = st["step"]
+    def show(rec: dict[str, Any], last_eval: dict[str, Any]) -> dict[str, Any]:
+        keys = [k for k in rec if k not in ("step", "lr", "elapsed")][:3]
+        return {**{k: rec[k] for k in keys}, **{k: last_eval[k] for k in loop.show if k in last_eval}}
 
-    def close() -> None:
-        if log is not None:
-            log.close()
-        distributed.cleanup(d)
-
-    def averaged(loss: torch.Tensor, stats: dict[str, float], n: int, stop: bool
-                 ) -> tuple[float, dict[str, float], bool]:
-        """The step's loss and statistics over all processes (means over the whole batch), and whether
-        any process has a Ctrl-C pending (they all stop after the same step)."""
-        if not d.enabled:
-            return float(loss.detach()), stats, stop
-        v = torch.tensor([float(loss.detach()), n, float(stop), *(x * n for x in stats.values())],
-                         dtype=torch.float64)
-        torch.distributed.all_reduce(v)
-        return float(v[0]) / d.world, {k: float(x) / float(v[1]) for k, x in zip(stats, v[3:])}, bool(v[2] > 0)
-
+    stage = Stage(loop.name, step, lambda: Saved(model, optimizer, {"order": order},
+                                                  {"shuffle": g.get_state(), **loop.extra}),
+                  evaluate=evaluate, plots=loop.plots, show=show)
     model.train()
-    with checkpoint.saved_on_interrupt(run, lambda: st["step"], save, close, hold=True) as ctrl_c:
-        if resume and cfg.eval_interval and st["step"] % cfg.eval_interval == 0 \
-                and st["last_eval"].get("step") != st["step"]:
-            do_eval()  # it was interrupted between the step and its evaluation
-        while not (total and st["step"] >= total) and \
-                not (max_time and distributed.any_flag(d, elapsed() >= max_time)):
-            step = st["step"]
-            if len(st["order"]) < cfg.batch_size:
-                st["order"] += torch.randperm(loop.n_train, generator=g).tolist()
-            idx = st["order"][: cfg.batch_size]
-            set_lr(optimizer, lr := lr_at(step, cfg.optim, step / total if total else elapsed() / max_time))
-            mine = idx[d.rank:: d.world]
-            with prec.autocast():
-                loss, stats = loop.step(net, mine)
-            value, stats, stopping = averaged(loss, stats, len(mine), ctrl_c.pending)
-            if not math.isfinite(value):
-                kept = (f"the checkpoint of step {st['last_saved']} is kept" if st["last_saved"] else
-                        "no checkpoint had been saved yet")
-                raise TrainingDiverged(f"the loss became {value} at step {step}; {kept}; try a lower optim.lr")
-            apply_gradients(model, optimizer, loss, cfg.optim.grad_clip)
-            st["order"] = st["order"][cfg.batch_size:]
-            st["step"] = step = step + 1
-            st["count"] += 1
-            for k, v in {"loss": value, **stats}.items():
-                st["sums"][k] = st["sums"].get(k, 0.0) + v
-            if step % cfg.log_interval == 0 or step == total:
-                rec = {"step": step, "lr": lr, **{k: v / st["count"] for k, v in st["sums"].items()},
-                       "elapsed": elapsed()}
-                show = {k: rec[k] for k in list(st["sums"])[:3]}
-                show.update({k: st["last_eval"][k] for k in loop.show if k in st["last_eval"]})
-                st["sums"], st["count"] = {}, 0
-                if d.main:
-                    assert log is not None
-                    log.log(**rec)
-                    history.append(rec)
-                    on_progress(Tick(loop.name, step, total or None, unit="step", metrics=show))
-            if cfg.eval_interval and step % cfg.eval_interval == 0:
-                do_eval()
-            if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0:
-                save()
-            if (stopping if d.enabled else ctrl_c.pending):
-                raise KeyboardInterrupt  # a Ctrl-C held until the step was done
-        if st["last_eval"].get("step") != st["step"]:
-            do_eval()
-        save()
-    last = st["last_eval"]
-    if d.enabled:  # the other processes learn the main one's figures
-        box = [last]
-        torch.distributed.broadcast_object_list(box)
-        last = box[0]
-    close()
-    return st["step"], last, elapsed()
+    try:
+        result = fit(stage, run, budget, cfg.every(), d, on_progress, resumed)
+    finally:
+        distributed.cleanup(d)
+    return result.steps, result.last_eval, result.elapsed
 
 
 def resolve_precision(cfg: StageConfig, device: torch.device, run: Path, d: Dist) -> precision.Precision:

@@ -307,7 +307,7 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
     total_of: Total = over_processes if d.enabled else local
     share = cfg.batch_size // d.world  # rollouts per process and step
     train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
-    total = common.budget_steps(cfg, len(train_i))
+    total = cfg.budget(max(1, math.ceil(len(train_i) / cfg.batch_size))).steps
     max_time = parse_duration(cfg.max_time) if cfg.max_time else 0.0
     st: dict[str, Any] = {"step": 0, "elapsed": 0.0, "val_reward": math.nan, "first": {}, "world": d.world}
     if resume:

@@ -20,9 +20,9 @@ from dlcli.core.idfile import IdFile, IdWriter
 from dlcli.core.parallel import Range, file_ranges, imap_ordered, report_bytes, run_jobs
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import ConfigError, InputError
-from dlcli.text.preprocess import read_stream_meta
 from dlcli.text import normalize as norm
 from dlcli.text import tokenkeys, tokenstream, vocabulary
+from dlcli.text.preprocess import read_stream_meta
 from dlcli.text.tokenize import LEVELS
 
 

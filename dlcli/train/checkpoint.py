@@ -28,11 +28,11 @@ TENSORS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
 
 
-def save(run: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
-         extra: dict[str, torch.Tensor] | None = None) -> None:
+def save(run: str | Path, model: nn.Module | None, optimizer: torch.optim.Optimizer | None,
+         state: dict[str, Any], extra: dict[str, torch.Tensor] | None = None) -> None:
     run = Path(run)
-    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in (model.state_dict() if model else {}).items()}
+    opt = optimizer.state_dict() if optimizer else {"state": {}, "param_groups": []}
     for idx, per_param in opt["state"].items():
         for name, value in per_param.items():
             tensors[f"optim.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
@@ -68,7 +68,7 @@ def exists(run: str | Path) -> bool:
     return (Path(run) / STATE).is_file() and (Path(run) / TENSORS).is_file()
 
 
-def load(run: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, device: torch.device
+def load(run: str | Path, model: nn.Module | None, optimizer: torch.optim.Optimizer | None, device: torch.device
          ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Restore model, optimizer and RNG; return (state, extra tensors)."""
     run = Path(run)
@@ -83,7 +83,8 @@ def load(run: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | N
         tensors[k] = tensors[src]
     model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
-        model.load_state_dict(model_sd)
+        if model is not None:
+            model.load_state_dict(model_sd)
     except RuntimeError as e:
         raise InputError(f"{run / TENSORS}: does not fit the model: {str(e).splitlines()[0]}") from None
     if optimizer is not None:
