@@ -91,18 +91,49 @@ def update_meta(path: str | os.PathLike[str], **fields: Any) -> None:
     write_text_atomic(Path(path) / "meta.json", json.dumps(meta, indent=2) + "\n", force=True)
 
 
-def check_resume(run: Path, cfg: Any, resumable: tuple[str, ...]) -> None:
-    """Refuse to resume with a config that differs from the run's, except the `resumable` keys."""
-    saved_path = run / "config.yaml"
-    if not saved_path.is_file():
+def check_resume(run: Path, cfg: Any, resumable: tuple[str, ...], needs: str = "") -> None:
+    """Refuse to resume with a config that differs from the run's, except the `resumable` keys;
+    `needs` names a file the run must have (e.g. its checkpoint)."""
+    if not (run / "config.yaml").is_file():
         raise InputError(f"{run}: nothing to resume (no config.yaml)")
-    saved = from_dict(type(cfg), load_yaml(saved_path))
+    if needs and not (run / needs).is_file():
+        raise InputError(f"{run}: nothing to resume (no {needs})")
+    saved = read_config(run, type(cfg))
     for k in resumable:
         setattr(saved, k, getattr(cfg, k))
     changes = diff(saved, cfg)
     if changes:
         raise ConfigError(f"{run}: config differs from the run being resumed: {'; '.join(changes)} "
                           "(budgets, intervals and device may change; start a new run for the rest)")
+
+
+def read_config(run: str | os.PathLike[str], cls: type[T]) -> T:
+    """A run's config.yaml as `cls`; a missing or bad file is one input error naming it."""
+    p = Path(run) / "config.yaml"
+    if not p.is_file():
+        raise InputError(f"{run}: not a run directory (no config.yaml)")
+    try:
+        return from_dict(cls, load_yaml(p))
+    except ConfigError as e:
+        raise InputError(f"{p}: {e}") from None
+
+
+def open_run(run: str | os.PathLike[str], stages: str | tuple[str, ...], cls: type[T], what: str,
+             needs: tuple[str, ...] = ()) -> tuple[T, dict[str, Any]]:
+    """The one place a finished run is read: check it is a run directory of one of `stages` (`what`
+    names them in the error: "a NeRF run") holding the files `needs`, and return its config (as `cls`)
+    and meta.json."""
+    path = Path(run)
+    if not path.is_dir():
+        raise InputError(f"{path}: no such run directory")
+    meta = read_meta(path)
+    stages = (stages,) if isinstance(stages, str) else stages
+    if meta.get("stage") not in stages:
+        raise InputError(f"{path}: not {what} (its stage is {meta.get('stage')!r})")
+    for name in needs:
+        if not (path / name).is_file():
+            raise InputError(f"{path}: missing {name} (was the run finished? a checkpoint alone is not enough)")
+    return read_config(path, cls), meta
 
 
 RUN_FILES = ("config.yaml", "meta.json", "metrics.jsonl", "tokenizer.json", "*_tokenizer.json", "*.safetensors",
