@@ -31,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from dlcli.core.config import build_config
-    from dlcli.translation import TrainTranslateConfig, evaluate_run, train
+    from dlcli.translation import TrainTranslateConfig, held_out_bleu, train
 
     run = args.run
     if not run:
@@ -42,7 +42,7 @@ def main() -> None:
         s = train(cfg)
         print(f"trained {s['steps']:,} steps ({s['epochs']:.1f} epochs) in {time.perf_counter() - t0:.0f} s wall; "
               f"run: {run}")
-    r = evaluate_run(run, beam=args.beam, device="cpu", length_penalty=args.length_penalty)
+    r = held_out_bleu(run, beam=args.beam, device="cpu", length_penalty=args.length_penalty)
     print(f"held-out pairs: {r['held_out']:,}   sacrebleu: {r['signature']}")
     print(f"{'decoding':<22}{'BLEU':>8}{'sentences/s':>14}")
     print(f"{'greedy':<22}{r['bleu_greedy']:>8.2f}{r['sentences_per_s_greedy']:>14.1f}")

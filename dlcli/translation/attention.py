@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from dlcli.core.io import atomic_write
 from dlcli.text import normalize as norm
 from dlcli.translation.bleu import detokenize
 from dlcli.translation.data import encode_sentences
@@ -18,9 +21,6 @@ def plot_attention(run: str | Path, sentences: list[str], out_dir: str | Path, d
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch
-
-    from dlcli.core.io import atomic_write
 
     tr = open_translation_run(run, device)
     t, model = tr.toks, tr.model

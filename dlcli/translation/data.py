@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from dlcli.core import io
 from dlcli.errors import ConfigError, InputError
 from dlcli.text import normalize as norm
@@ -152,9 +154,7 @@ def bucket_batches(lengths: list[int], batch_size: int, rng: random.Random) -> l
     return batches
 
 
-def pad(rows: list[list[int]], pad_id: int) -> Any:
+def pad(rows: list[list[int]], pad_id: int) -> torch.Tensor:
     """Rows of ids -> a (B, longest) LongTensor padded with pad_id."""
-    import torch
-
     width = max(len(r) for r in rows)
     return torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], dtype=torch.long)

@@ -7,33 +7,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from dlcli.core import rundir
-from dlcli.errors import InputError
+from dlcli.core.runtime import resolve_device
+from dlcli.models.seq2seq import Seq2Seq
 from dlcli.text import normalize as norm
 from dlcli.translation.bleu import bleu, detokenize
+from dlcli.translation.config import TrainTranslateConfig
 from dlcli.translation.data import Tokenizers, encode_sentences, load_run_tokenizers
+from dlcli.translation.search import translate_ids
 
 
 @dataclass
 class TranslationRun:
-    model: Any
+    model: Seq2Seq
     toks: Tokenizers
-    cfg: Any  # TrainTranslateConfig
-    device: Any
+    cfg: TrainTranslateConfig
+    device: torch.device
 
 
 def open_translation_run(path: str | Path, device: str = "auto") -> TranslationRun:
     """The model (eval mode, on the device), tokenizers and config of a translation run."""
-    from dlcli.core.runtime import resolve_device
-    from dlcli.lm.run import read_config
-    from dlcli.models.seq2seq import Seq2Seq
-    from dlcli.translation.train import TrainTranslateConfig
-
     run = Path(path)
-    meta = rundir.read_meta(run)
-    if meta.get("stage") != "translate":
-        raise InputError(f"{run}: a '{meta.get('stage')}' run is not a translation model")
-    cfg = read_config(run, TrainTranslateConfig)
+    cfg, _ = rundir.open_run(run, "translate", TrainTranslateConfig, "a translation model",
+                             needs=("model.safetensors",))
     toks = load_run_tokenizers(run)
     dev = resolve_device(device)
     model = Seq2Seq(cfg.model)
@@ -44,8 +42,6 @@ def open_translation_run(path: str | Path, device: str = "auto") -> TranslationR
 def translate_normalized(tr: TranslationRun, sents: list[str], beam: int = 1, alpha: float = 0.6,
                          strict: bool = False, batch_size: int = 64) -> tuple[list[str], int]:
     """Translate already-normalised sentences; returns the detokenised output and how many were cut."""
-    from dlcli.translation.search import translate_ids
-
     t = tr.toks
     ids, cut = encode_sentences(t.src, sents, tr.cfg.model.max_len, strict, "input")
     out = translate_ids(tr.model, ids, tr.device, t.bos, t.eos, t.pad, batch_size, beam, alpha)
@@ -61,8 +57,8 @@ def translate_lines(run: str | Path | TranslationRun, lines: list[str], beam: in
     return translate_normalized(tr, sents, beam, length_penalty, strict)
 
 
-def evaluate_run(run: str | Path, beam: int = 1, device: str = "auto", limit: int = 0,
-                 length_penalty: float = 0.6) -> dict[str, Any]:
+def held_out_bleu(run: str | Path, beam: int = 1, device: str = "auto", limit: int = 0,
+                  length_penalty: float = 0.6) -> dict[str, Any]:
     """BLEU of a translation run on its held-out pairs (greedy, and beam when asked), with sentences/s."""
     run = Path(run)
     rows = [ln.split("\t") for ln in (run / "heldout.tsv").read_text(encoding="utf-8").splitlines() if ln]
@@ -81,3 +77,8 @@ def evaluate_run(run: str | Path, beam: int = 1, device: str = "auto", limit: in
         out.update({"bleu_beam": bleu(hyp_b, ref)[0], "beam": beam, "length_penalty": length_penalty,
                     "sentences_per_s_beam": len(rows) / (time.perf_counter() - t0)})
     return out
+
+
+def evaluate_run(run: str | Path, beam: int = 1, device: str = "auto") -> dict[str, Any]:
+    """`dlcli evaluate RUN` on a translation run: the run and its held-out BLEU (`held_out_bleu`)."""
+    return {"run": str(run), **held_out_bleu(run, beam=beam, device=device)}
