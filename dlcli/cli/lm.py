@@ -98,15 +98,16 @@ def train_rnn(
     """
     with c.errors(debug):
         if task == "forecast":
-            from dlcli import timeseries as ts
+            from dlcli.forecast.config import TimeSeriesConfig
+            from dlcli.forecast.train import train as train_forecast
 
             ts_flags = {"data": data, "output": output, "model": cell, "hidden": hidden, "layers": layers,
                         "epochs": int(epochs) if epochs is not None else None, "batch_size": batch_size, "lr": lr,
                         "seed": seed, "device": device, "column": column, "tau": tau, "n_train": n_train,
                         "horizons": horizons}
-            tcfg = c.resolve(ts.TimeSeriesConfig, config, set_, ts_flags, print_config)
+            tcfg = c.resolve(TimeSeriesConfig, config, set_, ts_flags, print_config)
             with c.progress(quiet) as on_progress:
-                s = ts.train(tcfg, force=force, resume=resume, on_progress=on_progress)
+                s = train_forecast(tcfg, force=force, resume=resume, on_progress=on_progress)
             mse = s["test"]["mse"]
             c.info(f"held-out MSE, 1-step {s['test']['mse_1step']:.4f}; "
                    + "".join(f", {k}-step {v:.4f}" for k, v in mse.items() if str(k) != "1"), quiet)
@@ -234,7 +235,7 @@ def forecast(
     Example: dlcli forecast runs/sine --horizons 1,4,16,64 -o predictions.csv
     """
     with c.errors(debug):
-        from dlcli import timeseries as ts
+        from dlcli.forecast.predict import predict
 
         ks = None
         if horizons:
@@ -242,7 +243,7 @@ def forecast(
                 ks = [int(k) for k in horizons.split(",") if k.strip()]
             except ValueError:
                 raise c.fail(f"--horizons: '{horizons}' is not a comma-separated list of integers", 2) from None
-        out = ts.predict(run, data, ks, output=output, force=force, column=column, device=device)
+        out = predict(run, data, ks, output=output, force=force, column=column, device=device)
         print(json.dumps(out, indent=2, default=str))
 
 

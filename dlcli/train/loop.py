@@ -93,6 +93,7 @@ class Stage:
     record: Callable[[dict[str, Any], float], dict[str, Any]] = lambda rec, seconds: rec  # add to a log record
     show: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None  # (record, last eval) -> bar
     hint: str = "try a lower optim.lr"  # what to do when the loss is not finite
+    unit: str = "step"  # what a step is called in progress and messages ("epoch" for a stage whose step is one)
     # a stage with its own checkpoint format (the embedding kernels): (loop counters) -> None, every process
     save: Callable[[dict[str, Any]], None] | None = None
 
@@ -176,7 +177,7 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
         if not math.isfinite(value):
             kept = (f"the last good checkpoint (step {st['last_saved']}) is kept" if st["last_saved"] else
                     "no checkpoint had been saved yet")
-            raise TrainingDiverged(f"loss became {value} at step {st['step']}; {kept}; {stage.hint}")
+            raise TrainingDiverged(f"loss became {value} at {stage.unit} {st['step']}; {kept}; {stage.hint}")
         return m
 
     def do_eval() -> None:
@@ -235,7 +236,7 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
                             log.log(**rec)
                             history.append(rec)
                             bar = stage.show(rec, st["last_eval"]) if stage.show else {k: m[k] for k in list(m)[:3]}
-                            on_progress(Tick(stage.name, step, budget.total(step, elapsed()), unit="step",
+                            on_progress(Tick(stage.name, step, budget.total(step, elapsed()), unit=stage.unit,
                                              metrics=bar))
                     if every.eval and step % every.eval == 0 and not last:
                         do_eval()
@@ -252,7 +253,7 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
                 if st["step"] > 0:
                     check_finite()  # a diverged window is not saved
                     save()
-                    raise Interrupted(f"interrupted at step {st['step']}; checkpoint saved in {run} "
+                    raise Interrupted(f"interrupted at {stage.unit} {st['step']}; checkpoint saved in {run} "
                                       "(continue with --resume)") from None
                 raise Interrupted("interrupted before the first step; nothing saved") from None
     finally:

@@ -8,18 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-from dlcli import timeseries as ts
 from dlcli.core import rundir
 from dlcli.core.config import build_config
 from dlcli.errors import ConfigError, InputError, Interrupted, OutputExistsError, TrainingDiverged
+from dlcli.forecast.config import TimeSeriesConfig
+from dlcli.forecast.predict import predict
+from dlcli.forecast.series import make_sine_series, read_series, write_sine_csv
+from dlcli.forecast.train import train
+from dlcli.forecast.windows import forecast, multistep_features, scores, windows
 from dlcli.models.forecast import MLPAR, LinearAR, RNNForecaster, build
 
 REPO = Path(__file__).resolve().parent.parent
 SINE = REPO / "sample_data" / "sine.csv"
 
 
-def _cfg(data: Path | str, output: Path | str, **kw) -> ts.TimeSeriesConfig:
-    return ts.TimeSeriesConfig(data=str(data), output=str(output), device="cpu", **kw)
+def _cfg(data: Path | str, output: Path | str, **kw) -> TimeSeriesConfig:
+    return TimeSeriesConfig(data=str(data), output=str(output), device="cpu", **kw)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -31,7 +35,7 @@ def _write(path: Path, text: str) -> Path:
 def linear_run(tmp_path_factory) -> tuple[Path, dict]:
     """LinearAR trained on the committed sine series, as in the curriculum."""
     run = tmp_path_factory.mktemp("ts") / "run"
-    return run, ts.train(_cfg(SINE, run, model="linear"))
+    return run, train(_cfg(SINE, run, model="linear"))
 
 
 # --------------------------------------------------------------------------
@@ -39,17 +43,17 @@ def linear_run(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_make_sine_series_statistics_and_seed():
-    x = ts.make_sine_series(1000, seed=0)
+    x = make_sine_series(1000, seed=0)
     noise = x - np.sin(0.01 * np.arange(1, 1001))
     assert x.shape == (1000,)
     assert abs(noise.mean()) < 0.03
     assert abs(noise.std() - 0.2) < 0.02
-    assert np.array_equal(x, ts.make_sine_series(1000, seed=0))
-    assert not np.array_equal(x, ts.make_sine_series(1000, seed=1))
+    assert np.array_equal(x, make_sine_series(1000, seed=0))
+    assert not np.array_equal(x, make_sine_series(1000, seed=1))
 
 
 def test_committed_sample_is_the_generator_output(tmp_path):
-    out = ts.write_sine_csv(tmp_path / "sine.csv")
+    out = write_sine_csv(tmp_path / "sine.csv")
     assert out.read_bytes() == SINE.read_bytes()
     lines = SINE.read_text().splitlines()
     assert lines[0] == "time,x" and len(lines) == 1001
@@ -81,11 +85,11 @@ def test_multistep_features_match_a_python_loop():
     def batch(windows: torch.Tensor) -> torch.Tensor:
         return windows @ torch.tensor(w, dtype=torch.float64) + 0.1
 
-    got = ts.multistep_features(x, tau, max_k, batch)
+    got = multistep_features(x, tau, max_k, batch)
     assert got.shape == (len(x) - tau - max_k + 1, tau + max_k)
     ref = _loop_reference(x.tolist(), tau, max_k, one, got.shape[0])
     assert torch.allclose(got, torch.tensor(ref, dtype=torch.float64))
-    full = ts.multistep_features(x, tau, max_k, batch, full=True)
+    full = multistep_features(x, tau, max_k, batch, full=True)
     assert full.shape == (len(x) - tau + 1, tau + max_k)
     ref = _loop_reference(x.tolist(), tau, max_k, one, full.shape[0])
     assert torch.allclose(full, torch.tensor(ref, dtype=torch.float64))
@@ -99,20 +103,20 @@ def test_forecast_aligns_k_step_predictions_with_their_targets():
         model.linear.weight.copy_(torch.tensor([[0.0, 0.0, 1.0]]))
         model.linear.bias.zero_()
     x = np.arange(20, dtype=np.float64) ** 1.5
-    p = ts.forecast(model, x, tau, horizons)
+    p = forecast(model, x, tau, horizons)
     assert np.isnan(p["one_step"][:tau]).all()
     np.testing.assert_allclose(p["one_step"][tau:], x[tau - 1:-1], rtol=1e-6)
     for k in horizons:
         assert np.isnan(p["k"][k][:tau + k - 1]).all()
         np.testing.assert_allclose(p["k"][k][tau + k - 1:], x[tau - 1:len(x) - k], rtol=1e-6)
     np.testing.assert_allclose(p["future"], np.full(5, x[-1]), rtol=1e-6)
-    s = ts.scores(x, p, 10, 20)
+    s = scores(x, p, 10, 20)
     assert s["points"] == {"1": 10, "2": 10, "5": 10}
     assert s["mse"]["1"] == pytest.approx(np.mean((x[10:] - x[9:-1]) ** 2), rel=1e-5)
 
 
 def test_windows_pair_each_window_with_the_next_value():
-    X, y = ts.windows(torch.arange(6.0), 3)
+    X, y = windows(torch.arange(6.0), 3)
     assert X.tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 4]] and y.tolist() == [3, 4, 5]
 
 
@@ -141,9 +145,9 @@ def test_linear_ar_one_step_near_noise_and_error_grows_with_horizon(linear_run):
 
 
 def test_gru_forecaster_loss_falls(tmp_path):
-    data = _write(tmp_path / "s.csv", "x\n" + "\n".join(f"{v:.6f}" for v in ts.make_sine_series(160)) + "\n")
+    data = _write(tmp_path / "s.csv", "x\n" + "\n".join(f"{v:.6f}" for v in make_sine_series(160)) + "\n")
     ticks = []
-    summary = ts.train(_cfg(data, tmp_path / "run", model="gru", hidden=8, epochs=4, n_train=120,
+    summary = train(_cfg(data, tmp_path / "run", model="gru", hidden=8, epochs=4, n_train=120,
                             horizons=[1, 8], standardize=True), on_progress=ticks.append)
     losses = [m["loss"] for m in rundir.read_metrics(tmp_path / "run")]
     assert len(losses) == 4 and losses[-1] < 0.8 * losses[0]
@@ -181,7 +185,7 @@ def test_run_directory_contents(linear_run):
 def test_predict_reproduces_the_run(linear_run, tmp_path):
     run, summary = linear_run
     before = sorted(p.name for p in run.iterdir())
-    got = ts.predict(run, device="cpu")
+    got = predict(run, device="cpu")
     assert sorted(p.name for p in run.iterdir()) == before and got["written"] == []
     assert got["test"]["mse_1step"] == pytest.approx(summary["test"]["mse_1step"], rel=1e-9)
     for k in ("1", "4", "16", "64"):
@@ -191,47 +195,47 @@ def test_predict_reproduces_the_run(linear_run, tmp_path):
 
     other = _write(tmp_path / "other.csv", "time,y\n" + "".join(f"{t},{np.sin(0.01 * t):.6f}\n"
                                                               for t in range(1, 101)))
-    out = ts.predict(run, other, horizons=[2], output=tmp_path / "p.csv", column="y", device="cpu")
+    out = predict(run, other, horizons=[2], output=tmp_path / "p.csv", column="y", device="cpu")
     assert "test" not in out and out["all"]["points"] == {"2": 95} and out["all"]["mse"]["2"] < 0.01
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == "t,truth,pred_1step,pred_k2"
     with pytest.raises(OutputExistsError):
-        ts.predict(run, other, horizons=[2], output=tmp_path / "p.csv", column="y", device="cpu")
+        predict(run, other, horizons=[2], output=tmp_path / "p.csv", column="y", device="cpu")
     with pytest.raises(InputError, match="not a dlcli run directory"):
-        ts.predict(tmp_path, device="cpu")
+        predict(tmp_path, device="cpu")
 
 
 def test_resume_continues_exactly_and_existing_runs_are_kept(tmp_path):
-    data = _write(tmp_path / "s.csv", "x\n" + "\n".join(f"{v:.6f}" for v in ts.make_sine_series(120)) + "\n")
-    whole = ts.train(_cfg(data, tmp_path / "a", model="mlp", epochs=4, n_train=80, horizons=[1, 4]))
-    ts.train(_cfg(data, tmp_path / "b", model="mlp", epochs=2, n_train=80, horizons=[1, 4]))
+    data = _write(tmp_path / "s.csv", "x\n" + "\n".join(f"{v:.6f}" for v in make_sine_series(120)) + "\n")
+    whole = train(_cfg(data, tmp_path / "a", model="mlp", epochs=4, n_train=80, horizons=[1, 4]))
+    train(_cfg(data, tmp_path / "b", model="mlp", epochs=2, n_train=80, horizons=[1, 4]))
     with pytest.raises(OutputExistsError):
-        ts.train(_cfg(data, tmp_path / "b", model="mlp", epochs=4, n_train=80, horizons=[1, 4]))
+        train(_cfg(data, tmp_path / "b", model="mlp", epochs=4, n_train=80, horizons=[1, 4]))
     with pytest.raises(ConfigError, match="tau"):
-        ts.train(_cfg(data, tmp_path / "b", model="mlp", epochs=4, tau=3, n_train=80, horizons=[1, 4]), resume=True)
-    resumed = ts.train(_cfg(data, tmp_path / "b", model="mlp", epochs=4, n_train=80, horizons=[1, 4]), resume=True)
+        train(_cfg(data, tmp_path / "b", model="mlp", epochs=4, tau=3, n_train=80, horizons=[1, 4]), resume=True)
+    resumed = train(_cfg(data, tmp_path / "b", model="mlp", epochs=4, n_train=80, horizons=[1, 4]), resume=True)
     assert resumed["resumed_from_epoch"] == 2
     assert [m["epoch"] for m in rundir.read_metrics(tmp_path / "b")] == [1, 2, 3, 4]
     assert resumed["test"] == whole["test"] and resumed["loss"] == whole["loss"]
 
 
 def test_ctrl_c_keeps_the_last_epoch_for_resume(tmp_path):
-    data = _write(tmp_path / "s.csv", "x\n" + "\n".join(f"{v:.6f}" for v in ts.make_sine_series(60)) + "\n")
+    data = _write(tmp_path / "s.csv", "x\n" + "\n".join(f"{v:.6f}" for v in make_sine_series(60)) + "\n")
     cfg = _cfg(data, tmp_path / "run", model="linear", epochs=3, n_train=40, horizons=[1, 4])
 
     def stop_after_first(tick) -> None:
         if tick.done == 1:
             raise KeyboardInterrupt
 
-    with pytest.raises(Interrupted, match="epoch 1 saved in .*--resume"):
-        ts.train(cfg, on_progress=stop_after_first)
+    with pytest.raises(Interrupted, match="interrupted at epoch 1; checkpoint saved in .*--resume"):
+        train(cfg, on_progress=stop_after_first)
     assert not (tmp_path / "run" / "forecast.json").exists()
-    assert ts.train(cfg, resume=True)["resumed_from_epoch"] == 1
+    assert train(cfg, resume=True)["resumed_from_epoch"] == 1
 
 
 def test_divergence_is_one_clear_error(tmp_path):
-    data = _write(tmp_path / "s.csv", "x\n" + "\n".join(f"{v:.6f}" for v in ts.make_sine_series(60)) + "\n")
-    with pytest.raises(TrainingDiverged, match="epoch 1; no weights were saved"):
-        ts.train(_cfg(data, tmp_path / "run", model="linear", lr=1e30, n_train=40, horizons=[1, 4]))
+    data = _write(tmp_path / "s.csv", "x\n" + "\n".join(f"{v:.6f}" for v in make_sine_series(60)) + "\n")
+    with pytest.raises(TrainingDiverged, match="epoch 1; no checkpoint had been saved yet; try a lower lr"):
+        train(_cfg(data, tmp_path / "run", model="linear", lr=1e30, n_train=40, horizons=[1, 4]))
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
@@ -242,43 +246,43 @@ def test_divergence_is_one_clear_error(tmp_path):
 def test_non_numeric_cell_names_file_row_and_column(tmp_path):
     p = _write(tmp_path / "bad.csv", "time,x\n1,0.5\n2,abc\n3,0.1\n")
     with pytest.raises(InputError, match=r"bad\.csv: row 3, column 'x': 'abc' is not a number"):
-        ts.read_series(p)
+        read_series(p)
 
 
 def test_missing_value_names_row_and_column(tmp_path):
     p = _write(tmp_path / "gap.csv", "time,x,y\n1,0.5,1\n2,0.2,2\n3,,3\n")
     with pytest.raises(InputError, match=r"gap\.csv: row 4, column 'x': missing value"):
-        ts.read_series(p)
-    assert ts.read_series(p, "y").values.tolist() == [1.0, 2.0, 3.0]
+        read_series(p)
+    assert read_series(p, "y").values.tolist() == [1.0, 2.0, 3.0]
 
 
 def test_default_column_skips_time_and_text(tmp_path):
     p = _write(tmp_path / "t.csv", "time,name,v\n10,a,1.5\n11,b,2.5\n")
-    s = ts.read_series(p)
+    s = read_series(p)
     assert s.column == "v" and s.time == ["10", "11"] and s.values.tolist() == [1.5, 2.5]
 
 
 def test_series_too_short_for_window_and_horizon(tmp_path):
     p = _write(tmp_path / "short.csv", "x\n" + "\n".join(str(i) for i in range(30)) + "\n")
     with pytest.raises(InputError, match=r"short\.csv: column 'x' has 30 values, too short for tau=4 and horizon 64"):
-        ts.train(_cfg(p, tmp_path / "run", train_fraction=0.5))
+        train(_cfg(p, tmp_path / "run", train_fraction=0.5))
     with pytest.raises(InputError, match="n_train=600 leaves nothing"):
-        ts.train(_cfg(p, tmp_path / "run", horizons=[1, 4]))
+        train(_cfg(p, tmp_path / "run", horizons=[1, 4]))
     assert not (tmp_path / "run").exists()
 
 
 def test_unknown_column_suggests_the_closest(tmp_path):
     p = _write(tmp_path / "c.csv", "time,value\n1,2\n")
     with pytest.raises(ConfigError, match=r"c\.csv: no column 'valeu' \(did you mean 'value'\?\)"):
-        ts.read_series(p, "valeu")
+        read_series(p, "valeu")
 
 
 def test_config_validation():
     with pytest.raises(ConfigError, match="not both"):
-        build_config(ts.TimeSeriesConfig, flags={"data": "x.csv", "n_train": 10, "train_fraction": 0.5})
+        build_config(TimeSeriesConfig, flags={"data": "x.csv", "n_train": 10, "train_fraction": 0.5})
     with pytest.raises(ConfigError, match="model"):
-        build_config(ts.TimeSeriesConfig, flags={"data": "x.csv", "model": "rnn"})
+        build_config(TimeSeriesConfig, flags={"data": "x.csv", "model": "rnn"})
     with pytest.raises(ConfigError, match="horizons"):
-        build_config(ts.TimeSeriesConfig, sets=["data=x.csv", "horizons=[0,4]"])
-    cfg = build_config(ts.TimeSeriesConfig, sets=["data=x.csv", "model=gru", "horizons=16,1"]).resolved()
+        build_config(TimeSeriesConfig, sets=["data=x.csv", "horizons=[0,4]"])
+    cfg = build_config(TimeSeriesConfig, sets=["data=x.csv", "model=gru", "horizons=16,1"]).resolved()
     assert (cfg.hidden, cfg.epochs, cfg.horizons) == (32, 20, [1, 16])
