@@ -81,14 +81,14 @@ def main(
     """
     with c.errors(debug):
         if table:
-            from dlcli import features
+            from dlcli.tabular import encode
 
             flags = {"inputs": inputs, "output": output, "numeric": numeric, "binary": binary,
                      "categorical": categorical, "drop": drop, "categories": categories,
                      "standardize": standardize, "unknown": unknown, "missing": missing, "encoding": encoding,
                      "save_encoding": save_encoding, "csv": csv}
-            tcfg = c.resolve(features.TableConfig, config, set_, flags, print_config)
-            summary = features.run(tcfg, force)
+            tcfg = c.resolve(encode.TableConfig, config, set_, flags, print_config)
+            summary = encode.run(tcfg, force)
             c.info(f"encoded {summary['rows']:,} rows into {summary['dim']} features", quiet)
             for path in summary["written"]:
                 c.result(path)

@@ -1,4 +1,4 @@
-"""Tests for dlcli.features: tabular feature encoding."""
+"""Tests for dlcli.tabular: tabular feature encoding."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlcli import features
 from dlcli.errors import ConfigError, InputError, OutputExistsError
-from dlcli.features import FeatureEncoding, FeatureSpec, fit, fit_transform, write_features
+from dlcli.tabular import encoding
+from dlcli.tabular import fit as fitting
+from dlcli.tabular.encoding import FeatureEncoding
+from dlcli.tabular.fit import fit, fit_transform
+from dlcli.tabular.spec import FeatureSpec
+from dlcli.tabular.writers import write_features
 
 # The seed example: age (numeric), gender (binary), nationality (one of 197).
 COUNTRIES = ["Zimbabwe", "France", "Japan", "Brazil", "Korea, Republic of"] + [f"Country{i:03d}" for i in range(192)]
@@ -152,7 +156,7 @@ def test_spec_errors(people: str) -> None:
 
 
 def test_inferred_id_like_column_is_refused(tmp_path: Path) -> None:
-    rows = [(f"user{i}", i) for i in range(features.INFER_MAX_CATEGORIES + 1)]
+    rows = [(f"user{i}", i) for i in range(fitting.INFER_MAX_CATEGORIES + 1)]
     p = write_rows(tmp_path / "ids.csv", ["user", "n"], rows)
     with raises(InputError, "ids.csv: column 'user' is not numeric"):
         fit(p, FeatureSpec())
@@ -324,7 +328,8 @@ def test_bom_blank_lines_and_quoted_fields(tmp_path: Path) -> None:
 
 
 def test_blocks_match_a_numpy_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(features, "BLOCK_ROWS", 7)  # many blocks, ragged last block
+    for module in (fitting, encoding):
+        monkeypatch.setattr(module, "BLOCK_ROWS", 7)  # many blocks, ragged last block
     rng = np.random.default_rng(0)
     n = 100
     vals = rng.normal(1000.0, 3.0, n)
