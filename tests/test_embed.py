@@ -100,7 +100,9 @@ def test_batched_kernel_update_is_the_negative_sampling_gradient():
     lr = 0.1
     v = torch.from_numpy(W_in[1:2])
     grad_v, loss = k._negative_sampling(v, torch.tensor([0]), lr, torch.Generator())
-    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    def sig(x):
+        return 1 / (1 + np.exp(-x))
+
     g_pos, g_neg = (1 - sig(W_out[0] @ W_in[1])) * lr, (0 - sig(W_out[2] @ W_in[1])) * lr
     assert np.allclose(grad_v.numpy()[0], g_pos * W_out[0] + g_neg * W_out[2], atol=1e-6)
     assert np.allclose(k.W_out.numpy()[0], W_out[0] + g_pos * W_in[1], atol=1e-6)
@@ -121,17 +123,23 @@ def test_numba_kernel_is_refused_on_a_gpu_and_a_missing_gpu_is_one_error(planted
         tr.train(_cfg(planted, tmp_path / "g", kernel="cuda"))
 
 
+def _ctrl_c_after_a_slice(tick) -> None:
+    """A real Ctrl-C once a slice is done (its progress tick has a loss); the loop holds it to the step's end."""
+    import os
+    import signal
+
+    if "loss" in tick.metrics:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
 @pytest.mark.parametrize("kernel", ["numba", "torch"])
 def test_resume_after_a_time_budget_equals_an_uninterrupted_run(planted, tmp_path, monkeypatch, kernel):
     monkeypatch.setattr(tr, "SLICE_WORDS", 2000)  # several kernel calls per epoch
     full = tr.train(_cfg(planted, tmp_path / "full", kernel=kernel, epochs=2))
     s = tr.train(_cfg(planted, tmp_path / "cut", max_time="0s", kernel=kernel, epochs=2))
-    assert s["stopped"] == "max_time" and (tmp_path / "cut" / "checkpoint.json").is_file()
+    assert s["stopped"] == "max_time" and s["epochs_done"] == 0 and (tmp_path / "cut" / "checkpoint.json").is_file()
     assert (tmp_path / "cut" / "vectors.vec").is_file()  # usable vectors even from a stopped run
-    for _ in range(20):
-        s = tr.train(_cfg(planted, tmp_path / "cut", max_time="0s", kernel=kernel, epochs=2), resume=True)
-        if not s["stopped"]:
-            break
+    s = tr.train(_cfg(planted, tmp_path / "cut", max_time="1h", kernel=kernel, epochs=2), resume=True)
     assert s["stopped"] is None and not (tmp_path / "cut" / "checkpoint.json").exists()
     assert s["effective_words"] == full["effective_words"]
     assert np.array_equal(vecfile.load_vectors(tmp_path / "cut")[1], vecfile.load_vectors(tmp_path / "full")[1])
@@ -140,23 +148,26 @@ def test_resume_after_a_time_budget_equals_an_uninterrupted_run(planted, tmp_pat
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(planted, tmp_path, monkeypatch):
-    import contextlib
-    import os
-    import signal
-
+    """Ctrl-C after every slice, each time resumed: the vectors of one uninterrupted run (a Ctrl-C in the
+    last slice lets the run finish)."""
     from dlcli.errors import Interrupted
 
-    with tr._sigint_flag() as flag:  # Ctrl-C only sets a flag while the kernel runs
-        os.kill(os.getpid(), signal.SIGINT)
-        assert flag["stop"]
     monkeypatch.setattr(tr, "SLICE_WORDS", 2000)
-    tr.train(_cfg(planted, tmp_path / "full"))
-    with monkeypatch.context() as m:
-        m.setattr(tr, "_sigint_flag", contextlib.contextmanager(lambda: (yield {"stop": True})))
-        with pytest.raises(Interrupted, match="continue with --resume"):
-            tr.train(_cfg(planted, tmp_path / "cut"))
+    full = tr.train(_cfg(planted, tmp_path / "full"))
+    with pytest.raises(Interrupted, match="interrupted at slice 1; .*continue with --resume"):
+        tr.train(_cfg(planted, tmp_path / "cut"), on_progress=_ctrl_c_after_a_slice)
     assert (tmp_path / "cut" / "checkpoint.json").is_file() and not (tmp_path / "cut" / "vectors.vec").exists()
-    tr.train(_cfg(planted, tmp_path / "cut"), resume=True)
+    cuts = 1
+    while True:
+        try:
+            s = tr.train(_cfg(planted, tmp_path / "cut"), resume=True, on_progress=_ctrl_c_after_a_slice)
+            break
+        except Interrupted:
+            cuts += 1
+    slices = [(m["epoch"], m["slice"]) for m in rundir.read_metrics(tmp_path / "full")]
+    assert cuts == len(slices) - 1 > 4 and s["stopped"] is None
+    assert [(m["epoch"], m["slice"]) for m in rundir.read_metrics(tmp_path / "cut")] == slices  # one record each
+    assert s["effective_words"] == full["effective_words"]
     assert np.array_equal(vecfile.load_vectors(tmp_path / "cut")[1], vecfile.load_vectors(tmp_path / "full")[1])
 
 

@@ -11,12 +11,9 @@ checkpoint.json let `--resume` continue it exactly.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from dlcli.core import rundir, runtime
-from dlcli.core.config import diff, from_dict
 from dlcli.core.io import AtomicGroup
 from dlcli.core.parallel import default_workers
 from dlcli.core.progress import OnProgress, Tick, nothing
@@ -32,12 +28,13 @@ from dlcli.core.runtime import parse_duration
 from dlcli.embed import corpus as corpus_mod
 from dlcli.embed import vecfile
 from dlcli.errors import ConfigError, InputError, Interrupted
+from dlcli.train.loop import Budget, Every, Saved, Stage, Update, fit
 
 MODELS = ("skipgram", "cbow")
 KERNELS = ("auto", "numba", "torch")
 SLICE_WORDS = 500_000  # words per kernel call: progress, --max-time and Ctrl-C are checked between calls
-_RESUME_KEYS = ("data", "tokenizer", "model", "dim", "window", "negative", "sample", "min_count", "epochs",
-                "alpha", "min_alpha", "seed", "workers")
+# Keys that may change when a run is resumed (the rest must be the run's own).
+RESUMABLE = ("output", "device", "kernel", "max_time", "binary")
 _OUTPUTS = ("metrics.jsonl", "tokenizer.json", "embeddings.safetensors", "vectors.vec", "vectors.bin",
             "checkpoint.safetensors", "checkpoint.json")
 
@@ -119,35 +116,6 @@ def init_vectors(words: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return W_in, np.zeros((words, dim), dtype=np.float32)
 
 
-@contextlib.contextmanager
-def _sigint_flag() -> Iterator[dict[str, bool]]:
-    """Ctrl-C sets a flag checked between kernel calls (a compiled call cannot be stopped halfway)."""
-    flag = {"stop": False}
-
-    def handler(signum: int, frame: Any) -> None:
-        flag["stop"] = True
-
-    try:
-        old = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
-def _read_run_config(run: Path) -> EmbedConfig:
-    import yaml
-
-    p = run / "config.yaml"
-    try:
-        return from_dict(EmbedConfig, yaml.safe_load(p.read_text(encoding="utf-8")) or {})
-    except (OSError, yaml.YAMLError, UnicodeDecodeError, ConfigError) as e:
-        raise InputError(f"{p}: cannot read the run's config ({e})") from None
-
-
 def _resume_state(run: Path, cfg: EmbedConfig) -> dict[str, Any] | None:
     """The checkpoint of an unfinished run to continue, if any."""
     state_p = run / "checkpoint.json"
@@ -155,9 +123,7 @@ def _resume_state(run: Path, cfg: EmbedConfig) -> dict[str, Any] | None:
         if (run / "embeddings.safetensors").is_file():
             raise ConfigError(f"{run}: this run is finished; use --force to train it again")
         return None
-    changed = [d for d in diff(_read_run_config(run), cfg) if d.split(":", 1)[0] in _RESUME_KEYS]
-    if changed:
-        raise ConfigError(f"{run}: cannot resume with a different {'; '.join(changed)} (use --force to start over)")
+    rundir.check_resume(run, cfg, RESUMABLE)
     try:
         return json.loads(state_p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -263,7 +229,6 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
     notify = on_progress or nothing
     clock = _Clock()
     cfg.validate()
-    budget = parse_duration(cfg.max_time) if cfg.max_time else None
     kernel, device = _pick_kernel(cfg)
     clock.lap("device")
     run = Path(cfg.output)
@@ -280,66 +245,38 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
             (run / name).unlink(missing_ok=True)
 
     workers = cfg.workers or default_workers()
+    bounds = _slices(c)
+    n_slices = bounds.size - 1
+    # where the run stands (the loop counts steps and seconds; the summary and progress count words)
+    progress: dict[str, Any] = {"step": 0, "elapsed": 0.0, "words": 0, "effective": 0, "loss": None}
     if state is None:
         W_in, W_out = init_vectors(len(c.words), cfg.dim, cfg.seed)
-        state = {"epoch": 0, "slice": 0, "elapsed": 0.0, "words": 0, "effective": 0}
     else:
         t = vecfile.load_tensors(run / "checkpoint.safetensors")
         W_in, W_out = t["W_in"].copy(), t["W_out"].copy()
         if W_in.shape != (len(c.words), cfg.dim):
             raise InputError(f"{run}: the checkpoint does not fit this corpus (was the data changed?)")
-    bounds = _slices(c)
-    n_slices = bounds.size - 1
+        progress.update(step=state["epoch"] * n_slices + state["slice"], elapsed=state["elapsed"],
+                        words=state["words"], effective=state["effective"])
     total = cfg.epochs * c.words_total
-    steps_total = cfg.epochs * n_slices
     clock.lap("setup")
     stepper = _Stepper(cfg, c, W_in, W_out, bounds, workers, kernel, device)
     clock.lap("compile")
-    desc = f"train {cfg.model}"
-    t0 = time.monotonic() - state["elapsed"]
-    last_loss: float | None = None
-    stopped = ""
-    notify(Tick(desc, state["words"], total, unit="word"))
-    with rundir.MetricsLog(run) as log, _sigint_flag() as sigint:
-        while state["epoch"] < cfg.epochs:
-            epoch, k = state["epoch"], state["slice"]
-            i = epoch * n_slices + k  # slices done so far
-            lr_a = cfg.alpha - (cfg.alpha - cfg.min_alpha) * i / steps_total
-            lr_b = cfg.alpha - (cfg.alpha - cfg.min_alpha) * (i + 1) / steps_total
-            t_call = time.monotonic()
-            out = stepper.step(epoch, k, lr_a, lr_b)
-            dt = time.monotonic() - t_call
-            clock.add("kernel", dt)
-            seen, kept, examples, loss = out.sum(axis=0)
-            last_loss = float(loss / max(examples, 1))
-            if not math.isfinite(last_loss):
-                raise InputError(f"loss became {last_loss} in epoch {epoch + 1}; try a lower --alpha")
-            state["words"] += int(seen)
-            state["effective"] += int(kept)
-            state["elapsed"] = time.monotonic() - t0
-            state["epoch"], state["slice"] = (epoch + 1, 0) if k + 1 == n_slices else (epoch, k + 1)
-            rate = kept / dt if dt > 0 else 0.0
-            log.log(epoch=epoch + 1, slice=k + 1, words=state["words"], lr=lr_b, loss=last_loss,
-                    effective_words_per_s=round(rate), words_per_s=round(seen / dt) if dt > 0 else 0,
-                    elapsed=round(state["elapsed"], 3))
-            notify(Tick(desc, state["words"], total, unit="word",
-                        metrics={"epoch": epoch + 1, "loss": last_loss, "lr": lr_b, "eff words/s": round(rate)}))
-            if state["epoch"] < cfg.epochs:
-                if sigint["stop"]:
-                    stopped = "interrupted"
-                elif budget is not None and state["elapsed"] >= budget:
-                    stopped = "max_time"
-                if stopped or state["slice"] == 0:
-                    stepper.sync()
-                    _save_checkpoint(run, W_in, W_out, state)
-                if stopped:
-                    break
-
-    if stopped == "interrupted":
-        raise Interrupted(f"interrupted in epoch {state['epoch'] + 1}; progress saved in {run} "
-                          "(continue with --resume)")
-    if not stopped:  # a --max-time stop synced before its checkpoint
-        stepper.sync()
+    stage = _stage(cfg, run, stepper, n_slices, progress, clock)
+    notify(Tick(stage.name, progress["words"], total, unit="word"))
+    seconds = parse_duration(cfg.max_time) if cfg.max_time else 0.0
+    budget = Budget(cfg.epochs * n_slices, seconds or (1e-9 if cfg.max_time else 0.0))  # 0s: spent (0: no limit)
+    resumed = {"step": progress["step"], "elapsed": progress["elapsed"]} if state else None
+    try:
+        result = fit(stage, run, budget, Every(log=1, checkpoint=n_slices), None,
+                     lambda tick: notify(Tick(stage.name, progress["words"], total, unit="word", metrics=tick.metrics)),
+                     resumed)
+        done, train_s = result.steps, result.elapsed
+    except Interrupted:
+        if progress["step"] < budget.steps:
+            raise
+        done, train_s = progress["step"], progress["elapsed"]  # Ctrl-C in the last slice: the run is complete
+    stopped = "max_time" if done < budget.steps else None
     clock.lap("train")
     written = vecfile.write_run(run, c.tokenizer, c.words, c.rows, W_in, W_out, c.counts, cfg.binary)
     if not stopped:
@@ -348,14 +285,59 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
     clock.lap("write")
     timings = clock.summary()
     rundir.update_meta(run, timings=timings)
-    train_s = state["elapsed"]
     return {
         "run": str(run), "model": cfg.model, "words": len(c.words), "dim": cfg.dim, "workers": stepper.workers,
         "where": stepper.where,
         "corpus_words": c.raw_words, "trained_words": c.words_total, "sentences": int(c.sent_starts.size - 1),
-        "epochs_done": state["epoch"] + state["slice"] / n_slices, "loss": last_loss,
-        "effective_words": state["effective"], "train_seconds": train_s, "compile_seconds": stepper.compile_s,
-        "effective_words_per_s": state["effective"] / train_s if train_s > 0 else 0.0,
-        "words_per_s": state["words"] / train_s if train_s > 0 else 0.0,
-        "stopped": stopped or None, "written": written, "timings": timings,
+        "epochs_done": done / n_slices, "loss": progress.get("loss"),
+        "effective_words": progress["effective"], "train_seconds": train_s, "compile_seconds": stepper.compile_s,
+        "effective_words_per_s": progress["effective"] / train_s if train_s > 0 else 0.0,
+        "words_per_s": progress["words"] / train_s if train_s > 0 else 0.0,
+        "stopped": stopped, "written": written, "timings": timings,
     }
+
+
+def _stage(cfg: EmbedConfig, run: Path, stepper: _Stepper, n_slices: int, progress: dict[str, Any],
+           clock: _Clock) -> Stage:
+    """The loop's view of the training: one step is one kernel call on a slice of the corpus, the learning
+    rate falling linearly over the whole run; a checkpoint at the end of every epoch (numpy arrays, in the
+    format of checkpoint.safetensors/.json above)."""
+    steps_total = cfg.epochs * n_slices
+
+    def lr(i: int) -> float:
+        return cfg.alpha - (cfg.alpha - cfg.min_alpha) * i / steps_total
+
+    def step(done: int) -> Update:
+        epoch, k = divmod(done, n_slices)
+        t = time.monotonic()
+        out = stepper.step(epoch, k, lr(done), lr(done + 1))
+        dt = time.monotonic() - t
+        clock.add("kernel", dt)
+        seen, kept, examples, loss = out.sum(axis=0)
+        progress["loss"] = float(loss / max(examples, 1))
+        progress["words"] += int(seen)
+        progress["effective"] += int(kept)
+        progress["step"] = done + 1
+        rates = {"effective_words_per_s": round(kept / dt) if dt > 0 else 0,
+                 "words_per_s": round(seen / dt) if dt > 0 else 0}
+        return Update(progress["loss"], info={"epoch": epoch + 1, "slice": k + 1, "words": progress["words"],
+                                              "lr": lr(done + 1), **rates})
+
+    def record(rec: dict[str, Any], seconds: float) -> dict[str, Any]:
+        keys = ("epoch", "slice", "words", "lr", "loss", "effective_words_per_s", "words_per_s")
+        return {**{k: rec[k] for k in keys}, "elapsed": round(rec["elapsed"], 3)}
+
+    def show(rec: dict[str, Any], last_eval: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: rec[k] for k in ("epoch", "loss", "lr")}, "eff words/s": rec["effective_words_per_s"]}
+
+    def save(counters: dict[str, Any]) -> None:
+        stepper.sync()
+        progress["elapsed"] = counters["elapsed"]
+        if counters["step"] < steps_total:  # a finished run writes its vectors instead
+            epoch, k = divmod(counters["step"], n_slices)
+            state = {"epoch": epoch, "slice": k, "elapsed": counters["elapsed"], "words": progress["words"],
+                     "effective": progress["effective"]}
+            _save_checkpoint(run, stepper.W_in, stepper.W_out, state)
+
+    return Stage(f"train {cfg.model}", step, Saved, record=record, show=show, hint="try a lower --alpha",
+                 unit="slice", save=save)

@@ -23,15 +23,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import Interrupted, TrainingDiverged
-from dlcli.train import checkpoint as ckpt
-from dlcli.train.distributed import Dist
+
+if TYPE_CHECKING:  # torch is imported where a stage's tensors need it: the embedding stage runs without it
+    import torch
+
+    from dlcli.train.distributed import Dist
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Stage:
     unit: str = "step"  # what a step is called in progress and messages ("epoch" for a stage whose step is one)
     # a stage with its own checkpoint format (the embedding kernels): (loop counters) -> None, every process
     save: Callable[[dict[str, Any]], None] | None = None
+    evaluate_first: bool = False  # a fresh run is evaluated before its first step too (a step-0 record)
 
 
 @dataclass
@@ -111,6 +113,19 @@ class Result:
     elapsed: float  # training seconds, across resumes
     last_eval: dict[str, Any]
     history: list[dict[str, Any]]  # every record of metrics.jsonl
+
+
+@dataclass(frozen=True)
+class _Alone:
+    """A plain run's world: train.distributed's `Dist()` without importing torch."""
+
+    rank: int = 0
+    world: int = 1
+    main: bool = True
+    enabled: bool = False
+
+
+_ALONE = _Alone()
 
 
 class StopRequest:
@@ -145,7 +160,7 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
         on_progress: OnProgress = nothing, resumed: dict[str, Any] | None = None) -> Result:
     """Train `stage` until `budget`; `resumed` is the state of the checkpoint being continued (its
     `step` and `elapsed` are the loop's; the stage has restored its own part)."""
-    d = dist or Dist()
+    d = dist or _ALONE
     st: dict[str, Any] = {"step": 0, "elapsed": 0.0, "sums": {}, "count": 0, "last_eval": {}, "last_saved": 0}
     if resumed:
         st.update({k: resumed[k] for k in st if k in resumed})
@@ -164,6 +179,8 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
         keys = list(sums)
         vals = [float(sums[k]) for k in keys]
         if d.enabled:
+            import torch
+
             v = torch.tensor([*vals, float(count)], dtype=torch.float64)
             torch.distributed.all_reduce(v)
             vals, n = v[:-1].tolist(), float(v[-1])
@@ -197,6 +214,8 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
         else:
             saved = stage.checkpoint()
             if d.main:
+                from dlcli.train import checkpoint as ckpt
+
                 ckpt.save(run, saved.model, saved.optimizer, {**saved.state, **counters}, saved.tensors)
         st["last_saved"] = st["step"]
 
@@ -207,6 +226,8 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
     try:
         with held_interrupts() as ctrl_c:
             try:
+                if stage.evaluate_first and not resumed:
+                    do_eval()
                 if resumed and every.eval and st["step"] and st["step"] % every.eval == 0 \
                         and st["last_eval"].get("step") != st["step"]:
                     do_eval()  # it was interrupted between the step and its evaluation
@@ -220,7 +241,7 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
                     st["step"] = step = st["step"] + 1
                     w = out.weight
                     for k, v in {"loss": out.loss, **out.stats}.items():
-                        v = v.detach() if torch.is_tensor(v) else v
+                        v = v.detach() if hasattr(v, "detach") else v  # a tensor stays on its device
                         sums[k] = sums[k] + v * w if k in sums else v * w
                     count += w
                     last = step == budget.steps
@@ -260,6 +281,8 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
         close()
     last_eval = st["last_eval"]
     if d.enabled:  # the other processes learn the main one's figures
+        import torch
+
         box = [last_eval]
         torch.distributed.broadcast_object_list(box)
         last_eval = box[0]
