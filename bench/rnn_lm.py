@@ -92,13 +92,14 @@ print(tot / (s * B), steps)
 OURS = r"""
 import sys, time, json
 from dlcli.core.config import build_config
-from dlcli.lm.rnn import TrainRNNConfig, train
+from dlcli.lm.config import TrainRNNConfig
+from dlcli.lm.train import train_rnn
 ids, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cfg = build_config(TrainRNNConfig, None, [f"data.train={ids}", f"output={out}", f"max_steps={steps}",
     "model.cell=lstm", "model.n_layer=2", "model.n_hidden=256", "model.n_embd=0", "batch_size=32", "seq_len=64",
     "optim.lr=2e-3", "optim.schedule=constant", "optim.grad_clip=1.0", "eval_interval=0",
     "checkpoint_interval=0", "log_interval=10", "device=cpu", "precision=fp32"])  # fp32, as the bare loop
-train(cfg, force=True)
+train_rnn(cfg, force=True)
 rows = [json.loads(l) for l in open(f"{out}/metrics.jsonl") if '"tokens_per_s"' in l]
 rows = rows[1:]  # the first window includes warm-up
 print(sum(r["tokens_per_s"] for r in rows) / len(rows))

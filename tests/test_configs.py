@@ -21,7 +21,7 @@ from dlcli.core.rundir import read_metrics
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
-SCHEMAS = {"rnn-": "dlcli.lm.rnn:TrainRNNConfig", "transformer-": "dlcli.lm.transformer:TrainTransformerConfig",
+SCHEMAS = {"rnn-": "dlcli.lm.config:TrainRNNConfig", "transformer-": "dlcli.lm.config:TrainTransformerConfig",
            "translate-": "dlcli.translation:TrainTranslateConfig",
            "gan-": "dlcli.gan.train:GanConfig", "nerf-": "dlcli.nerf.train:NerfConfig"}
 # gan configs name their built-in data

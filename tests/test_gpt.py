@@ -100,14 +100,15 @@ def test_train_generate_evaluate_resume(cli, tm_ids):
 
     from dlcli.core.config import build_config
     from dlcli.errors import Interrupted
-    from dlcli.lm.transformer import TrainTransformerConfig, train
+    from dlcli.lm.config import TrainTransformerConfig
+    from dlcli.lm.train import train_transformer
 
     sets = [f"data.train={tm_ids}", "output=cut", "model.n_layer=2", "model.n_head=2", "model.n_embd=32",
             "model.block_size=32", "optim.lr=3e-3", "max_steps=120", "device=cpu", "eval_interval=0",
             "optim.warmup_steps=10", "checkpoint_interval=60"]
     with pytest.raises(Interrupted):
-        train(build_config(TrainTransformerConfig, None, sets), on_progress=stop)
-    train(build_config(TrainTransformerConfig, None, sets), resume=True)
+        train_transformer(build_config(TrainTransformerConfig, None, sets), on_progress=stop)
+    train_transformer(build_config(TrainTransformerConfig, None, sets), resume=True)
     a, b = load_tensors("full/model.safetensors"), load_tensors("cut/model.safetensors")
     for k in a:
         assert torch.equal(a[k], b[k]), k

@@ -124,7 +124,8 @@ def test_avx2_cpu_auto_picks_fp32_and_an_explicit_bf16_lstm_is_one_clear_line(tm
 
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(cli, tm_ids, tmp_path):
     from dlcli.core.config import build_config
-    from dlcli.lm.rnn import TrainRNNConfig, train
+    from dlcli.lm.config import TrainRNNConfig
+    from dlcli.lm.train import train_rnn
 
     def diverging(out: Path) -> TrainRNNConfig:
         return build_config(TrainRNNConfig, None, ["model.n_hidden=16", "model.n_layer=1", "batch_size=4",
@@ -134,11 +135,11 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(cli, tm_ids
                             {"data.train": str(tm_ids), "output": str(out)})
 
     with pytest.raises(TrainingDiverged):
-        train(diverging(tmp_path / "new" / "run"))
+        train_rnn(diverging(tmp_path / "new" / "run"))
     assert not (tmp_path / "new" / "run").exists()
     (tmp_path / "empty").mkdir()
     with pytest.raises(TrainingDiverged):
-        train(diverging(tmp_path / "empty"))
+        train_rnn(diverging(tmp_path / "empty"))
     assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
     # the CLI: a bad value after the directory was made, then the same command works
     r = cli("train-rnn", "-d", tm_ids, "-o", tmp_path / "cli", "--max-steps", "20", "--lr", "1e38", "--set",
@@ -151,16 +152,17 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(cli, tm_ids
 def test_a_run_directory_that_held_something_is_left_as_it_was(tm_ids, tmp_path):
     from dlcli.core.config import build_config
     from dlcli.errors import OutputExistsError
-    from dlcli.lm.rnn import TrainRNNConfig, train
+    from dlcli.lm.config import TrainRNNConfig
+    from dlcli.lm.train import train_rnn
 
     cfg = build_config(TrainRNNConfig, None, ["model.n_hidden=16", "model.n_layer=1", "batch_size=4", "seq_len=8",
                                               "checkpoint_interval=0", "eval_interval=0", "device=cpu",
                                               "max_steps=4"], {"data.train": str(tm_ids), "output": str(tmp_path)})
-    train(cfg)
+    train_rnn(cfg)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     with pytest.raises(OutputExistsError):
-        train(cfg)
+        train_rnn(cfg)
     cfg.model.n_hidden = 32
     with pytest.raises(ConfigError):
-        train(cfg, resume=True)
+        train_rnn(cfg, resume=True)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before

@@ -41,7 +41,7 @@ def write_jsonl(path: Path, rows: list) -> str:
 def make_base(path: Path, chars: str, block_size: int = 96, name: str = "base", dropout: float = 0.0) -> str:
     """A tiny, untrained `train-transformer` run over `chars` (what RLHF starts from)."""
     from dlcli.core import rundir
-    from dlcli.lm.transformer import TrainTransformerConfig
+    from dlcli.lm.config import TrainTransformerConfig
     from dlcli.models.gpt import GPT, GPTConfig
     from dlcli.text.vocabulary import word_level
 

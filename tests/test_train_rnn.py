@@ -12,8 +12,9 @@ import torch
 from dlcli.core.config import build_config
 from dlcli.core.rundir import load_tensors, read_metrics
 from dlcli.errors import ConfigError, InputError, Interrupted, TrainingDiverged
+from dlcli.lm.config import TrainRNNConfig
 from dlcli.lm.data import LMBatches
-from dlcli.lm.rnn import TrainRNNConfig, train
+from dlcli.lm.train import train_rnn
 from dlcli.models.rnn import RNNLM, RNNConfig
 
 TINY = ["model.n_hidden=32", "model.n_layer=1", "batch_size=8", "seq_len=16", "log_interval=5",
@@ -31,7 +32,7 @@ def test_loss_falls_when_overfitting(tm_ids, tmp_path):
     small.write_text(" ".join("the time traveller for so it will be convenient to speak of him " * 7)[:800] + "\n")
     vocab.encode(vocab.EncodeConfig(inputs=[str(small)], output=str(tmp_path / "small.ids"),
                                     tokenizer=str(tm_ids.parent / "tokenizer.json")))
-    s = train(cfg_for(tmp_path / "small.ids", tmp_path / "run", "max_steps=150", "optim.lr=0.01",
+    s = train_rnn(cfg_for(tmp_path / "small.ids", tmp_path / "run", "max_steps=150", "optim.lr=0.01",
                       "model.cell=gru", "model.n_hidden=64", "data.val_fraction=0.2"))
     rows = [r for r in read_metrics(tmp_path / "run") if "loss" in r]
     assert rows[0]["loss"] > 2.5  # near ln(28) at the start
@@ -87,16 +88,16 @@ def test_random_batches_are_shuffled_windows():
 
 def test_resume_after_interrupt_equals_uninterrupted_run(tm_ids, tmp_path):
     sets = ["max_steps=30", "model.dropout=0.1", "model.n_layer=2", "optim.warmup_steps=5"]
-    train(cfg_for(tm_ids, tmp_path / "full", *sets))
+    train_rnn(cfg_for(tm_ids, tmp_path / "full", *sets))
 
     def stop_at_15(tick):
         if tick.done >= 15:
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted, match="interrupted at step 15; checkpoint saved"):
-        train(cfg_for(tm_ids, tmp_path / "cut", *sets), on_progress=stop_at_15)
+        train_rnn(cfg_for(tm_ids, tmp_path / "cut", *sets), on_progress=stop_at_15)
     assert not (tmp_path / "cut" / "model.safetensors").exists()
-    train(cfg_for(tm_ids, tmp_path / "cut", *sets), resume=True)
+    train_rnn(cfg_for(tm_ids, tmp_path / "cut", *sets), resume=True)
     a = load_tensors(tmp_path / "full" / "model.safetensors")
     b = load_tensors(tmp_path / "cut" / "model.safetensors")
     assert a.keys() == b.keys()
@@ -105,19 +106,19 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tm_ids, tmp_path):
 
 
 def test_resume_refuses_a_changed_config(tm_ids, tmp_path):
-    train(cfg_for(tm_ids, tmp_path / "run", "max_steps=5"))
+    train_rnn(cfg_for(tm_ids, tmp_path / "run", "max_steps=5"))
     with pytest.raises(ConfigError, match=r"model.n_hidden: 32 -> 64"):
-        train(cfg_for(tm_ids, tmp_path / "run", "max_steps=10", "model.n_hidden=64"), resume=True)
-    s = train(cfg_for(tm_ids, tmp_path / "run", "max_steps=10"), resume=True)  # a longer budget is fine
+        train_rnn(cfg_for(tm_ids, tmp_path / "run", "max_steps=10", "model.n_hidden=64"), resume=True)
+    s = train_rnn(cfg_for(tm_ids, tmp_path / "run", "max_steps=10"), resume=True)  # a longer budget is fine
     assert s["steps"] == 10
 
 
 def test_existing_run_is_not_clobbered(tm_ids, tmp_path):
     from dlcli.errors import OutputExistsError
 
-    train(cfg_for(tm_ids, tmp_path / "run", "max_steps=5"))
+    train_rnn(cfg_for(tm_ids, tmp_path / "run", "max_steps=5"))
     with pytest.raises(OutputExistsError, match="use --resume"):
-        train(cfg_for(tm_ids, tmp_path / "run", "max_steps=5"))
+        train_rnn(cfg_for(tm_ids, tmp_path / "run", "max_steps=5"))
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tm_ids, tmp_path):
@@ -126,7 +127,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tm_ids, tm
             "optim.gamma=1e30", "optim.grad_clip=0", "model.cell=rnn"]
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at step \d+; the last good checkpoint "
                                                r"\(step \d+\) is kept") as e:
-        train(cfg_for(tm_ids, tmp_path / "run", *sets))
+        train_rnn(cfg_for(tm_ids, tmp_path / "run", *sets))
     import re
 
     bad, good = map(int, re.findall(r"step (\d+)", str(e.value)))
@@ -139,11 +140,11 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tm_ids, tm
 
 def test_too_short_and_mismatched_data(tm_ids, tmp_path):
     with pytest.raises(InputError, match="shorter than one sequence"):
-        train(cfg_for(tm_ids, tmp_path / "run", "seq_len=1000000"))
+        train_rnn(cfg_for(tm_ids, tmp_path / "run", "seq_len=1000000"))
     other = tmp_path / "other.json"
     other.write_text((tm_ids.parent / "tokenizer.json").read_text().replace('"z"', '"Z"'))
     with pytest.raises(InputError, match="vocabulary mismatch"):
-        train(cfg_for(tm_ids, tmp_path / "run2", f"data.tokenizer={other}"))
+        train_rnn(cfg_for(tm_ids, tmp_path / "run2", f"data.tokenizer={other}"))
 
 
 def test_cli_train_generate_evaluate(cli, tm_ids, tmp_path):

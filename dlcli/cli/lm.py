@@ -115,7 +115,8 @@ def train_rnn(
             return
         if task != "lm":
             raise c.fail(f"--task: '{task}' is not one of lm, forecast", 2)
-        from dlcli.lm.rnn import TrainRNNConfig, train
+        from dlcli.lm.config import TrainRNNConfig
+        from dlcli.lm.train import train_rnn
 
         flags = {"data.train": data, "data.val": val, "output": output, "model.cell": cell,
                  "model.n_layer": layers, "model.n_hidden": hidden, "model.n_embd": embd, "model.dropout": dropout,
@@ -124,7 +125,7 @@ def train_rnn(
                  "init_embeddings": init_embeddings, "precision": precision}
         cfg = c.resolve(TrainRNNConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
-            s = train(cfg, force=force, resume=resume, on_progress=on_progress)
+            s = train_rnn(cfg, force=force, resume=resume, on_progress=on_progress)
         _coverage(s, quiet)
         c.info(f"{s['steps']:,} steps ({s['epochs']:.2f} epochs) in {s['elapsed']:.0f} s; validation loss "
                f"{s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}; {s['precision']}", quiet)
@@ -206,11 +207,17 @@ def evaluate(
     Example: dlcli evaluate runs/ts --text held_out.txt
     """
     with c.errors(debug):
+        from dlcli.core import rundir
         from dlcli.lm.evaluate import EvaluateConfig
         from dlcli.lm.evaluate import evaluate as run_evaluate
 
         flags = {"run": run, "ids": ids, "text": text, "batch_size": batch_size, "beam": beam, "device": device}
         cfg = c.resolve(EvaluateConfig, config, set_, flags, print_config)
+        if rundir.read_meta(cfg.run).get("stage") == "translate":  # BLEU on the run's held-out pairs
+            from dlcli.translation import evaluate_run
+
+            print(json.dumps({"run": cfg.run, **evaluate_run(cfg.run, beam=cfg.beam, device=cfg.device)}, indent=2))
+            return
         print(json.dumps(run_evaluate(cfg), indent=2))
 
 
@@ -327,7 +334,8 @@ def train_transformer(
             return
         if task != "lm":
             raise c.fail(f"--task: '{task}' is not one of lm, translate", 2)
-        from dlcli.lm.transformer import TrainTransformerConfig, train
+        from dlcli.lm.config import TrainTransformerConfig
+        from dlcli.lm.train import train_transformer
 
         flags = {"data.train": data, "data.val": val, "output": output, "model.n_layer": layers,
                  "model.n_head": heads, "model.n_embd": embd, "model.block_size": block_size,
@@ -337,7 +345,7 @@ def train_transformer(
                  "init_embeddings": init_embeddings}
         cfg = c.resolve(TrainTransformerConfig, config, set_, flags, print_config)
         with c.progress(quiet) as on_progress:
-            s = train(cfg, force=force, resume=resume, on_progress=on_progress)
+            s = train_transformer(cfg, force=force, resume=resume, on_progress=on_progress)
         _coverage(s, quiet)
         c.info(f"{s['steps']:,} steps ({s['epochs']:.2f} epochs, {s['params']:,} parameters) in {s['elapsed']:.0f} s;"
                f" validation loss {s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}; {s['precision']}", quiet)

@@ -1,4 +1,5 @@
-"""Minibatches for language modelling over a flat array of token ids.
+"""The data of a language model: the `data` section of its config, the id files it names, and
+minibatches over a flat array of token ids.
 
 Two ways to cut a corpus into (X, Y) minibatches of shape (B, T), as in d2l:
 
@@ -18,10 +19,61 @@ takes its slice of the B rows, so the union is the single-process batch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
+
+from dlcli.core.idfile import IdFile
+from dlcli.errors import ConfigError, InputError
+from dlcli.text import vocabulary
 
 SAMPLING = ("sequential", "random")
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # id file from `dlcli vocab encode`
+    val: str | None = None  # separate validation id file; else the last val_fraction of train
+    val_fraction: float = 0.1
+    tokenizer: str | None = None  # default: the tokenizer named in the id file's sidecar
+
+
+@dataclass
+class Corpus:
+    tokenizer: Tokenizer  # checked against the ids
+    tokenizer_path: str
+    train: np.ndarray
+    val: np.ndarray
+
+
+def load_data(data: DataConfig, seq_len: int) -> Corpus:
+    """The tokenizer and the training and validation ids `data` names, checked against each other."""
+    train = IdFile.open(data.train)
+    tok_path = data.tokenizer or train.meta.get("tokenizer")
+    if not tok_path:
+        raise ConfigError(f"{data.train}: no tokenizer recorded; give data.tokenizer")
+    if data.tokenizer is None and not Path(tok_path).is_absolute():
+        # the sidecar names it as given to `vocab encode`: relative to where that ran, or beside the ids
+        beside = train.path.parent / Path(tok_path).name
+        tok_path = str(beside) if not Path(tok_path).exists() and beside.exists() else tok_path
+    tok = vocabulary.load(tok_path)
+    vhash = vocabulary.vocab_hash(tok)
+    train.check_vocab(vhash, str(tok_path))
+    ids = train.ids
+    if data.val:
+        val_file = IdFile.open(data.val)
+        val_file.check_vocab(vhash, str(tok_path))
+        train_ids, val_ids = ids, val_file.ids
+    else:
+        n = int(len(ids) * (1 - data.val_fraction))
+        train_ids, val_ids = ids[:n], ids[n:]
+    if len(train_ids) < seq_len + 2:
+        raise InputError(f"{data.train}: {len(train_ids)} training tokens is shorter than one sequence "
+                         f"(seq_len {seq_len} + 1)")
+    if len(val_ids) < 2:
+        raise InputError(f"{data.val or data.train}: too few validation tokens ({len(val_ids)})")
+    return Corpus(tok, str(tok_path), train_ids, val_ids)
 
 
 @dataclass

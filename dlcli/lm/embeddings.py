@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from dlcli.errors import ConfigError
+from dlcli.models.gpt import GPT
+from dlcli.models.rnn import RNNLM
 
 
 def init_embedding(embedding: nn.Embedding, tokenizer: Any, vectors: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -39,11 +41,11 @@ def init_embedding(embedding: nn.Embedding, tokenizer: Any, vectors: Mapping[str
     return {"covered": found, "total": total, "coverage": found / max(1, total), "missing_examples": missing[:10]}
 
 
-def load_pretrained(model: nn.Module, tokenizer: Any, path: str) -> dict[str, Any]:
+def load_pretrained(model: RNNLM | GPT, tokenizer: Any, path: str) -> dict[str, Any]:
     """Initialise `model.input_embedding` from an embed run or a .vec/.bin file; returns the coverage."""
     from dlcli.embed.vecfile import load_vectors
 
-    table = getattr(model, "input_embedding", None)
+    table = model.input_embedding
     if table is None:
         raise ConfigError("init_embeddings: this model has no embedding table (a one-hot RNN); set model.n_embd")
     words, matrix = load_vectors(path)

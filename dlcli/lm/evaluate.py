@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from dlcli.core import io
+from dlcli.core.idfile import IdFile
 from dlcli.errors import ConfigError, InputError
+from dlcli.lm.metrics import evaluate_ids, evaluate_mlm
+from dlcli.lm.mlm import mask_ids
+from dlcli.lm.run import open_run
+from dlcli.models.gpt import GPT
+from dlcli.text import vocabulary
 
 
 @dataclass
@@ -19,7 +28,7 @@ class EvaluateConfig:
     batch_size: int = 0  # 0: the run's
     seq_len: int = 0  # 0: the run's
     device: str = "auto"
-    beam: int = 4  # translation runs: also report beam-search BLEU with this beam (1 = greedy only)
+    beam: int = 4  # translation runs (evaluated by dlcli.translation): beam-search BLEU beam (1 = greedy only)
 
     def validate(self) -> None:
         if self.ids is not None and self.text is not None:
@@ -27,18 +36,8 @@ class EvaluateConfig:
 
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
-    import numpy as np
-
-    from dlcli.core import io, rundir
-    from dlcli.core.idfile import IdFile
-    from dlcli.lm.rnn import evaluate_ids
-    from dlcli.lm.run import open_run
-    from dlcli.text import vocabulary
-
-    if rundir.read_meta(cfg.run).get("stage") == "translate":
-        from dlcli.translation import evaluate_run
-
-        return {"run": cfg.run, **evaluate_run(cfg.run, beam=cfg.beam, device=cfg.device)}
+    """Loss and perplexity (bits per character for a character vocabulary) of a language-model run on
+    `cfg.ids` or `cfg.text`; masked-token accuracy beside the majority baseline for a masked-LM run."""
     cfg.validate()
     if cfg.ids is None and cfg.text is None:
         raise ConfigError("give an id file (--ids) or a text file (--text) to evaluate a language model on")
@@ -57,14 +56,11 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         source = cfg.text
     if len(ids) < 2:
         raise InputError(f"{source}: needs at least 2 tokens to evaluate, has {len(ids)}")
-    batch = cfg.batch_size or run.cfg.batch_size
-    seq = cfg.seq_len or run.cfg.seq_len
-    if getattr(run.cfg, "objective", "clm") == "mlm":
-        from dlcli.lm.loop import evaluate_mlm
-
-        mask_id = run.tokenizer.token_to_id("<mask>")
-        added = run.tokenizer.get_added_tokens_decoder().values()
-        specials = tuple(run.tokenizer.token_to_id(t.content) for t in added)
+    batch = cfg.batch_size or run.batch_size
+    seq = cfg.seq_len or run.seq_len
+    if run.masked:
+        assert isinstance(run.model, GPT)
+        mask_id, specials = mask_ids(run.tokenizer, str(Path(cfg.run) / "tokenizer.json"))
         r = evaluate_mlm(run.model, ids, batch, seq, run.device, mask_id, specials)
         return {"run": str(cfg.run), "data": source, "objective": "mlm", "masked_tokens": r["masked"],
                 "loss": r["loss"], "masked_accuracy": r["accuracy"], "majority_accuracy": r["majority_accuracy"]}

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+import torch
+from tokenizers import Tokenizer
 
 from dlcli.errors import ConfigError, InputError
+from dlcli.lm.run import LMRun, open_run
+from dlcli.models.gpt import GPT, KVCache
+from dlcli.models.rnn import RNNLM, Hidden
 
 
 @dataclass
@@ -31,7 +37,7 @@ class GenerateConfig:
             raise ConfigError("top_k and max_new_tokens must be >= 0, num_samples >= 1")
 
 
-def encode_prompt(run: Any, prompt: str, strict: bool, warn: Callable[[str], None]) -> list[int]:
+def encode_prompt(run: LMRun, prompt: str, strict: bool, warn: Callable[[str], None]) -> list[int]:
     """Prompt -> ids with the run's tokenizer; unknown pieces warned about (or refused)."""
     if not prompt.strip():
         raise InputError("the prompt is empty: give --prompt TEXT or text on stdin")
@@ -50,17 +56,14 @@ def encode_prompt(run: Any, prompt: str, strict: bool, warn: Callable[[str], Non
     return list(enc.ids)
 
 
-def _unk_token(tok: Any) -> str | None:
-    import json
-
+def _unk_token(tok: Tokenizer) -> str | None:
     return json.loads(tok.to_str()).get("model", {}).get("unk_token")
 
 
-def sample_next(logits: Any, temperature: float, top_k: int, top_p: float, gen: Any) -> Any:
+def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator
+                ) -> torch.Tensor:
     """One token id per row of `logits` (B, v): greedy, or sampled from the
     temperature-scaled distribution restricted to the top-k / top-p tokens."""
-    import torch
-
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits / temperature
@@ -78,20 +81,23 @@ def sample_next(logits: Any, temperature: float, top_k: int, top_p: float, gen: 
     return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
 
 
-def forward_next(model: Any, ids: list[int], state: Any, device: Any) -> tuple[Any, Any]:
+State = Hidden | KVCache
+
+
+def forward_next(model: RNNLM | GPT, ids: list[int], state: State | None, device: torch.device
+                 ) -> tuple[torch.Tensor, State]:
     """Logits after `ids`, reusing `state` (an RNN's hidden state or a
     Transformer's key/value cache) so only the newest token is computed.
     A Transformer whose cache is full recomputes its last block_size tokens."""
-    import torch
-
+    if isinstance(model, GPT) and state is not None and state[0][0].size(2) >= model.cfg.block_size:
+        state = None
     if state is None:
-        if not getattr(model, "carries_state", True):
+        if isinstance(model, GPT):
             ids = ids[-model.cfg.block_size:]
         logits, _, state = model(torch.tensor([ids], device=device))
-        return logits, state
-    if not getattr(model, "carries_state", True) and state[0][0].size(2) >= model.cfg.block_size:
-        return forward_next(model, ids, None, device)
-    logits, _, state = model(torch.tensor([[ids[-1]]], device=device), state)
+    else:  # the newest token alone
+        logits, _, state = model(torch.tensor([[ids[-1]]], device=device), state)
+    assert state is not None
     return logits, state
 
 
@@ -100,13 +106,9 @@ def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[
     """Generate `num_samples` continuations, calling `write` with text as it is
     produced (prompt, then each new piece; samples end with a newline, and are
     separated by a blank line). Returns the samples."""
-    import torch
-
-    from dlcli.lm.run import open_run
-
     cfg.validate()
     run = open_run(cfg.run, cfg.device)
-    if getattr(run.cfg, "objective", "clm") == "mlm":
+    if run.masked:
         raise InputError(f"{cfg.run}: a masked-LM run fills in masked tokens; it cannot generate text left to right")
     prompt_ids = encode_prompt(run, cfg.prompt, cfg.strict, warn)
     gen = torch.Generator(device="cpu")

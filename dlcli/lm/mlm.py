@@ -8,8 +8,22 @@ positions only (targets elsewhere are -100, which cross-entropy ignores).
 from __future__ import annotations
 
 import torch
+from tokenizers import Tokenizer
+
+from dlcli.errors import InputError
 
 IGNORE = -100
+
+
+def mask_ids(tok: Tokenizer, where: str) -> tuple[int, tuple[int, ...]]:
+    """The tokenizer's <mask> id, and the ids of its special tokens (never chosen for masking)."""
+    mask = tok.token_to_id("<mask>")
+    if mask is None:
+        raise InputError(f"{where}: masked-LM pretraining needs a <mask> token; build the vocabulary with "
+                         "--special '<mask>'")
+    specials = tuple(i for t in tok.get_added_tokens_decoder().values() if (i := tok.token_to_id(t.content))
+                     is not None)
+    return mask, specials
 
 
 def mask_tokens(x: torch.Tensor, mask_id: int, vocab_size: int, generator: torch.Generator | None = None,

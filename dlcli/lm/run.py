@@ -1,49 +1,49 @@
-"""Open a language-model run directory: its config, tokenizer and weights.
+"""Open a language-model run directory: its model, tokenizer, and the shape of the batches it trained on.
 
-`generate` and `evaluate` work for every kind of language-model run; this is
-the one place that knows which stage wrote a run and how to rebuild its model.
+`generate`, `evaluate` and the RLHF stages open every kind of language-model run here. The stage that
+wrote a run (meta.json) names its model kind; the `model` section of its config.yaml is that kind's config.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from tokenizers import Tokenizer
+
 from dlcli.core import rundir
 from dlcli.core.config import from_dict, load_yaml
+from dlcli.core.runtime import resolve_device
 from dlcli.errors import ConfigError, InputError
+from dlcli.models.gpt import GPT, GPTConfig
+from dlcli.models.rnn import RNNLM, RNNConfig
+from dlcli.text import vocabulary
 
-# stage -> (config class, model class)
-LM_STAGES = {
-    "train-rnn": ("dlcli.lm.rnn:TrainRNNConfig", "dlcli.models.rnn:RNNLM"),
-    "train-transformer": ("dlcli.lm.transformer:TrainTransformerConfig", "dlcli.models.gpt:GPT"),
-    **{f"rlhf-{s}": (f"dlcli.rlhf.{s}:{s.upper()}Config", "dlcli.models.gpt:GPT") for s in ("sft", "ppo", "dpo")},
-}
-
-
-def read_config(run: Path, cls: type) -> Any:
-    """A run's config.yaml as its config class; a bad file is an input error."""
-    try:
-        return from_dict(cls, load_yaml(run / "config.yaml"))
-    except ConfigError as e:
-        raise InputError(f"{run / 'config.yaml'}: {e}") from None
+# the stage that wrote a run -> its model kind
+KIND = {"train-rnn": "rnn", "train-transformer": "gpt", "rlhf-sft": "gpt", "rlhf-ppo": "gpt", "rlhf-dpo": "gpt"}
 
 
 @dataclass
 class LMRun:
     path: Path
     stage: str
-    cfg: Any
-    model: Any  # nn.Module, in eval mode
-    tokenizer: Any  # tokenizers.Tokenizer
-    device: Any
+    model: RNNLM | GPT  # in eval mode, on `device`
+    tokenizer: Tokenizer
+    device: torch.device
+    batch_size: int  # the batches it trained on (evaluation's defaults)
+    seq_len: int
+
+    @property
+    def masked(self) -> bool:
+        """A masked-LM encoder: it fills in masked tokens and cannot generate left to right."""
+        return isinstance(self.model, GPT) and not self.model.cfg.causal
 
     @property
     def level(self) -> str:
         """'char' when the vocabulary is characters (bits per character make sense)."""
-        import json
-
         d = json.loads(self.tokenizer.to_str())
         if d.get("model", {}).get("type") == "WordLevel" and (d.get("decoder") or {}).get("type") == "Fuse":
             return "char"
@@ -51,31 +51,41 @@ class LMRun:
 
 
 def open_run(path: str | Path, device: str = "auto") -> LMRun:
-    from dlcli.core.runtime import resolve_device
-    from dlcli.text import vocabulary
-
     run = Path(path)
     if not run.is_dir():
         raise InputError(f"{run}: no such run directory")
-    meta = rundir.read_meta(run)
-    stage = meta.get("stage")
-    if stage not in LM_STAGES:
-        raise InputError(f"{run}: a '{stage}' run is not a language model (expected one of {', '.join(LM_STAGES)})")
+    stage = rundir.read_meta(run).get("stage")
+    if stage not in KIND:
+        raise InputError(f"{run}: a '{stage}' run is not a language model (expected one of {', '.join(KIND)})")
     for name in ("config.yaml", "tokenizer.json", "model.safetensors"):
         if not (run / name).is_file():
             raise InputError(f"{run}: missing {name} (was the run finished? a checkpoint alone is not enough)")
-    dev = resolve_device(device)
+    where = run / "config.yaml"
+    try:
+        raw = load_yaml(where)
+        cfg: RNNConfig | GPTConfig
+        if KIND[stage] == "rnn":
+            cfg = from_dict(RNNConfig, raw.get("model", {}))
+            seq_len = _int(raw, "seq_len")
+        else:  # the block is the window (rlhf runs keep no seq_len)
+            cfg = from_dict(GPTConfig, raw.get("model", {}))
+            seq_len = cfg.block_size
+        batch_size = _int(raw, "batch_size")
+    except ConfigError as e:
+        raise InputError(f"{where}: {e}") from None
     tok = vocabulary.load(run / "tokenizer.json")
-    import importlib
-
-    cfg_path, model_path = LM_STAGES[stage]
-    cfg_cls = getattr(importlib.import_module(cfg_path.split(":")[0]), cfg_path.split(":")[1])
-    model_cls = getattr(importlib.import_module(model_path.split(":")[0]), model_path.split(":")[1])
-    cfg = read_config(run, cfg_cls)
-    if cfg.model.vocab_size != tok.get_vocab_size(with_added_tokens=True):
-        raise InputError(f"{run}: tokenizer.json has {tok.get_vocab_size(with_added_tokens=True)} entries but "
-                         f"the model was trained with {cfg.model.vocab_size}")
-    model = model_cls(cfg.model)
+    n = tok.get_vocab_size(with_added_tokens=True)
+    if cfg.vocab_size != n:
+        raise InputError(f"{run}: tokenizer.json has {n} entries but the model was trained with {cfg.vocab_size}")
+    model = RNNLM(cfg) if isinstance(cfg, RNNConfig) else GPT(cfg)
     rundir.load_weights(model, run / "model.safetensors")
+    dev = resolve_device(device)
     model.to(dev).eval()
-    return LMRun(run, stage, cfg, model, tok, dev)
+    return LMRun(run, stage, model, tok, dev, batch_size, seq_len)
+
+
+def _int(raw: dict[str, Any], key: str) -> int:
+    value = raw.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+    return value

@@ -126,8 +126,6 @@ def sinusoidal(n: int, d: int) -> torch.Tensor:
 
 
 class GPT(nn.Module):
-    carries_state = False  # each batch is its own context (no state across batches)
-
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         assert cfg.vocab_size > 0 and cfg.positions in ("learned", "sinusoidal")

@@ -138,7 +138,7 @@ def open_rm(path: str, device: str = "auto") -> LoadedRM:
     from dlcli.core import rundir
     from dlcli.core.runtime import resolve_device
     from dlcli.errors import InputError
-    from dlcli.lm.run import read_config
+    from dlcli.core.rundir import read_config
     from dlcli.text import vocabulary
 
     p = Path(path)

@@ -49,10 +49,11 @@ class Budget:
         limits = [s for s in (max_steps, math.ceil(epochs * steps_per_epoch) if epochs else 0) if s]
         return cls(min(limits) if limits else 0, parse_duration(max_time) if max_time else 0.0)
 
-    def fraction(self, step: int, elapsed: float) -> float | None:
-        """How far through the budget (for learning-rate schedules); None without a limit."""
+    def fraction(self, step: int, elapsed: float, start: int = 0) -> float | None:
+        """How far through the budget (for learning-rate schedules); None without a limit. A step budget
+        may be measured from step `start` (a decay that begins after the warm-up)."""
         if self.steps:
-            return step / self.steps
+            return (step - start) / max(1, self.steps - start)
         return elapsed / self.seconds if self.seconds else None
 
     def total(self, step: int, elapsed: float) -> int | None:

@@ -1,0 +1,111 @@
+"""The configs of `dlcli train-rnn` and `dlcli train-transformer`.
+
+    TrainArgs      budgets, intervals, seed, device, precision (every training stage)
+      LMArgs       what every language model adds: data, optimizer, batches, sampling, init embeddings
+        TrainRNNConfig          an RNN, GRU or LSTM; seq_len is the truncated-BPTT length
+        TrainTransformerConfig  a GPT; a batch row is one block of model.block_size tokens
+
+Every key stays at the top level of config.yaml, as runs have always written it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dlcli.errors import ConfigError
+from dlcli.lm.data import SAMPLING, DataConfig
+from dlcli.models.gpt import GPTConfig
+from dlcli.models.rnn import CELLS, RNNConfig
+from dlcli.train.args import TrainArgs
+from dlcli.train.optim import OptimConfig
+
+
+@dataclass
+class LMArgs(TrainArgs):
+    """The keys every language-model training config shares."""
+
+    output: str = "runs/lm"
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    batch_size: int = 32  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    # sequential: the corpus as batch_size parallel streams, each batch continuing the last (an RNN carries
+    # its state across them); random: windows from a random offset in random order (the state starts fresh)
+    sampling: str = "sequential"
+    init_embeddings: str = ""  # an `dlcli embed` run or a .vec/.bin file: input embedding rows by token
+    max_steps: int = 2000
+    eval_interval: int = 250
+    checkpoint_interval: int = 500
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens per row of a batch (a subclass's key or its model's context)."""
+        raise NotImplementedError
+
+    def check_lm(self) -> None:
+        """Checks every language-model config shares."""
+        if not self.data.train:
+            raise ConfigError("data.train: give an id file to train on (from 'dlcli vocab encode')")
+        self.check_train()
+        if min(self.batch_size, self.seq_len, self.grad_accum) < 1:
+            raise ConfigError("batch_size, seq_len and grad_accum must be >= 1")
+        if not 0 < self.data.val_fraction < 1 and self.data.val is None:
+            raise ConfigError("data.val_fraction: must be between 0 and 1")
+        if self.sampling not in SAMPLING:
+            raise ConfigError(f"sampling: '{self.sampling}' is not one of {', '.join(SAMPLING)}")
+        self.optim.validate()
+
+
+@dataclass
+class TrainRNNConfig(LMArgs):
+    output: str = "runs/rnn"
+    model: RNNConfig = field(default_factory=RNNConfig)
+    seq_len: int = 64  # truncated BPTT length
+
+    def validate(self) -> None:
+        self.check_lm()
+        m = self.model
+        if m.cell not in CELLS:
+            raise ConfigError(f"model.cell: '{m.cell}' is not one of {', '.join(CELLS)}")
+        if m.tie_weights and m.n_embd != m.n_hidden:
+            raise ConfigError("model.tie_weights needs model.n_embd == model.n_hidden")
+        if not 0 <= m.dropout < 1:
+            raise ConfigError("model.dropout: must be in [0, 1)")
+        if min(m.n_layer, m.n_hidden) < 1:
+            raise ConfigError("model.n_layer and model.n_hidden must be >= 1")
+
+
+def _gpt_optim() -> OptimConfig:
+    return OptimConfig(lr=1e-3, weight_decay=0.1, beta1=0.9, beta2=0.99, warmup_steps=100, min_lr_ratio=0.1)
+
+
+@dataclass
+class TrainTransformerConfig(LMArgs):
+    output: str = "runs/gpt"
+    model: GPTConfig = field(default_factory=GPTConfig)
+    optim: OptimConfig = field(default_factory=_gpt_optim)
+    batch_size: int = 12
+    # random windows, nanoGPT's way; sequential works too (a GPT carries nothing from batch to batch, so it only
+    # changes the order the windows come in). Runs written before the key existed trained with random.
+    sampling: str = "random"
+    compile: bool = False  # torch.compile the model
+    objective: str = "clm"  # clm: next-token (causal) | mlm: masked tokens (bidirectional encoder)
+
+    @property
+    def seq_len(self) -> int:
+        return self.model.block_size
+
+    def validate(self) -> None:
+        self.check_lm()
+        if self.objective not in ("clm", "mlm"):
+            raise ConfigError(f"objective: '{self.objective}' is not one of clm, mlm")
+        self.model.causal = self.objective == "clm"
+        m = self.model
+        if m.n_embd % m.n_head:
+            raise ConfigError(f"model.n_head: {m.n_head} heads do not divide model.n_embd {m.n_embd}")
+        if m.positions not in ("learned", "sinusoidal"):
+            raise ConfigError(f"model.positions: '{m.positions}' is not one of learned, sinusoidal")
+        if not 0 <= m.dropout < 1:
+            raise ConfigError("model.dropout: must be in [0, 1)")
+        if min(m.n_layer, m.n_head, m.n_embd, m.block_size) < 1:
+            raise ConfigError("model.n_layer, n_head, n_embd and block_size must be >= 1")
