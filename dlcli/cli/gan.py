@@ -3,74 +3,52 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
 from dlcli.cli import common as c
+from dlcli.cli import options as o
+from dlcli.cli.command import App, Job, command
 
-app = typer.Typer(help="Generative adversarial networks: train on 2-D mixtures, arrays or images; sample; "
-                  "measure mode coverage.", no_args_is_help=True)
+app = App("Generative adversarial networks: train on 2-D mixtures, arrays or images; sample; measure mode coverage.")
 
-MODEL = c.MODEL
-TRAIN = c.TRAIN
+
+def _config() -> type:
+    from dlcli.gan.config import GanConfig
+
+    return GanConfig
+
+
+def _opt(name: str, help: str, panel: str = o.MODEL) -> Any:
+    return o.opt(name, help=help, panel=panel)
 
 
 @app.command("train")
+@command(_config, options=o.training("epochs"), resume=True)
 def train(
-    data: Annotated[Optional[str], typer.Argument(help="ring8, grid25, spiral, moons, digits, an array file "
-                                                  "(.npy/.npz/.csv) or a folder of PNG/JPEG images.",
-                                                  show_default=False)] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Run directory (default runs/gan).",
-                                                  show_default=False)] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="mlp or dcgan (default: dcgan for images, mlp "
-                                                "otherwise).", rich_help_panel=MODEL, show_default=False)] = None,
-    loss: Annotated[Optional[str], typer.Option("--loss", help="minimax, ns (non-saturating, default), wgan-gp "
-                                                "or hinge.", rich_help_panel=MODEL, show_default=False)] = None,
-    z_dim: Annotated[Optional[int], typer.Option("--z-dim", help="Noise dimension (default 64).",
-                                                 rich_help_panel=MODEL, show_default=False)] = None,
-    hidden: Annotated[Optional[int], typer.Option("--hidden", help="MLP width (default 256).",
-                                                  rich_help_panel=MODEL, show_default=False)] = None,
-    layers: Annotated[Optional[int], typer.Option("--layers", help="MLP hidden layers (default 4).",
-                                                  rich_help_panel=MODEL, show_default=False)] = None,
-    spectral_norm: Annotated[Optional[bool], typer.Option("--spectral-norm/--no-spectral-norm",
-                                                          help="Spectral normalisation in D.",
-                                                          rich_help_panel=MODEL, show_default=False)] = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize images to 8, 16, 32 or 64 px.",
-                                                      rich_help_panel=MODEL, show_default=False)] = None,
-    color: Annotated[Optional[str], typer.Option("--color", help="Images: auto, gray or rgb.",
-                                                 rich_help_panel=MODEL, show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Batch size (default 256).",
-                                                      rich_help_panel=TRAIN, show_default=False)] = None,
-    lr_g: Annotated[Optional[float], typer.Option("--lr-g", help="G's Adam learning rate (default 2e-4).",
-                                                  rich_help_panel=TRAIN, show_default=False)] = None,
-    lr_d: Annotated[Optional[float], typer.Option("--lr-d", help="D's Adam learning rate (default 2e-4).",
-                                                  rich_help_panel=TRAIN, show_default=False)] = None,
-    n_critic: Annotated[Optional[int], typer.Option("--n-critic", help="D updates per G update (default 1).",
-                                                    rich_help_panel=TRAIN, show_default=False)] = None,
-    r1: Annotated[Optional[float], typer.Option("--r1", help="Weight gamma of the R1 penalty on real examples; "
-                                                "0 = off (default).", rich_help_panel=TRAIN,
-                                                show_default=False)] = None,
-    ema: Annotated[Optional[float], typer.Option("--ema", help="Decay of G's weight average; 0 = off "
-                                                 "(default 0.999).", rich_help_panel=TRAIN,
-                                                 show_default=False)] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="G updates (default 5000; 0 = none).",
-                                                     rich_help_panel=TRAIN, show_default=False)] = None,
-    max_time: c.MaxTimeOpt = None,
-    snapshot_interval: Annotated[Optional[int], typer.Option("--snapshot-interval", help="A picture every N "
-                                                             "steps (default 500).", rich_help_panel=TRAIN,
-                                                             show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 0).", rich_help_panel=TRAIN,
-                                                show_default=False)] = None,
-    device: c.DeviceOpt = None,
-    precision: c.PrecisionOpt = None,
-    resume: c.ResumeOpt = False,
-    config: c.ConfigOpt = None,
-    set_: c.SetOpt = None,
-    print_config: c.PrintConfigOpt = False,
-    force: c.ForceOpt = False,
-    quiet: c.QuietOpt = False,
-    debug: c.DebugOpt = False,
+    data: Annotated[str | None, o.arg("ring8, grid25, spiral, moons, digits, an array file (.npy/.npz/.csv) "
+                                         "or a folder of PNG/JPEG images.")] = None,
+    output: Annotated[str | None, o.opt("--output", "-o", help="Run directory.")] = None,
+    arch: Annotated[str | None, _opt("--arch", "mlp or dcgan (default: dcgan for images, mlp otherwise).")] = None,
+    loss: Annotated[str | None, _opt("--loss", "minimax, ns (non-saturating), wgan-gp or hinge.")] = None,
+    z_dim: Annotated[int | None, _opt("--z-dim", "Noise dimension.")] = None,
+    hidden: Annotated[int | None, _opt("--hidden", "MLP width.")] = None,
+    layers: Annotated[int | None, _opt("--layers", "MLP hidden layers.")] = None,
+    spectral_norm: Annotated[bool | None, _opt("--spectral-norm/--no-spectral-norm",
+                                                  "Spectral normalisation in D.")] = None,
+    image_size: Annotated[int | None, _opt("--image-size", "Resize images to 8, 16, 32 or 64 px.")] = None,
+    color: Annotated[str | None, _opt("--color", "Images: auto, gray or rgb.")] = None,
+    batch_size: o.BatchSize = None,
+    lr_g: Annotated[float | None, _opt("--lr-g", "G's Adam learning rate.", o.TRAIN)] = None,
+    lr_d: Annotated[float | None, _opt("--lr-d", "D's Adam learning rate.", o.TRAIN)] = None,
+    n_critic: Annotated[int | None, _opt("--n-critic", "D updates per G update.", o.TRAIN)] = None,
+    r1_weight: Annotated[float | None, _opt("--r1", "Weight gamma of the R1 penalty on real examples; 0 = off.",
+                                               o.TRAIN)] = None,
+    ema: Annotated[float | None, _opt("--ema", "Decay of G's weight average; 0 = off.", o.TRAIN)] = None,
+    snapshot_interval: Annotated[int | None, _opt("--snapshot-interval", "A picture every N steps.",
+                                                     o.TRAIN)] = None,
+    *, job: Job,
 ) -> None:
     """Train a GAN: G turns noise into samples, D tells them from the data.
 
@@ -80,24 +58,14 @@ def train(
 
     Example: dlcli gan train ring8 -o runs/ring8 --config configs/gan-ring8.yaml
     """
-    with c.errors(debug):
-        from dlcli.gan.train import GanConfig
-        from dlcli.gan.train import train as run_train
+    from dlcli.gan.train import train
 
-        flags = {"data": data, "output": output, "arch": arch, "loss": loss, "z_dim": z_dim, "hidden": hidden,
-                 "layers": layers, "spectral_norm": spectral_norm, "image_size": image_size, "color": color,
-                 "batch_size": batch_size, "lr_g": lr_g, "lr_d": lr_d, "n_critic": n_critic, "r1_weight": r1,
-                 "ema": ema, "max_steps": max_steps, "max_time": max_time, "snapshot_interval": snapshot_interval,
-                 "seed": seed, "device": device, "precision": precision}
-        cfg = c.resolve(GanConfig, config, set_, flags, print_config)
-        with c.progress(quiet) as on_progress:
-            s = run_train(cfg, force=force, resume=resume, on_progress=on_progress)
-        line = f"{s['steps']:,} steps in {s['elapsed']:.0f} s; {s['precision']}"
-        c.info(line + (f"; {s['summary']}" if s["summary"] else "") + f"; picture: {s['run']}/samples.png", quiet)
-        c.result(s["run"])
+    job.run(train, lambda s: f"{s['steps']:,} steps in {s['elapsed']:.0f} s; {s['precision']}"
+            + (f"; {s['summary']}" if s["summary"] else "") + f"; picture: {s['run']}/samples.png")
 
 
 @app.command("sample")
+@command(options=o.WRITES)
 def sample(
     run: Annotated[str, typer.Argument(help="A run directory from 'dlcli gan train'.")],
     output: Annotated[str, typer.Option("--output", "-o", help="Vectors: .npy or .csv. Images: .png (a grid), "
@@ -107,37 +75,35 @@ def sample(
                                               "this |z| (0 = off).")] = 0.0,
     folder: Annotated[bool, typer.Option("--folder", help="Write one PNG per sample into OUTPUT.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same samples.")] = 0,
-    device: c.UseDeviceOpt = "auto",
-    force: c.ForceOpt = False,
-    debug: c.DebugOpt = False,
+    device: o.UseDevice = "auto",
+    *, job: Job,
 ) -> None:
     """Draw samples from a trained GAN's generator (the moving average of G).
 
     Example: dlcli gan sample runs/ring8 -n 2500 -o samples.npy
     """
-    with c.errors(debug):
-        from dlcli.gan.sample import sample as run_sample
+    from dlcli.gan.sample import sample as run_sample
 
-        s = run_sample(run, n, output, force=force, seed=seed, truncation=truncation, folder=folder, device=device)
-        c.result(s["written"][0])
+    s = run_sample(run, n, output, force=job.force, seed=seed, truncation=truncation, folder=folder, device=device)
+    c.result(s["written"][0])
 
 
 @app.command("eval")
+@command()
 def evaluate(
     run: Annotated[str, typer.Argument(help="A run directory from 'dlcli gan train'.")],
     n: Annotated[int, typer.Option("-n", "--num", help="Samples to draw (VEEGAN: 2500).")] = 2500,
     threshold: Annotated[int, typer.Option("--threshold", help="High-quality samples a mode needs to count as "
                                            "captured (digits: samples per class).")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    device: c.UseDeviceOpt = "auto",
-    debug: c.DebugOpt = False,
+    device: o.UseDevice = "auto",
+    *, job: Job,
 ) -> None:
     """Measure mode coverage: modes captured, high-quality share and reverse KL
     (ring8, grid25), or classes covered and mean confidence (digits). JSON on stdout.
 
     Example: dlcli gan eval runs/ring8 -n 2500
     """
-    with c.errors(debug):
-        from dlcli.gan.sample import evaluate as run_eval
+    from dlcli.gan.sample import evaluate as run_eval
 
-        print(json.dumps(run_eval(run, n, threshold, seed, device), indent=2))
+    print(json.dumps(run_eval(run, n, threshold, seed, device), indent=2))
