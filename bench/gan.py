@@ -44,8 +44,9 @@ TIME_LIMIT_S = 120.0
 
 def run_one(name: str, seed: int, device: str, root: Path, sets: list[str]) -> dict:
     from dlcli.core.config import build_config
+    from dlcli.gan.config import GanConfig
     from dlcli.gan.sample import evaluate
-    from dlcli.gan.train import GanConfig, train
+    from dlcli.gan.train import train
 
     cfg = build_config(GanConfig, REPO / "configs" / f"gan-{name}.yaml",
                        [*sets, f"seed={seed}", f"device={device}", f"output={root / f'{name}-{seed}'}"])

@@ -32,8 +32,9 @@ DATA = REPO.parent / "shared" / "data" / "nerf"
 def run_one(name: str, data: Path, config: str, budget: str, out: Path, device: str, extra: list[str]) -> dict:
     from dlcli.core import rundir
     from dlcli.core.config import build_config
+    from dlcli.nerf.config import NerfConfig
     from dlcli.nerf.renderer import evaluate, render
-    from dlcli.nerf.train import NerfConfig, train
+    from dlcli.nerf.train import train
 
     cfg = build_config(NerfConfig, REPO / "configs" / config,
                        [f"data={data}", f"output={out / name}", f"max_time={budget}", f"device={device}", *extra])

@@ -23,7 +23,7 @@ DATA = REPO.parent / "shared" / "data"
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 SCHEMAS = {"rnn-": "dlcli.lm.config:TrainRNNConfig", "transformer-": "dlcli.lm.config:TrainTransformerConfig",
            "translate-": "dlcli.translation:TrainTranslateConfig",
-           "gan-": "dlcli.gan.train:GanConfig", "nerf-": "dlcli.nerf.train:NerfConfig"}
+           "gan-": "dlcli.gan.config:GanConfig", "nerf-": "dlcli.nerf.config:NerfConfig"}
 # gan configs name their built-in data
 DATA_KEY = {"translate-": "data.tsv=x.tsv", "gan-": "output=runs/x", "nerf-": "data=x"}
 COMMAND = {"rnn-": ["train-rnn"], "transformer-": ["train-transformer"],

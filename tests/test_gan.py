@@ -15,8 +15,9 @@ from dlcli.core import rundir
 from dlcli.errors import ConfigError, InputError, OutputExistsError, TrainingDiverged
 from dlcli.gan import data as gdata
 from dlcli.gan import losses, metrics, models
+from dlcli.gan.config import GanConfig, noise
 from dlcli.gan.sample import evaluate, load_run, sample
-from dlcli.gan.train import GanConfig, noise, train
+from dlcli.gan.train import train
 
 TINY = dict(hidden=16, layers=2, z_dim=4, batch_size=32, log_interval=5, device="cpu")
 

@@ -58,4 +58,4 @@ def test_bad_data_is_one_line(cli, tmp_path):
     r = cli("gan", "train", "nosuch", "-o", "r3", *TINY)
     assert r.exit_code == 1 and "nosuch: no such file or directory (built-in data: ring8" in _error_line(r)
     r = cli("gan", "sample", "nosuch", "-o", "x.npy")
-    assert r.exit_code == 1 and "not a dlcli run directory" in _error_line(r)
+    assert r.exit_code == 1 and "nosuch: no such run directory" in _error_line(r)

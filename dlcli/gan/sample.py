@@ -20,7 +20,8 @@ from dlcli.core.runtime import resolve_device
 from dlcli.errors import ConfigError, InputError, OutputExistsError
 from dlcli.gan import data as gdata
 from dlcli.gan import metrics, pictures
-from dlcli.gan.train import GENERATOR, STAGE, GanConfig, build_nets, evaluate_generator, noise, read_config
+from dlcli.gan.config import GENERATOR, STAGE, GanConfig, build_nets, noise
+from dlcli.gan.evaluate import CLASSIFIER, evaluate_generator
 
 
 @dataclass
@@ -35,10 +36,7 @@ class GanRun:
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> GanRun:
     run = Path(run_dir)
-    meta = rundir.read_meta(run)
-    if meta.get("stage") != STAGE:
-        raise InputError(f"{run}: not a GAN run (stage is {meta.get('stage')!r})")
-    cfg = read_config(run)
+    cfg, _ = rundir.open_run(run, STAGE, GanConfig, "a GAN run", needs=(GENERATOR,))
     path = run / GENERATOR
     t = rundir.load_tensors(path)
     try:
@@ -134,7 +132,7 @@ def evaluate(run_dir: str | Path, n: int = metrics.SAMPLES, threshold: int = 1, 
     dev = resolve_device(device)
     gr = load_run(run_dir, str(dev))
     classifier = None
-    cpath = gr.path / "classifier.safetensors"
+    cpath = gr.path / CLASSIFIER
     if cpath.is_file():
         classifier = metrics.DigitsClassifier()
         rundir.load_weights(classifier, cpath)

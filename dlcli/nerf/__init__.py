@@ -11,8 +11,9 @@ Split by role, as nerfstudio does:
     fields.py       the NeRF MLP and the small hash-grid MLP: position, direction -> density, colour
     render.py       volume rendering: sigma -> alpha -> transmittance -> weights -> colour, depth
     occupancy.py    an occupancy grid that lets the fast model skip empty space
-    models.py       the two models end to end: rays -> colour, depth
-    train.py        NerfConfig and train(): batches of rays, PSNR, validation renders, checkpoints
+    models.py       the two models end to end: rays -> colour, depth; a whole camera view
+    config.py       NerfConfig; a split of the data set and its background
+    train.py        train(): batches of rays, PSNR, validation renders, checkpoints (on the shared loop)
     camera_path.py  orbit and spiral camera paths
     renderer.py     render a run: camera paths or test views to GIF, MP4 or PNGs; eval (PSNR, SSIM)
     metrics.py      PSNR and SSIM

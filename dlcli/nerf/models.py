@@ -17,7 +17,7 @@ from torch import nn
 
 from dlcli.nerf.fields import HashField, NerfField
 from dlcli.nerf.occupancy import OccupancyGrid
-from dlcli.nerf.rays import intersect_box
+from dlcli.nerf.rays import Intrinsics, generate_rays, intersect_box
 from dlcli.nerf.render import composite
 from dlcli.nerf.sampling import importance, stratified
 
@@ -130,6 +130,17 @@ def render_rays(model: nn.Module, origins: torch.Tensor, dirs: torch.Tensor, bac
         for k in parts:
             parts[k].append(out[k])
     return {k: torch.cat(v) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def render_view(model: nn.Module, c2w: torch.Tensor, scene_k: Intrinsics, bg: torch.Tensor, chunk: int = 8192
+                ) -> dict[str, torch.Tensor]:
+    """Render one camera: rgb (H, W, 3), depth and acc (H, W)."""
+    device = bg.device
+    o, d = generate_rays(c2w[None].to(device), scene_k)
+    out = render_rays(model, o.reshape(-1, 3), d.reshape(-1, 3), bg, chunk)
+    h, w = scene_k.height, scene_k.width
+    return {"rgb": out["rgb"].view(h, w, 3), "depth": out["depth"].view(h, w), "acc": out["acc"].view(h, w)}
 
 
 def build_model(kind: str, bound: float, near: float, opts: dict[str, Any]) -> nn.Module:

@@ -13,30 +13,24 @@ import numpy as np
 import torch
 
 from dlcli.core import rundir
-from dlcli.core.config import from_dict, load_yaml
 from dlcli.core.io import atomic_write, check_output
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.core.runtime import resolve_device
 from dlcli.errors import ConfigError, InputError
 from dlcli.nerf.camera_path import PATHS, camera_path
+from dlcli.nerf.config import NerfConfig, background, load_split
 from dlcli.nerf.images import depth_to_rgb, to_uint8, write_png
 from dlcli.nerf.metrics import PSNR_IMPLEMENTATION, SSIM_IMPLEMENTATION, psnr, ssim
-from dlcli.nerf.models import build_model
+from dlcli.nerf.models import build_model, render_view
 from dlcli.nerf.rays import Intrinsics
-from dlcli.nerf.train import NerfConfig, background, load_split, render_view
 
 
 def open_run(run: str | Path, device: str = "auto") -> tuple[torch.nn.Module, NerfConfig, dict[str, Any], Any]:
     """The trained model, its config, its nerf.json and the device."""
     run = Path(run)
-    meta = rundir.read_meta(run)
-    if meta.get("stage") != "nerf":
-        raise InputError(f"{run}: not a NeRF run (stage '{meta.get('stage')}')")
-    cfg = from_dict(NerfConfig, load_yaml(run / "config.yaml"))
+    cfg, _ = rundir.open_run(run, "nerf", NerfConfig, "a NeRF run", needs=("nerf.json", "model.safetensors"))
     try:
         info = json.loads((run / "nerf.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{run}: no nerf.json (not a finished NeRF run)") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{run / 'nerf.json'}: malformed JSON: {e}") from None
     dev = resolve_device(device)
@@ -133,7 +127,7 @@ def _progress(poses: torch.Tensor, on_progress: OnProgress) -> Any:
 def evaluate(run: str | Path, split: str = "test", images: str | None = None, device: str = "auto",
              force: bool = False, on_progress: OnProgress = nothing) -> dict[str, Any]:
     """PSNR and SSIM of every view of `split` and their means; optionally the renders as PNGs in `images`."""
-    model, cfg, info, dev = open_run(run, device)
+    model, cfg, _, dev = open_run(run, device)
     scene = load_split(cfg, split)
     bg = background(cfg, dev)
     if images:
