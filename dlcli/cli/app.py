@@ -1,31 +1,33 @@
 """The `dlcli` Typer app. Each command lives in its own module under
-`dlcli.cli`; they are registered in `COMMANDS`, the one place docs and tests
+`dlcli.cli`; they are listed in `COMMANDS`, the one place docs and tests
 iterate over. Command modules import heavy libraries only inside functions,
 so `dlcli --help` stays fast."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated
 
 import typer
 
 from dlcli import __version__
+from dlcli.cli import embed, forecast, gan, lm, nerf, preprocess, rlhf, tabular, translate, vocab
+from dlcli.cli.command import Command
 
-# (name, module, attribute): a function becomes a command; a Typer app ("app") a group.
-COMMANDS: list[tuple[str, str, str]] = [
-    ("preprocess", "dlcli.cli.preprocess", "main"),
-    ("vocab", "dlcli.cli.vocab", "app"),
-    ("train-rnn", "dlcli.cli.lm", "train_rnn"),
-    ("train-transformer", "dlcli.cli.lm", "train_transformer"),
-    ("generate", "dlcli.cli.lm", "generate"),
-    ("evaluate", "dlcli.cli.lm", "evaluate"),
-    ("forecast", "dlcli.cli.lm", "forecast"),
-    ("translate", "dlcli.cli.lm", "translate"),
-    ("rlhf", "dlcli.cli.rlhf", "app"),
-    ("embed", "dlcli.cli.embed", "app"),
-    ("gan", "dlcli.cli.gan", "app"),
-    ("nerf", "dlcli.cli.nerf", "app"),
+# (name, command): a function becomes a command; a Typer app a group.
+COMMANDS: list[tuple[str, object]] = [
+    ("preprocess", preprocess.main),
+    ("vocab", vocab.app),
+    ("tabular", tabular.app),
+    ("train-rnn", lm.train_rnn),
+    ("train-transformer", lm.train_transformer),
+    ("generate", lm.generate),
+    ("evaluate", lm.evaluate),
+    ("forecast", forecast.app),
+    ("translate", translate.app),
+    ("rlhf", rlhf.app),
+    ("embed", embed.app),
+    ("gan", gan.app),
+    ("nerf", nerf.app),
 ]
 
 app = typer.Typer(
@@ -56,12 +58,11 @@ def _root(
     """dlcli: deep learning from the shell."""
 
 
-for _name, _module, _attr in COMMANDS:
-    _obj = getattr(importlib.import_module(_module), _attr)
+for _name, _obj in COMMANDS:
     if isinstance(_obj, typer.Typer):
         app.add_typer(_obj, name=_name)
     else:
-        app.command(_name)(_obj)
+        app.command(_name, cls=Command)(_obj)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,12 +189,16 @@ def _default_text(value: Any, p: Any) -> str | None:
 
 class Group(TyperGroup):
     """A command group; with `default` set, `dlcli GROUP ARGS` runs `dlcli GROUP DEFAULT ARGS` when ARGS do
-    not start with one of its commands (how `dlcli forecast RUN` keeps working beside `forecast train`)."""
+    not start with one of its commands (how `dlcli forecast RUN` keeps working beside `forecast train`).
+    A run directory named like the default command (`dlcli translate run` for a folder `run`) is the
+    run when no other argument follows it: the command itself would need one."""
 
     default: str | None = None
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if self.default and args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+        if self.default and args and args[0] not in ctx.help_option_names and (
+                args[0] not in self.commands
+                or (args[0] == self.default and os.path.isdir(args[0]) and (len(args) == 1 or args[1][:1] == "-"))):
             args = [self.default, *args]
         return super().parse_args(ctx, args)
 

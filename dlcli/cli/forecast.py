@@ -1,0 +1,100 @@
+"""`dlcli forecast train|predict`: time-series forecasting (also `dlcli train-rnn --task forecast`).
+
+`dlcli forecast RUN` still means `dlcli forecast predict RUN`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from dlcli.cli import common as c
+from dlcli.cli import options as o
+from dlcli.cli.command import App, Job, command
+
+app = App("Time-series forecasting: train a forecaster on a CSV column, predict 1-step and k-step ahead.",
+          default="predict")
+
+PANEL = "Time series"
+
+
+def _opt(name: str, help: str) -> Any:
+    return o.opt(name, help=help, panel=PANEL)
+
+
+# Options only a forecaster has, shared with `dlcli train-rnn --task forecast`.
+SERIES: dict[str, Any] = {
+    "column": Annotated[str | None, _opt("--column", "Series to forecast (default: the first numeric column).")],
+    "tau": Annotated[int | None, _opt("--tau", "Window: predict x_t from the tau values before it.")],
+    "n_train": Annotated[int | None, _opt("--n-train", "Points used for training (default 600).")],
+    "horizons": Annotated[str | None, _opt("--horizons", "k-step horizons, e.g. 1,4,16,64.")],
+}
+
+
+def config() -> type:
+    from dlcli.forecast.config import TimeSeriesConfig
+
+    return TimeSeriesConfig
+
+
+def train_forecaster(job: Job) -> None:
+    """Train and score a forecaster: the body of `forecast train` and of `train-rnn --task forecast`."""
+    from dlcli.forecast.train import train
+
+    def report(s: dict[str, Any]) -> str:
+        mse = s["test"]["mse"]
+        return f"held-out MSE, 1-step {s['test']['mse_1step']:.4f}" + "".join(
+            f", {k}-step {v:.4f}" for k, v in mse.items() if str(k) != "1")
+
+    job.run(train, report)
+
+
+@app.command("train")
+@command(config, options=SERIES | {"seed": o.Seed, "device": o.Device}, resume=True)
+def train(
+    data: Annotated[str | None, o.opt("--data", "-d", help="CSV with a header row.")] = None,
+    output: Annotated[str | None, o.opt("--output", "-o", help="Run directory.")] = None,
+    model: Annotated[str | None, o.opt("--model", "-m", help="linear, mlp, gru or lstm.", panel=o.MODEL)] = None,
+    hidden: Annotated[int | None, o.opt("--hidden", help="Hidden size (default 10 for mlp, 32 for gru/lstm).",
+                                        panel=o.MODEL)] = None,
+    layers: Annotated[int | None, o.opt("--layers", help="Stacked GRU/LSTM layers.", panel=o.MODEL)] = None,
+    epochs: Annotated[int | None, o.opt("--epochs", help="Passes over the training windows (default 5 for "
+                                        "linear/mlp, 20 for gru/lstm).", panel=o.TRAIN)] = None,
+    batch_size: o.BatchSize = None,
+    lr: o.Lr = None,
+    *, job: Job,
+) -> None:
+    """Train a forecaster (linear, MLP, GRU or LSTM) on a CSV series and score it 1-step and k-step ahead.
+
+    Example: dlcli forecast train -d sample_data/sine.csv -m gru --tau 4 -o runs/sine
+    """
+    train_forecaster(job)
+
+
+@app.command("predict")
+@command(options={"force": o.Force})
+def predict(
+    run: Annotated[str, o.arg("A run from 'dlcli forecast train' (or 'dlcli train-rnn --task forecast').")],
+    data: Annotated[str | None, o.arg("CSV to forecast (default: the one it was trained on).")] = None,
+    horizons: Annotated[str | None, o.opt("--horizons", help="k-step horizons, e.g. 1,4,16,64.")] = None,
+    column: Annotated[str | None, o.opt("--column", help="Series column (default: the run's).")] = None,
+    output: Annotated[str | None, o.opt("--output", "-o", help="Write the predictions CSV here.")] = None,
+    device: o.UseDevice = "auto",
+    *, job: Job,
+) -> None:
+    """Forecast a series with a trained time-series run: 1-step and k-step-ahead.
+
+    Prints JSON on stdout: the MSE per horizon (and the forecast past the end). 'dlcli forecast RUN ...' is
+    short for 'dlcli forecast predict RUN ...'.
+
+    Example: dlcli forecast predict runs/sine --horizons 1,4,16,64 -o predictions.csv
+    """
+    from dlcli.forecast.predict import predict
+
+    ks = None
+    if horizons:
+        try:
+            ks = [int(k) for k in horizons.split(",") if k.strip()]
+        except ValueError:
+            raise c.fail(f"--horizons: '{horizons}' is not a comma-separated list of integers", 2) from None
+    out = predict(run, data, ks, output=output, force=job.force, column=column, device=device)
+    print(json.dumps(out, indent=2, default=str))
