@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from types import ModuleType
 from typing import Annotated, Any
 
 from dlcli.cli import common as c
@@ -12,28 +13,13 @@ from dlcli.cli import options as o
 from dlcli.cli.command import Job, command
 
 
-def _rnn() -> type:
-    from dlcli.lm.config import TrainRNNConfig
+def _lm() -> ModuleType:
+    """The language-model stage, imported when a command runs or shows its help (torch is slow to import)."""
+    import dlcli.lm.config
+    import dlcli.lm.evaluate
+    import dlcli.lm.generate
 
-    return TrainRNNConfig
-
-
-def _transformer() -> type:
-    from dlcli.lm.config import TrainTransformerConfig
-
-    return TrainTransformerConfig
-
-
-def _generate() -> type:
-    from dlcli.lm.generate import GenerateConfig
-
-    return GenerateConfig
-
-
-def _evaluate() -> type:
-    from dlcli.lm.evaluate import EvaluateConfig
-
-    return EvaluateConfig
+    return dlcli.lm
 
 
 def _model(*names: str, help: str) -> Any:
@@ -77,7 +63,7 @@ def _task(task: str, other: str) -> str:
     return task
 
 
-@command(_rnn, options=LM | forecast.SERIES, resume=True, switches=("task",))
+@command(lambda: _lm().config.TrainRNNConfig, options=LM | forecast.SERIES, resume=True, switches=("task",))
 def train_rnn(
     data__train: Annotated[str | None, o.opt("--data", "-d", help="Id file to train on (from 'dlcli vocab encode'); "
                                              "a CSV with --task forecast.")] = None,
@@ -113,7 +99,7 @@ def train_rnn(
     job.run(train_rnn, _lm_line)
 
 
-@command(_generate, aliases={"-t": "temperature"})
+@command(lambda: _lm().generate.GenerateConfig, aliases={"-t": "temperature"})
 def generate(
     run: Annotated[str, o.arg("A language-model run directory.")],
     prompt: Annotated[str | None, o.opt("--prompt", "-p", help="Prompt text (default: read stdin).")] = None,
@@ -147,7 +133,7 @@ def generate(
     generate(cfg, write, warn=lambda m: c.err.print(f"warning: {m}", markup=False, highlight=False))
 
 
-@command(_evaluate)
+@command(lambda: _lm().evaluate.EvaluateConfig)
 def evaluate(
     run: Annotated[str, o.arg("A language-model run directory.")],
     ids: Annotated[str | None, o.opt("--ids", help="Id file made with the run's tokenizer.")] = None,
@@ -179,7 +165,7 @@ def evaluate(
     print(json.dumps(run_evaluate(cfg), indent=2))
 
 
-@command(_transformer, options=LM, resume=True, switches=("task",))
+@command(lambda: _lm().config.TrainTransformerConfig, options=LM, resume=True, switches=("task",))
 def train_transformer(
     data__train: Annotated[str | None, o.opt("--data", "-d", help="Id file to train on (from 'dlcli vocab encode'); "
                                              "a parallel TSV with --task translate.")] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -25,28 +26,14 @@ STAGE = {
 }
 
 
-def _sft() -> type:
-    from dlcli.rlhf.sft import SFTConfig
+def _rlhf() -> ModuleType:
+    """The RLHF stages, imported when a command runs or shows its help (torch is slow to import)."""
+    import dlcli.rlhf.dpo
+    import dlcli.rlhf.ppo
+    import dlcli.rlhf.reward
+    import dlcli.rlhf.sft
 
-    return SFTConfig
-
-
-def _reward() -> type:
-    from dlcli.rlhf.reward import RewardConfig
-
-    return RewardConfig
-
-
-def _ppo() -> type:
-    from dlcli.rlhf.ppo import PPOConfig
-
-    return PPOConfig
-
-
-def _dpo() -> type:
-    from dlcli.rlhf.dpo import DPOConfig
-
-    return DPOConfig
+    return dlcli.rlhf
 
 
 def _skipped(s: dict) -> str:
@@ -54,7 +41,7 @@ def _skipped(s: dict) -> str:
 
 
 @app.command("sft")
-@command(_sft, options=STAGE | o.training(), resume=True)
+@command(lambda: _rlhf().sft.SFTConfig, options=STAGE | o.training(), resume=True)
 def sft(
     base: Annotated[str, typer.Argument(help="A causal GPT run (from 'dlcli train-transformer').")],
     data: Annotated[str, typer.Argument(help='JSONL: {"prompt", "completion"} or {"messages": [...]} lines.')],
@@ -71,7 +58,7 @@ def sft(
 
 
 @app.command("reward")
-@command(_reward, options=STAGE | o.training(), resume=True)
+@command(lambda: _rlhf().reward.RewardConfig, options=STAGE | o.training(), resume=True)
 def reward(
     base: Annotated[str, typer.Argument(help="A causal GPT run: tokenizer, model shape and starting weights.")],
     data: Annotated[str, typer.Argument(help='JSONL: {"prompt", "chosen", "rejected"}, or HH-RLHF '
@@ -113,7 +100,7 @@ def score(
 
 
 @app.command("ppo")
-@command(_ppo, options=STAGE | o.training("epochs"), resume=True)
+@command(lambda: _rlhf().ppo.PPOConfig, options=STAGE | o.training("epochs"), resume=True)
 def ppo(
     sft: Annotated[str, typer.Argument(help="The SFT run: the starting policy and the frozen reference.")],
     reward_model: Annotated[str, typer.Argument(help="The reward model (from 'dlcli rlhf reward').")],
@@ -142,7 +129,7 @@ def ppo(
 
 
 @app.command("dpo")
-@command(_dpo, options=STAGE | o.training(), resume=True)
+@command(lambda: _rlhf().dpo.DPOConfig, options=STAGE | o.training(), resume=True)
 def dpo(
     sft: Annotated[str, typer.Argument(help="The SFT run: the starting policy and the frozen reference.")],
     data: Annotated[str, typer.Argument(help="JSONL preference pairs (as for 'dlcli rlhf reward').")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Annotated
 
 from dlcli.cli import common as c
@@ -21,32 +22,15 @@ Tokenizer = Annotated[str | None, o.opt("--tokenizer", "-t", help="tokenizer.jso
 OLD_N = {"-n": "normalize"}
 
 
-def _build() -> type:
-    from dlcli.text.vocab import BuildConfig
+def _vocab() -> ModuleType:
+    """The stage module, imported when a command runs or shows its help."""
+    from dlcli.text import vocab
 
-    return BuildConfig
-
-
-def _train() -> type:
-    from dlcli.text.vocab import TrainConfig
-
-    return TrainConfig
-
-
-def _encode() -> type:
-    from dlcli.text.vocab import EncodeConfig
-
-    return EncodeConfig
-
-
-def _decode() -> type:
-    from dlcli.text.vocab import DecodeConfig
-
-    return DecodeConfig
+    return vocab
 
 
 @app.command()
-@command(_build, aliases=OLD_N)
+@command(lambda: _vocab().BuildConfig, aliases=OLD_N)
 def build(
     inputs: InputsArg = None,
     output: Output = None,
@@ -78,7 +62,7 @@ def build(
 
 
 @app.command()
-@command(_train, aliases=OLD_N)
+@command(lambda: _vocab().TrainConfig, aliases=OLD_N)
 def train(
     inputs: InputsArg = None,
     output: Output = None,
@@ -99,7 +83,7 @@ def train(
 
 
 @app.command()
-@command(_encode)
+@command(lambda: _vocab().EncodeConfig)
 def encode(
     inputs: InputsArg = None,
     output: Annotated[str | None, o.opt("--output", "-o", help="Id file to write (plus .json and .offsets.npy "
@@ -121,7 +105,7 @@ def encode(
 
 
 @app.command()
-@command(_decode)
+@command(lambda: _vocab().DecodeConfig)
 def decode(
     input: Annotated[str | None, o.arg("Id file written by 'dlcli vocab encode'.")] = None,
     output: Annotated[str | None, o.opt("--output", "-o", help="Text output (- for stdout).")] = None,
