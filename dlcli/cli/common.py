@@ -1,5 +1,6 @@
-"""What every command shares: common options, config resolution, error
-handling and progress display. Only the CLI imports typer and rich."""
+"""What every command shares at run time: config resolution, error handling,
+progress display and output lines (the options are in options.py). Only the
+CLI imports typer and rich."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,51 +18,6 @@ from rich.console import Console
 T = TypeVar("T")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-CONFIG = "Config"
-OUTPUT = "Output"
-MODEL = "Model"
-TRAIN = "Training"
-
-
-def opt(flag: str, help_: str, panel: str | None = None, short: str | None = None) -> Any:
-    """A typer option whose default is not shown: the command's config holds the defaults."""
-    names = (flag, short) if short else (flag,)
-    return typer.Option(*names, help=help_, rich_help_panel=panel, show_default=False)
-
-
-ConfigOpt = Annotated[
-    Optional[Path],
-    typer.Option("--config", "-c", help="YAML file with config keys (see --print-config).", rich_help_panel=CONFIG),
-]
-SetOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", help="Override one config key: key=value (repeatable).", rich_help_panel=CONFIG),
-]
-PrintConfigOpt = Annotated[
-    bool, typer.Option("--print-config", help="Print the resolved config as YAML and exit.", rich_help_panel=CONFIG)
-]
-ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.", rich_help_panel=OUTPUT)]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.",
-                                        rich_help_panel=OUTPUT)]
-DebugOpt = Annotated[
-    bool,
-    typer.Option("--debug", help="Show tracebacks on errors (env: DLCLI_DEBUG=1).", envvar="DLCLI_DEBUG",
-                 rich_help_panel=OUTPUT),
-]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its "
-                                         "checkpoint stopped (Ctrl-C, --max-time or a crash).",
-                                         rich_help_panel=OUTPUT)]
-DeviceOpt = Annotated[Optional[str], opt("--device", "auto, cpu, cuda or mps (default auto).", TRAIN)]
-PrecisionOpt = Annotated[Optional[str], opt("--precision", "auto, fp32 or bf16 (default auto: bf16 autocast only "
-                                             "where the device runs it natively and the model is wide enough; the "
-                                             "choice and its reason are in meta.json).", TRAIN)]
-UseDeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]  # commands that use a run
-MaxTimeOpt = Annotated[Optional[str], opt("--max-time", "Wall-clock budget: 90s, 10m, 1h; stops cleanly and saves a "
-                                          "checkpoint (continue with --resume).", TRAIN)]
-WorkersOpt = Annotated[
-    Optional[int], typer.Option("--workers", "-j", help="Worker processes (0 = one per core).", show_default=False)
-]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
