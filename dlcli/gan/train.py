@@ -179,6 +179,8 @@ def train(cfg: GanConfig, force: bool = False, resume: bool = False,
         checkpoint.save(run, both, p.opt_g, counters, _optim_tensors(p.opt_d))
         rundir.save_tensors(generator_tensors(p.G_ema, data), run / GENERATOR)
 
+    # `save` writes the checkpoint in its own layout (D's optimizer among the extra tensors), so the
+    # loop's `checkpoint` callable is never asked for one
     stage = Stage("train", step, Saved, evaluate=evaluate, save=save, hint=HINT,
                   record=lambda rec, seconds: {k: v for k, v in rec.items() if k != "loss"}, show=_show)
     if resumed is None:
