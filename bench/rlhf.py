@@ -60,26 +60,26 @@ class TrueReward:
     """The rule's mean score and the KL to the reference of answers sampled for the held-out prompts."""
 
     def __init__(self, ref_run: Path) -> None:
-        from dlcli.rlhf import common, toytask
+        from dlcli.rlhf import policy, runs, tokens, toytask
 
-        self.c, self.t = common, toytask
-        ref = common.open_lm(str(ref_run), "cpu")
+        self.p, self.k, self.t = policy, tokens, toytask
+        ref = runs.open_lm(str(ref_run), "cpu")
         self.ref, self.tok = ref.model, ref.tokenizer
-        self.end = common.end_token(self.tok, str(ref_run))
+        self.end = tokens.end_token(self.tok, str(ref_run))
         self.prompts = [p["prompt"] for p in toytask.held_out_prompts()] * SAMPLES_PER_PROMPT
-        self.ids = [common.encode(self.tok, p) for p in self.prompts]
+        self.ids = [tokens.encode(self.tok, p) for p in self.prompts]
 
     def __call__(self, gpt: Any, seed: int = 0) -> dict[str, float]:
-        c = self.c
+        p, k = self.p, self.k
         was = gpt.training
         gpt.eval()
         g = torch.Generator().manual_seed(seed)
-        resp = c.sample(gpt, self.ids, 24, self.end, g, 1.0, banned=c.banned_ids(self.tok))
-        x, m = c.batch(self.ids, resp, self.end, "cpu")
+        resp = p.sample(gpt, self.ids, 24, self.end, g, 1.0, banned=k.banned_ids(self.tok))
+        x, m = k.batch(self.ids, resp, self.end, "cpu")
         with torch.no_grad():
-            kl = ((c.token_logprobs(gpt(x)[0], x) - c.token_logprobs(self.ref(x)[0], x)) * m).sum(1).mean()
+            kl = ((p.token_logprobs(gpt(x)[0], x) - p.token_logprobs(self.ref(x)[0], x)) * m).sum(1).mean()
         gpt.train(was)
-        texts = [c.decode(self.tok, r, self.end) for r in resp]
+        texts = [k.decode(self.tok, r, self.end) for r in resp]
         true = sum(self.t.score(p, a) for p, a in zip(self.prompts, texts)) / len(texts)
         self.last = list(zip(self.prompts, texts))
         return {"true_reward": true, "true_kl": float(kl)}

@@ -214,7 +214,7 @@ def update_fixed_rollouts(rank: int = 0, world: int = 1) -> tuple[dict[str, torc
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from dlcli.models.gpt import GPT, GPTConfig
-    from dlcli.rlhf.common import token_logprobs
+    from dlcli.rlhf.policy import token_logprobs
     from dlcli.rlhf.ppo import PolicyWithValue, PPOConfig, Rollout, ppo_update
     from dlcli.train.optim import OptimConfig, build_optimizer
 
@@ -261,7 +261,8 @@ def test_ddp_ppo_keeps_one_policy_on_every_process_and_resumes(ddp) -> None:
     assert not torch.equal(a["gpt.head.weight"], b["head.weight"])  # it trained
     recs = [json.loads(line) for line in (d / "whole/metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs if "reward" in r] == [1, 2]  # one process logs
-    assert len(recs[-1]["samples"]) == 4 and recs[-1]["kl_coef"] != 0.1 and "val_reward" in recs[-1]
+    last = [r for r in recs if "reward" in r][-1]  # the last step's record; the evaluation's follows it
+    assert len(last["samples"]) == 4 and last["kl_coef"] != 0.1 and "val_reward" in recs[-1]
     assert json.loads((d / "whole/checkpoint.json").read_text())["state"]["world"] == 2
     before, one = update_fixed_rollouts()
     assert not torch.allclose(before["gpt.head.weight"], one["gpt.head.weight"], atol=1e-3)  # it learnt

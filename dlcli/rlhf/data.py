@@ -86,7 +86,7 @@ def split_chat(messages: Any) -> tuple[str, str]:
 def split_hh(chosen: str, rejected: str) -> tuple[str, str, str]:
     """Two whole HH dialogues -> (prompt, chosen response, rejected response)."""
     n = 0
-    for a, b in zip(chosen, rejected):
+    for a, b in zip(chosen, rejected, strict=False):
         if a != b:
             break
         n += 1

@@ -16,6 +16,7 @@ for `kl_samples` held-out prompts). The result is a language-model run directory
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +27,14 @@ import torch.nn.functional as F
 
 from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, nothing
+from dlcli.core.runtime import seed_everything
 from dlcli.errors import ConfigError
-from dlcli.rlhf.common import StageConfig
+from dlcli.rlhf import data, runs, tokens
+from dlcli.rlhf.config import RESUMABLE, StageConfig
+from dlcli.rlhf.loop import Loop, mean_over_processes, split, train_loop
+from dlcli.rlhf.policy import sample, token_logprobs
 from dlcli.train.optim import OptimConfig
+from dlcli.train.plots import plot_curves
 
 
 def _optim() -> OptimConfig:
@@ -62,8 +68,6 @@ def dpo_loss(pi_c: torch.Tensor, pi_r: torch.Tensor, ref_c: torch.Tensor, ref_r:
 
 def sequence_logprobs(gpt: Any, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of the response tokens' log-probabilities (B,), and their number (B,)."""
-    from dlcli.rlhf.common import token_logprobs
-
     logits, _, _ = gpt(ids)
     return (token_logprobs(logits, ids) * mask).sum(-1), mask.sum(-1)
 
@@ -73,30 +77,24 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
         probe: Callable[[Any], dict[str, float]] | None = None) -> dict[str, Any]:
     """Train (or continue a checkpoint with `resume`); write the run directory; return a summary.
     `probe(policy)`, if given, adds its own held-out figures (e.g. a true reward) to every evaluation."""
-    import copy
-
-    from dlcli.core.runtime import seed_everything
-    from dlcli.rlhf import common, data
-    from dlcli.train.plots import plot_curves
-
     cfg.validate()
-    dev, dist = common.setup(cfg)
-    sft = common.open_lm(cfg.sft, str(dev))
+    dev, dist = runs.setup(cfg)
+    sft = runs.open_lm(cfg.sft, str(dev))
     cfg.model = sft.model.cfg
     recs = data.read(cfg.data, "prefs", cfg.skip_bad)
-    enc = common.encode_records(cfg.data, recs, sft.tokenizer, cfg.model.block_size, ("chosen", "rejected"),
+    enc = tokens.encode_records(cfg.data, recs, sft.tokenizer, cfg.model.block_size, ("chosen", "rejected"),
                                 cfg.skip_bad)
-    out = common.start_run(cfg, "rlhf-dpo", [cfg.sft, cfg.data], force, resume, dist,
-                           (*common.RESUMABLE, "kl_samples"))
+    out, prec = runs.start_run(cfg, "rlhf-dpo", [cfg.sft, cfg.data], force, resume, dev, dist,
+                               (*RESUMABLE, "kl_samples"))
     seed_everything(cfg.seed)
     gpt = sft.model
     reference = copy.deepcopy(gpt).eval().requires_grad_(False)  # pi_ref, frozen
-    pad_id = end_id = common.end_token(sft.tokenizer, cfg.sft)
+    pad_id = end_id = tokens.end_token(sft.tokenizer, cfg.sft)
 
     def both(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Chosen and rejected of `rows` as one padded batch (chosen first) and its response mask."""
         prompts = [enc[i]["prompt"] for i in rows] * 2
-        return common.batch(prompts, [enc[i]["chosen"] for i in rows] + [enc[i]["rejected"] for i in rows],
+        return tokens.batch(prompts, [enc[i]["chosen"] for i in rows] + [enc[i]["rejected"] for i in rows],
                             pad_id, dev)
 
     ref = torch.empty(len(enc), 2)  # reference log-probs of (chosen, rejected): computed once, or resumed
@@ -106,10 +104,10 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
             lp = sequence_logprobs(reference, *both(rows))[0].cpu()
             ref[rows, 0], ref[rows, 1] = lp[: len(rows)], lp[len(rows):]
     ref = ref.to(dev)  # on resume train_loop fills it from the checkpoint
-    train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
+    train_i, val_i = split(len(enc), cfg.val_fraction, cfg.seed)
     kl_prompts = [enc[i]["prompt"] for i in val_i[: cfg.kl_samples]]
     longest = max(len(e[k]) for e in enc for k in ("chosen", "rejected"))
-    banned = common.banned_ids(sft.tokenizer)
+    banned = tokens.banned_ids(sft.tokenizer)
 
     def losses(net: Any, rows: list[int]) -> tuple[torch.Tensor, ...]:
         """(summed DPO loss, summed chosen log-probs, their token count, implicit rewards of chosen, rejected)."""
@@ -120,18 +118,18 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
 
     def step(net: Any, idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         dpo, lp_c, n_tok, rc, rr = losses(net, [train_i[i] for i in idx])
-        loss = common.mean_over_processes(dpo, torch.tensor(float(len(idx))))
+        loss = mean_over_processes(dpo, torch.tensor(float(len(idx))))
         if cfg.rpo_alpha:  # the chosen responses' NLL per token
-            loss = loss - cfg.rpo_alpha * common.mean_over_processes(lp_c, n_tok)
+            loss = loss - cfg.rpo_alpha * mean_over_processes(lp_c, n_tok)
         return loss, {"accuracy": float((rc > rr).float().mean()), "margin": float((rc - rr).mean())}
 
     def kl_to_reference() -> float:
         """Mean over sampled answers to held-out prompts of sum_t log pi(y_t) - log pi_ref(y_t), in nats
         per response (its expectation is KL(pi || pi_ref) of whole responses)."""
         g = torch.Generator().manual_seed(cfg.seed + 1)
-        resp = common.sample(gpt, kl_prompts, longest, end_id, g, banned=banned)
-        ids, mask = common.batch(kl_prompts, resp, pad_id, dev)
-        log_ratio = common.token_logprobs(gpt(ids)[0], ids) - common.token_logprobs(reference(ids)[0], ids)
+        resp = sample(gpt, kl_prompts, longest, end_id, g, banned=banned)
+        ids, mask = tokens.batch(kl_prompts, resp, pad_id, dev)
+        log_ratio = token_logprobs(gpt(ids)[0], ids) - token_logprobs(reference(ids)[0], ids)
         return float((log_ratio * mask).sum(1).mean())
 
     def evaluate() -> dict[str, float]:
@@ -149,13 +147,13 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
         plot_curves(history, out / "kl.png", {"val_kl": "held-out prompts"}, "KL to the reference (nats / response)",
                     "DPO: KL")
 
-    loop = common.Loop("dpo", gpt, len(train_i), step, evaluate, plots, extra={"reference_logprobs": ref},
+    loop = Loop("dpo", gpt, len(train_i), step, evaluate, plots, extra={"reference_logprobs": ref},
                        show=("val_kl",))
-    steps, last, secs = common.train_loop(cfg, out, loop, on_progress, resume, dist)
+    steps, last, secs = train_loop(cfg, out, loop, prec, on_progress, resume, dist)
     gpt.eval()
     if dist.main:
-        common.write_lm(out, gpt, Path(cfg.sft) / "tokenizer.json")
+        runs.write_lm(out, gpt, Path(cfg.sft) / "tokenizer.json")
     return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "elapsed": secs,
             "steps_per_s": steps / max(secs, 1e-9),
-            "precision": loop.precision.describe() if loop.precision else "",
+            "precision": prec.describe(),
             **{k: v for k, v in last.items() if k != "step"}}

@@ -28,40 +28,35 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as tdist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from dlcli.core import rundir
-from dlcli.core.progress import OnProgress, Tick, nothing
-from dlcli.errors import ConfigError
+from dlcli.core.progress import OnProgress, nothing
+from dlcli.core.runtime import seed_everything
+from dlcli.errors import ConfigError, TrainingDiverged
 from dlcli.models.gpt import GPT
-from dlcli.rlhf.common import RESUMABLE as STAGE_RESUMABLE
-from dlcli.rlhf.common import StageConfig
-from dlcli.train.optim import OptimConfig
+from dlcli.rlhf import data, runs, tokens
+from dlcli.rlhf.advantage import Total, gae, local, masked_mean, over_processes, whiten
+from dlcli.rlhf.config import RESUMABLE as STAGE_RESUMABLE
+from dlcli.rlhf.config import StageConfig
+from dlcli.rlhf.loop import mean_over_processes, split
+from dlcli.rlhf.policy import forward_hidden, sample, token_logprobs
+from dlcli.rlhf.reward import open_rm
+from dlcli.train import checkpoint, distributed, optim
+from dlcli.train.loop import Saved, Stage, Update, fit
+from dlcli.train.optim import OptimConfig, build_optimizer, lr_at, set_lr
+from dlcli.train.plots import plot_curves
 
 RESUMABLE = (*STAGE_RESUMABLE, "sample_interval", "num_samples")
 RANK_SEED_STRIDE = 1_000_003  # process r samples from seed + r * this (process 0: the single-process stream)
-
-Total = Callable[[torch.Tensor], torch.Tensor]  # a tensor summed over the processes
-
-
-def local(t: torch.Tensor) -> torch.Tensor:
-    """The sum over a world of one process."""
-    return t
-
-
-def over_processes(t: torch.Tensor) -> torch.Tensor:
-    """The sum over every process of the group (in place)."""
-    import torch.distributed as tdist
-
-    tdist.all_reduce(t)
-    return t
 
 
 def _optim() -> OptimConfig:
@@ -128,45 +123,8 @@ class PolicyWithValue(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ids (B, T) -> logits (B, T, v), values (B, T)."""
-        from dlcli.rlhf.common import forward_hidden
-
         logits, h = forward_hidden(self.gpt, ids)
         return logits, self.value(h).squeeze(-1)
-
-
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
-        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation over the masked (response) positions of (B, T) tensors.
-
-    delta_t = r_t + gamma V_{t+1} - V_t (V after the last response token is 0) and
-    A_t = sum_{k >= t} (gamma lam)^(k - t) delta_k, as one triangular matrix product.
-    Returns (advantages, returns = advantages + values), zero outside the mask."""
-    m = mask.float()
-    v = values * m
-    next_v = torch.cat([v[:, 1:], torch.zeros_like(v[:, :1])], dim=1)
-    delta = (rewards + gamma * next_v - v) * m
-    t = torch.arange(delta.size(1), device=delta.device)
-    gap = (t[None, :] - t[:, None]).float()  # gap[t, k] = k - t
-    discount = torch.where(gap >= 0, (gamma * lam) ** gap.clamp(min=0), torch.zeros_like(gap))
-    adv = (delta @ discount.T) * m
-    return adv, (adv + v) * m
-
-
-def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True, total: Total = local
-           ) -> torch.Tensor:
-    """(x - mean) / std over the masked entries; with `total` = `over_processes`, the mean and variance
-    are those of the masked entries of every process."""
-    m = torch.ones_like(x) if mask is None else mask.float()
-    s = total(torch.stack([(x * m).sum(), m.sum()]))
-    n = s[1].clamp(min=1)
-    mean = s[0] / n
-    var = total(((x - mean) ** 2 * m).sum()) / n
-    out = (x - mean) * torch.rsqrt(var + 1e-8)
-    return (out if shift_mean else out + mean) * m
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
 @dataclass
@@ -198,13 +156,11 @@ def rollout(policy: PolicyWithValue, ref: GPT, rm: Any, prompts: list[list[int]]
             end_id: int, gen: torch.Generator, banned: tuple[int, ...], total: Total = local) -> Rollout:
     """Responses to `prompts` and everything PPO needs of them; `total` sums the whitening statistics
     (over the processes under DDP)."""
-    from dlcli.rlhf.common import batch, sample, token_logprobs
-
     dev = next(policy.parameters()).device
     policy.eval()
     responses = sample(policy.gpt, prompts, cfg.max_new_tokens, end_id, gen, cfg.temperature, banned=banned)
-    ids, mask = batch(prompts, responses, end_id, dev)
-    lengths = torch.tensor([len(p) + len(r) for p, r in zip(prompts, responses)], device=dev)
+    ids, mask = tokens.batch(prompts, responses, end_id, dev)
+    lengths = torch.tensor([len(p) + len(r) for p, r in zip(prompts, responses, strict=True)], device=dev)
     with torch.no_grad():
         logits, values = policy(ids)
         logp = token_logprobs(logits, ids)
@@ -229,9 +185,6 @@ def ppo_update(policy: nn.Module, optimizer: torch.optim.Optimizer, ro: Rollout,
     `policy` is the DDP-wrapped model, the rollout this process's share and `world` the number of
     processes: each takes its share of every minibatch, and the losses are means over the tokens of the
     whole minibatch (so DDP's average of the gradients is the single-process gradient)."""
-    from dlcli.rlhf.common import mean_over_processes, token_logprobs
-    from dlcli.train.optim import apply_gradients
-
     stats: dict[str, float] = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_frac": 0.0}
     n, count = ro.ids.size(0), 0
     size = cfg.minibatch // world
@@ -245,13 +198,13 @@ def ppo_update(policy: nn.Module, optimizer: torch.optim.Optimizer, ro: Rollout,
             logp = token_logprobs(logits, ids)
             ratio = torch.exp(logp - ro.logp[mb])
             pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip))
-            tokens = mask.sum()
-            policy_loss = mean_over_processes((pg * mask).sum(), tokens)
+            n_tok = mask.sum()
+            policy_loss = mean_over_processes((pg * mask).sum(), n_tok)
             v = values[:, :-1]
             v_clipped = ro.values[mb] + (v - ro.values[mb]).clamp(-cfg.clip_value, cfg.clip_value)
             vf = 0.5 * torch.maximum((v - ro.returns[mb]) ** 2, (v_clipped - ro.returns[mb]) ** 2)
-            value_loss = mean_over_processes((vf * mask).sum(), tokens)
-            apply_gradients(policy, optimizer, policy_loss + cfg.vf_coef * value_loss, cfg.optim.grad_clip)
+            value_loss = mean_over_processes((vf * mask).sum(), n_tok)
+            optim.apply_gradients(policy, optimizer, policy_loss + cfg.vf_coef * value_loss, cfg.optim.grad_clip)
             with torch.no_grad():
                 lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
                 entropy = masked_mean(-(lp.exp() * lp).sum(-1), mask)
@@ -269,36 +222,24 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
     """Train (or continue a checkpoint with `resume`); write the run directory; return a summary.
     `probe(policy)`, if given, adds its own held-out figures (e.g. a true reward) to every evaluation.
     Under torchrun every process runs this; the first one evaluates, logs and writes."""
-    import torch.distributed as tdist
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    from dlcli.core import rundir
-    from dlcli.core.runtime import parse_duration, seed_everything
-    from dlcli.errors import TrainingDiverged
-    from dlcli.rlhf import common, data
-    from dlcli.rlhf.reward import open_rm
-    from dlcli.train import checkpoint, distributed
-    from dlcli.train.optim import build_optimizer, lr_at, set_lr
-    from dlcli.train.plots import plot_curves
-
     cfg.validate()
     if not cfg.reward_model:
         raise ConfigError("reward_model: give the reward model's directory")
-    dev, d = common.setup(cfg)
+    dev, d = runs.setup(cfg)
     cfg.check_world(d.world)
-    sft = common.open_lm(cfg.sft, str(dev))
+    sft = runs.open_lm(cfg.sft, str(dev))
     rm = open_rm(cfg.reward_model, str(dev))
-    common.same_tokenizer(rm.tokenizer, sft.tokenizer, cfg.reward_model, f"the policy {cfg.sft}")
+    runs.same_tokenizer(rm.tokenizer, sft.tokenizer, cfg.reward_model, f"the policy {cfg.sft}")
     cfg.model = sft.model.cfg
     tok = sft.tokenizer
     recs = data.read(cfg.data, "prompts", cfg.skip_bad)
-    enc = common.encode_records(cfg.data, recs, tok, min(cfg.model.block_size, rm.model.gpt.cfg.block_size), (),
+    enc = tokens.encode_records(cfg.data, recs, tok, min(cfg.model.block_size, rm.model.gpt.cfg.block_size), (),
                                 cfg.skip_bad, room=cfg.max_new_tokens)
-    out = common.start_run(cfg, "rlhf-ppo", [cfg.sft, cfg.reward_model, cfg.data], force, resume, d,
-                           resumable=RESUMABLE)
+    out, prec = runs.start_run(cfg, "rlhf-ppo", [cfg.sft, cfg.reward_model, cfg.data], force, resume, dev, d,
+                               resumable=RESUMABLE)
     seed_everything(cfg.seed)
-    end_id = common.end_token(tok, cfg.sft)
-    banned = common.banned_ids(tok)
+    end_id = tokens.end_token(tok, cfg.sft)
+    banned = tokens.banned_ids(tok)
     ref = copy.deepcopy(sft.model).eval().requires_grad_(False)
     policy = PolicyWithValue(sft.model).to(dev)
     optimizer = build_optimizer(policy, cfg.optim, dev)
@@ -306,38 +247,95 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
     gen = torch.Generator().manual_seed(cfg.seed + RANK_SEED_STRIDE * d.rank)  # rollouts and minibatches
     total_of: Total = over_processes if d.enabled else local
     share = cfg.batch_size // d.world  # rollouts per process and step
-    train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
-    total = cfg.budget(max(1, math.ceil(len(train_i) / cfg.batch_size))).steps
-    max_time = parse_duration(cfg.max_time) if cfg.max_time else 0.0
-    st: dict[str, Any] = {"step": 0, "elapsed": 0.0, "val_reward": math.nan, "first": {}, "world": d.world}
+    train_i, val_i = split(len(enc), cfg.val_fraction, cfg.seed)
+    budget = cfg.budget(max(1, math.ceil(len(train_i) / cfg.batch_size)))
+    first: dict[str, float] = {}  # the evaluation before training
+    resumed = None
     if resume:
-        saved, extra = checkpoint.load(out, policy, optimizer, dev)
-        if saved.get("world", 1) != d.world:
-            raise ConfigError(f"{out}: its checkpoint was written by {saved.get('world', 1)} process(es); resume it "
-                              f"with as many (each has its own sampling stream), not {d.world}")
-        st.update(saved)
+        resumed, extra = checkpoint.load(out, policy, optimizer, dev)
+        if resumed.get("world", 1) != d.world:
+            raise ConfigError(f"{out}: its checkpoint was written by {resumed.get('world', 1)} process(es); resume "
+                              f"it with as many (each has its own sampling stream), not {d.world}")
         if d.enabled:  # this process's own streams (cloned: set_state misreads a row view of a stacked tensor)
             gen.set_state(extra["rollouts_by_rank"][d.rank].cpu().clone())
             torch.set_rng_state(extra["rng_by_rank"][d.rank].cpu().clone())
         else:
             gen.set_state(extra["rollouts"].cpu())
-        kl_ctl.value = saved["kl_coef"]
+        kl_ctl.value = resumed["kl_coef"]
+        first = resumed.get("first", {})
+        # a checkpoint written before PPO ran on train.loop: its step had been evaluated before it was saved
+        resumed.setdefault("last_eval", {"step": resumed["step"], "val_reward": resumed.get("val_reward", math.nan)})
     net = DDP(policy) if d.enabled else policy
-    prec = common.resolve_precision(cfg, dev, out, d)
-    history: list[dict[str, Any]] = rundir.read_metrics(out) if resume and d.main else []
     good = copy.deepcopy(policy.gpt.state_dict())
-    t0 = time.perf_counter()
-
-    def elapsed() -> float:
-        return st["elapsed"] + time.perf_counter() - t0
+    samples: list[dict[str, Any]] = []  # generations of this step, for its record (the first process)
 
     def summed(*values: float) -> list[float]:
         """Each value summed over the processes."""
         return total_of(torch.tensor(values, dtype=torch.float64, device=dev)).tolist()
 
+    def keep_good(reason: str, done: int) -> TrainingDiverged:
+        policy.gpt.load_state_dict(good)
+        if d.main:
+            runs.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
+        return TrainingDiverged(f"{reason} at step {done}; the last good policy (step {max(0, done - 1)}) is kept in "
+                                f"{out}; try a larger kl_coef or a lower optim.lr")
+
+    def step(done: int) -> Update:
+        """Rollouts, their scores and advantages, then `ppo_epochs` passes of clipped updates over them."""
+        nonlocal good
+        rows = [train_i[int(i)] for i in torch.randint(len(train_i), (share,), generator=gen)]
+        with prec.autocast():
+            ro = rollout(policy, ref, rm.model, [enc[i]["prompt"] for i in rows], cfg, kl_ctl.value, end_id, gen,
+                         banned, total_of)
+        n, score_sum, kl_sum, n_tok = summed(len(rows), float(ro.score.sum()), float(ro.kl.sum()),
+                                             float(ro.mask.sum()))
+        kl = kl_sum / n  # the mean over the whole batch: every process takes the same decisions
+        if not math.isfinite(kl) or kl > cfg.kl_stop:
+            raise keep_good(f"the mean KL to the reference reached {kl:.3g} nats (kl_stop {cfg.kl_stop})", done)
+        good = copy.deepcopy(policy.gpt.state_dict())
+        set_lr(optimizer, lr := lr_at(done, cfg.optim, done / budget.steps if budget.steps else None))
+        stats = ppo_update(net, optimizer, ro, cfg, gen, d.world, prec.autocast)
+        stats = {k: v / d.world for k, v in zip(stats, summed(*stats.values()), strict=True)}
+        if not all(math.isfinite(v) for v in stats.values()):
+            raise keep_good("the PPO losses became non-finite", done)
+        kl_ctl.update(kl, cfg.batch_size)
+        if d.main and cfg.sample_interval and (done + 1) % cfg.sample_interval == 0:
+            samples[:] = [{"prompt": tok.decode(enc[rows[j]]["prompt"]),
+                           "response": tokens.decode(tok, ro.responses[j], end_id),
+                           "reward": round(float(ro.score[j]), 4)} for j in range(min(cfg.num_samples, len(rows)))]
+        return Update(stats["policy_loss"] + cfg.vf_coef * stats["value_loss"],
+                      {"reward": score_sum / n, "kl": kl, "response_tokens": n_tok / n, **stats},
+                      {"kl_coef": kl_ctl.value, "lr": lr})
+
+    def record(rec: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """The record as PPO has always logged it (no combined `loss`), with the step's samples."""
+        head = ("step", "reward", "kl", "kl_coef", "lr", "response_tokens")
+        out = {**{k: rec[k] for k in head}, **{k: v for k, v in rec.items() if k not in (*head, "loss")}}
+        if samples:
+            out["samples"] = samples.copy()
+            samples.clear()
+        return out
+
+    def evaluate(done: int) -> dict[str, float]:
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        ro = rollout(policy, ref, rm.model, [enc[i]["prompt"] for i in val_i], cfg, kl_ctl.value, end_id, g, banned)
+        figures = {"val_reward": float(ro.score.mean()), "val_kl": float(ro.kl.mean())}
+        if probe is not None:
+            policy.eval()
+            figures.update(probe(policy.gpt))
+            policy.train()
+        if done == 0 and not resume:
+            first.update(figures)
+        return figures
+
+    def plots(history: list[dict[str, Any]]) -> None:
+        plot_curves(history, out / "reward.png", {"reward": "rollouts", "val_reward": "held-out prompts"},
+                    "reward-model score", "PPO: reward")
+        plot_curves(history, out / "kl.png", {"kl": "rollouts", "val_kl": "held-out prompts"},
+                    "KL to the reference (nats / response)", "PPO: KL")
+
     def streams() -> dict[str, torch.Tensor]:
-        """The random streams a checkpoint keeps: under DDP every process's, gathered at the end of each step
-        so that the first process saves them all without a collective (a Ctrl-C may come at any time)."""
+        """The random streams a checkpoint keeps: under DDP every process's (gathered)."""
         if not d.enabled:
             return {"rollouts": gen.get_state()}
         mine = torch.stack([gen.get_state(), torch.get_rng_state()]).to(dev)
@@ -346,116 +344,30 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
         every = torch.stack(parts).cpu()  # (world, 2, state)
         return {"rollouts": gen.get_state(), "rollouts_by_rank": every[:, 0], "rng_by_rank": every[:, 1]}
 
-    def evaluate() -> dict[str, float]:
-        g = torch.Generator().manual_seed(cfg.seed + 1)
-        ro = rollout(policy, ref, rm.model, [enc[i]["prompt"] for i in val_i], cfg, kl_ctl.value, end_id, g, banned)
-        out = {"val_reward": float(ro.score.mean()), "val_kl": float(ro.kl.mean())}
-        if probe is not None:
-            policy.eval()
-            out.update(probe(policy.gpt))
-            policy.train()
-        return out
-
-    def plots() -> None:
-        plot_curves(history, out / "reward.png", {"reward": "rollouts", "val_reward": "held-out prompts"},
-                    "reward-model score", "PPO: reward")
-        plot_curves(history, out / "kl.png", {"kl": "rollouts", "val_kl": "held-out prompts"},
-                    "KL to the reference (nats / response)", "PPO: KL")
-
-    def save() -> None:
-        """The policy so far (a usable run) and a checkpoint to resume from (the first process)."""
+    def saved() -> Saved:
+        """A checkpoint to resume from, and the policy so far as a usable run (written by the first process)."""
         if d.main:
-            common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
-            checkpoint.save(out, policy, optimizer, {**st, "elapsed": elapsed(), "kl_coef": kl_ctl.value}, rng)
+            runs.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
+        return Saved(policy, optimizer, {"first": first, "world": d.world, "kl_coef": kl_ctl.value}, streams())
 
-    def keep_good(reason: str) -> TrainingDiverged:
-        policy.gpt.load_state_dict(good)
-        if d.main:
-            common.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
-        return TrainingDiverged(f"{reason} at step {st['step']}; the last good policy (step "
-                                f"{max(0, st['step'] - 1)}) is kept in {out}; try a larger kl_coef or a lower optim.lr")
-
-    log = rundir.MetricsLog(out) if d.main else None
-
-    def close() -> None:
-        if log is not None:
-            log.close()
-        distributed.cleanup(d)
-
-    rng = streams()
-    with checkpoint.saved_on_interrupt(out, lambda: st["step"], save, close, hold=True) as ctrl_c:
-        if not resume and d.main:
-            assert log is not None
-            st["first"] = evaluate()
-            log.log(step=0, **st["first"])
-            history.append({"step": 0, **st["first"]})
-        time_up = bool(max_time) and distributed.any_flag(d, elapsed() >= max_time)
-        while not (total and st["step"] >= total) and not time_up:
-            step = st["step"]
-            rows = [train_i[int(i)] for i in torch.randint(len(train_i), (share,), generator=gen)]
-            with prec.autocast():
-                ro = rollout(policy, ref, rm.model, [enc[i]["prompt"] for i in rows], cfg, kl_ctl.value, end_id,
-                             gen, banned, total_of)
-            n, score_sum, kl_sum, tokens = summed(len(rows), float(ro.score.sum()), float(ro.kl.sum()),
-                                                  float(ro.mask.sum()))
-            kl = kl_sum / n  # the mean over the whole batch: every process takes the same decisions
-            if not math.isfinite(kl) or kl > cfg.kl_stop:
-                raise keep_good(f"the mean KL to the reference reached {kl:.3g} nats (kl_stop {cfg.kl_stop})")
-            good = copy.deepcopy(policy.gpt.state_dict())
-            set_lr(optimizer, lr := lr_at(step, cfg.optim, step / total if total else None))
-            stats = ppo_update(net, optimizer, ro, cfg, gen, d.world, prec.autocast)
-            *means, pending, late = summed(*stats.values(), float(ctrl_c.pending),
-                                           float(bool(max_time) and elapsed() >= max_time))
-            stats = {k: v / d.world for k, v in zip(stats, means)}
-            if not all(math.isfinite(v) for v in stats.values()):
-                raise keep_good("the PPO losses became non-finite")
-            kl_ctl.update(kl, cfg.batch_size)
-            st["step"] = step = step + 1
-            rng, time_up = streams(), late > 0
-            rec = {"step": step, "reward": score_sum / n, "kl": kl, "kl_coef": kl_ctl.value, "lr": lr,
-                   "response_tokens": tokens / n, **stats, "elapsed": elapsed()}
-            if d.main:
-                assert log is not None
-                if cfg.eval_interval and step % cfg.eval_interval == 0:
-                    ev = evaluate()
-                    rec.update(ev)
-                    st["val_reward"] = ev["val_reward"]
-                if cfg.sample_interval and step % cfg.sample_interval == 0:
-                    rec["samples"] = [{"prompt": tok.decode(enc[rows[j]]["prompt"]),
-                                       "response": common.decode(tok, ro.responses[j], end_id),
-                                       "reward": round(float(ro.score[j]), 4)}
-                                      for j in range(min(cfg.num_samples, len(rows)))]
-                log.log(**rec)
-                history.append(rec)
-            if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0:
-                save()
-            if d.main and (step % cfg.log_interval == 0 or step == total):
-                show = {"reward": rec["reward"], "kl": kl, "clip": stats["clip_frac"]}
-                on_progress(Tick("ppo", step, total or None, unit="step", metrics=show))
-                plots()
-            if pending > 0:
-                raise KeyboardInterrupt  # a Ctrl-C (on any process) held until the step was done
-        if d.main:
-            assert log is not None
-            if not history or "val_reward" not in history[-1]:
-                ev = evaluate()
-                log.log(step=st["step"], **ev)
-                history.append({"step": st["step"], **ev})
-                st["val_reward"] = ev["val_reward"]
-            plots()
-        policy.eval()
-        save()
+    stage = Stage("ppo", step, saved, evaluate=evaluate, plots=plots, record=record,
+                  show=lambda rec, _: {"reward": rec["reward"], "kl": rec["kl"], "clip": rec["clip_frac"]},
+                  hint="try a larger kl_coef or a lower optim.lr", evaluate_first=True)
+    try:
+        result = fit(stage, out, budget, cfg.every(), d, on_progress, resumed)
         if d.main:
             rundir.save_tensors(policy.value.state_dict(), out / "value_head.safetensors")
-    rewards = [h["reward"] for h in history if "reward" in h]
-    summary = {"run": str(out), "steps": st["step"], "elapsed": elapsed(), "val_reward": st["val_reward"],
-               "val_reward_before": st["first"].get("val_reward", math.nan),
-               "val_kl": history[-1].get("val_kl") if history else None,
-               "reward_first": rewards[0] if rewards else math.nan, "reward_last": rewards[-1] if rewards else math.nan,
-               "kl_coef": kl_ctl.value, "precision": prec.describe()}
-    if d.enabled:  # the other processes report the first one's figures
-        box = [summary]
-        tdist.broadcast_object_list(box)
-        summary = box[0]
-    close()
+        rewards = [h["reward"] for h in result.history if "reward" in h]
+        summary = {"run": str(out), "steps": result.steps, "elapsed": result.elapsed,
+                   "val_reward": result.last_eval.get("val_reward", math.nan),
+                   "val_reward_before": first.get("val_reward", math.nan), "val_kl": result.last_eval.get("val_kl"),
+                   "reward_first": rewards[0] if rewards else math.nan,
+                   "reward_last": rewards[-1] if rewards else math.nan,
+                   "kl_coef": kl_ctl.value, "precision": prec.describe()}
+        if d.enabled:  # the other processes report the first one's figures
+            box = [summary]
+            tdist.broadcast_object_list(box)
+            summary = box[0]
+    finally:
+        distributed.cleanup(d)
     return summary

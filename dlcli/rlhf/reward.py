@@ -16,6 +16,7 @@ Reported: held-out pairwise accuracy (r_chosen > r_rejected) and mean margin.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlcli.core import rundir
+from dlcli.core.io import open_output
 from dlcli.core.progress import OnProgress, nothing
+from dlcli.core.runtime import resolve_device, seed_everything
 from dlcli.models.gpt import GPT, GPTConfig
-from dlcli.rlhf.common import StageConfig
+from dlcli.rlhf import data, runs, tokens
+from dlcli.rlhf.config import StageConfig
+from dlcli.rlhf.loop import Loop, mean_over_processes, split, train_loop
+from dlcli.rlhf.policy import forward_hidden
+from dlcli.text import vocabulary
+from dlcli.train.plots import plot_curves
 
 
 @dataclass
@@ -48,8 +56,6 @@ class RewardModel(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B, T) right-padded, lengths (B,) -> rewards (B,)."""
-        from dlcli.rlhf.common import forward_hidden
-
         _, h = forward_hidden(self.gpt, ids)
         last = h[torch.arange(ids.size(0), device=ids.device), lengths - 1]  # (B, C)
         return self.head(last).squeeze(-1)
@@ -63,36 +69,27 @@ def bradley_terry(r_chosen: torch.Tensor, r_rejected: torch.Tensor, reduction: s
 
 def score_pairs(rm: RewardModel, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
                 device: Any) -> torch.Tensor:
-    from dlcli.rlhf.common import pad
-
-    seqs = [p + r for p, r in zip(prompts, responses)]
-    return rm(pad(seqs, pad_id, device), torch.tensor([len(s) for s in seqs], device=device))
+    seqs = [p + r for p, r in zip(prompts, responses, strict=True)]
+    return rm(tokens.pad(seqs, pad_id, device), torch.tensor([len(s) for s in seqs], device=device))
 
 
 @rundir.removed_on_failure
 def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing
         ) -> dict[str, Any]:
     """Train (or continue a checkpoint with `resume`); write the reward model's directory; return a summary."""
-    import shutil
-
-    from dlcli.core import rundir
-    from dlcli.core.runtime import seed_everything
-    from dlcli.rlhf import common, data
-    from dlcli.train.plots import plot_curves
-
     cfg.validate()
-    dev, dist = common.setup(cfg)
-    base = common.open_lm(cfg.base, str(dev))
+    dev, dist = runs.setup(cfg)
+    base = runs.open_lm(cfg.base, str(dev))
     cfg.model = base.model.cfg
     recs = data.read(cfg.data, "prefs", cfg.skip_bad)
-    enc = common.encode_records(cfg.data, recs, base.tokenizer, cfg.model.block_size, ("chosen", "rejected"),
+    enc = tokens.encode_records(cfg.data, recs, base.tokenizer, cfg.model.block_size, ("chosen", "rejected"),
                                 cfg.skip_bad)
-    out = common.start_run(cfg, "rlhf-reward", [cfg.base, cfg.data], force, resume, dist)
+    out, prec = runs.start_run(cfg, "rlhf-reward", [cfg.base, cfg.data], force, resume, dev, dist)
     seed_everything(cfg.seed)
     rm = RewardModel(cfg.model).to(dev)
     rm.gpt.load_state_dict(base.model.state_dict())
-    pad_id = common.end_token(base.tokenizer, cfg.base)
-    train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
+    pad_id = tokens.end_token(base.tokenizer, cfg.base)
+    train_i, val_i = split(len(enc), cfg.val_fraction, cfg.seed)
 
     def rewards(net: Any, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         prompts = [enc[i]["prompt"] for i in rows] * 2
@@ -102,11 +99,12 @@ def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progres
 
     def step(net: Any, idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         rc, rr = rewards(net, [train_i[i] for i in idx])
-        loss = common.mean_over_processes(bradley_terry(rc, rr, "sum"), torch.tensor(float(len(idx))))
+        loss = mean_over_processes(bradley_terry(rc, rr, "sum"), torch.tensor(float(len(idx))))
         return loss, {"accuracy": float((rc > rr).float().mean())}
 
     def evaluate() -> dict[str, float]:
-        rc, rr = zip(*(rewards(rm, val_i[i: i + cfg.batch_size]) for i in range(0, len(val_i), cfg.batch_size)))
+        rc, rr = zip(*(rewards(rm, val_i[i: i + cfg.batch_size]) for i in range(0, len(val_i), cfg.batch_size)),
+                     strict=True)
         c, r = torch.cat(rc), torch.cat(rr)
         return {"val_loss": float(bradley_terry(c, r)), "val_accuracy": float((c > r).float().mean()),
                 "val_margin": float((c - r).mean())}
@@ -116,13 +114,13 @@ def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progres
                     "pairwise accuracy", "Reward model (Bradley-Terry)")
 
     # the trunk's language-model head (when not tied to the embedding) gets no gradient
-    loop = common.Loop("reward", rm, len(train_i), step, evaluate, plots, unused_parameters=not cfg.model.tie_weights)
-    steps, last, secs = common.train_loop(cfg, out, loop, on_progress, resume, dist)
+    loop = Loop("reward", rm, len(train_i), step, evaluate, plots, unused_parameters=not cfg.model.tie_weights)
+    steps, last, secs = train_loop(cfg, out, loop, prec, on_progress, resume, dist)
     if dist.main:
         rundir.save_tensors(rm.state_dict(), out / "model.safetensors")
         shutil.copyfile(Path(cfg.base) / "tokenizer.json", out / "tokenizer.json")
     return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "elapsed": secs,
-            "val_pairs": len(val_i), "precision": loop.precision.describe() if loop.precision else "",
+            "val_pairs": len(val_i), "precision": prec.describe(),
             **{k: v for k, v in last.items() if k != "step"}}
 
 
@@ -135,18 +133,9 @@ class LoadedRM:
 
 
 def open_rm(path: str, device: str = "auto") -> LoadedRM:
-    from dlcli.core import rundir
-    from dlcli.core.runtime import resolve_device
-    from dlcli.errors import InputError
-    from dlcli.core.rundir import read_config
-    from dlcli.text import vocabulary
-
     p = Path(path)
-    if not p.is_dir():
-        raise InputError(f"{p}: no such reward-model directory")
-    if rundir.read_meta(p).get("stage") != "rlhf-reward":
-        raise InputError(f"{p}: not a reward model (made by 'dlcli rlhf reward')")
-    cfg = read_config(p, RewardConfig)
+    cfg, _ = rundir.open_run(p, "rlhf-reward", RewardConfig, "a reward model from 'dlcli rlhf reward'",
+                             needs=("model.safetensors", "tokenizer.json"))
     rm = RewardModel(cfg.model)
     rundir.load_weights(rm, p / "model.safetensors")
     dev = resolve_device(device)
@@ -157,18 +146,15 @@ def score(rm_path: str, data_path: str, output: str = "-", batch_size: int = 64,
           device: str = "auto", force: bool = False) -> dict[str, Any]:
     """Add "reward" to each prompt/completion line (or "reward_chosen" and "reward_rejected" to a
     preference line) of a JSONL file; write JSONL to `output` ('-' = stdout)."""
-    from dlcli.core.io import open_output
-    from dlcli.rlhf import common, data
-
     rm = open_rm(rm_path, device)
     first = _first_object(data_path)
     kind = "prefs" if "chosen" in first else "sft"
     keys = ("chosen", "rejected") if kind == "prefs" else ("completion",)
     recs = data.read(data_path, kind, skip_bad)
-    enc = common.encode_records(data_path, recs, rm.tokenizer, rm.model.gpt.cfg.block_size, keys, skip_bad)
+    enc = tokens.encode_records(data_path, recs, rm.tokenizer, rm.model.gpt.cfg.block_size, keys, skip_bad)
     kept = sorted(set(recs.lines) - {n for n, _ in recs.skipped})
     originals = _objects(data_path, set(kept))
-    pad_id = common.end_token(rm.tokenizer, rm_path)
+    pad_id = tokens.end_token(rm.tokenizer, rm_path)
     scores: dict[str, list[float]] = {k: [] for k in keys}
     with torch.no_grad():
         for i in range(0, len(enc), batch_size):

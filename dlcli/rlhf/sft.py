@@ -15,7 +15,12 @@ import torch
 
 from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, nothing
-from dlcli.rlhf.common import StageConfig
+from dlcli.core.runtime import seed_everything
+from dlcli.rlhf import data, runs, tokens
+from dlcli.rlhf.config import StageConfig
+from dlcli.rlhf.loop import Loop, mean_over_processes, split, train_loop
+from dlcli.rlhf.policy import token_logprobs
+from dlcli.train.plots import plot_curves
 
 
 @dataclass
@@ -26,8 +31,6 @@ class SFTConfig(StageConfig):
 
 def completion_nll(gpt: Any, ids: Any, mask: Any) -> tuple[Any, Any]:
     """Summed negative log-likelihood of the masked (completion) target tokens, and their number."""
-    from dlcli.rlhf.common import token_logprobs
-
     logits, _, _ = gpt(ids)
     return -(token_logprobs(logits, ids) * mask).sum(), mask.sum().clamp(min=1)
 
@@ -36,28 +39,24 @@ def completion_nll(gpt: Any, ids: Any, mask: Any) -> tuple[Any, Any]:
 def run(cfg: SFTConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing
         ) -> dict[str, Any]:
     """Train (or continue a checkpoint with `resume`); write the run directory; return a summary."""
-    from dlcli.core.runtime import seed_everything
-    from dlcli.rlhf import common, data
-    from dlcli.train.plots import plot_curves
-
     cfg.validate()
-    dev, dist = common.setup(cfg)
-    base = common.open_lm(cfg.base, str(dev))
+    dev, dist = runs.setup(cfg)
+    base = runs.open_lm(cfg.base, str(dev))
     cfg.model = base.model.cfg
     recs = data.read(cfg.data, "sft", cfg.skip_bad)
-    enc = common.encode_records(cfg.data, recs, base.tokenizer, cfg.model.block_size, ("completion",), cfg.skip_bad)
-    out = common.start_run(cfg, "rlhf-sft", [cfg.base, cfg.data], force, resume, dist)
+    enc = tokens.encode_records(cfg.data, recs, base.tokenizer, cfg.model.block_size, ("completion",), cfg.skip_bad)
+    out, prec = runs.start_run(cfg, "rlhf-sft", [cfg.base, cfg.data], force, resume, dev, dist)
     seed_everything(cfg.seed)
     gpt = base.model
-    pad_id = common.end_token(base.tokenizer, cfg.base)
-    train_i, val_i = common.split(len(enc), cfg.val_fraction, cfg.seed)
+    pad_id = tokens.end_token(base.tokenizer, cfg.base)
+    train_i, val_i = split(len(enc), cfg.val_fraction, cfg.seed)
 
     def nll(net: Any, rows: list[int]) -> tuple[Any, Any]:
-        ids, mask = common.batch([enc[i]["prompt"] for i in rows], [enc[i]["completion"] for i in rows], pad_id, dev)
+        ids, mask = tokens.batch([enc[i]["prompt"] for i in rows], [enc[i]["completion"] for i in rows], pad_id, dev)
         return completion_nll(net, ids, mask)
 
     def step(net: Any, idx: list[int]) -> tuple[Any, dict[str, float]]:
-        return common.mean_over_processes(*nll(net, [train_i[i] for i in idx])), {}
+        return mean_over_processes(*nll(net, [train_i[i] for i in idx])), {}
 
     def evaluate() -> dict[str, float]:
         parts = [nll(gpt, val_i[i: i + cfg.batch_size]) for i in range(0, len(val_i), cfg.batch_size)]
@@ -69,11 +68,10 @@ def run(cfg: SFTConfig, force: bool = False, resume: bool = False, on_progress: 
 
     with torch.no_grad():
         before = evaluate()["val_loss"]
-    loop = common.Loop("sft", gpt, len(train_i), step, evaluate, plots)
-    steps, last, secs = common.train_loop(cfg, out, loop, on_progress, resume, dist)
+    loop = Loop("sft", gpt, len(train_i), step, evaluate, plots)
+    steps, last, secs = train_loop(cfg, out, loop, prec, on_progress, resume, dist)
     gpt.eval()
     if dist.main:
-        common.write_lm(out, gpt, Path(cfg.base) / "tokenizer.json")
+        runs.write_lm(out, gpt, Path(cfg.base) / "tokenizer.json")
     return {"run": str(out), "steps": steps, "examples": len(enc), "skipped": len(recs.skipped),
-            "val_loss_before": before, "val_loss": last["val_loss"], "elapsed": secs,
-            "precision": loop.precision.describe() if loop.precision else ""}
+            "val_loss_before": before, "val_loss": last["val_loss"], "elapsed": secs, "precision": prec.describe()}

@@ -1,0 +1,65 @@
+"""The run directories of the RLHF stages: the language-model runs they start from, the device and
+process group, their own run directory (created once, with the device and precision in meta.json),
+and the files that make it a language-model run `generate` and `evaluate` read."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlcli.core import precision, rundir
+from dlcli.errors import ConfigError, InputError
+from dlcli.lm.run import LMRun, open_run
+from dlcli.models.gpt import GPT
+from dlcli.rlhf.config import RESUMABLE, StageConfig
+from dlcli.text.vocabulary import vocab_hash
+from dlcli.train import distributed
+from dlcli.train.distributed import Dist
+
+
+def open_lm(path: str, device: str) -> LMRun:
+    """A causal GPT language-model run (train-transformer, or an earlier RLHF stage)."""
+    run = open_run(path, device)
+    if not isinstance(run.model, GPT) or not run.model.cfg.causal:
+        raise InputError(f"{path}: RLHF needs a causal GPT run (from 'dlcli train-transformer' or an rlhf stage)")
+    return run
+
+
+def same_tokenizer(a: Any, b: Any, a_name: str, b_name: str) -> None:
+    if vocab_hash(a) != vocab_hash(b):
+        raise InputError(f"{a_name}: its tokenizer differs from the one of {b_name} (token ids would not match)")
+
+
+def setup(cfg: StageConfig) -> tuple[torch.device, Dist]:
+    """The device, and under torchrun the process group (gloo on CPU; on CUDA nccl, a GPU per process)."""
+    device, d = distributed.setup_device(cfg.device)
+    if cfg.batch_size < d.world:
+        raise ConfigError(f"batch_size {cfg.batch_size} is smaller than the {d.world} processes sharing it")
+    return device, d
+
+
+def start_run(cfg: StageConfig, stage: str, inputs: list[str], force: bool, resume: bool, device: torch.device,
+              dist: Dist, resumable: tuple[str, ...] = RESUMABLE) -> tuple[Path, precision.Precision]:
+    """Create the run directory (the main process), or reopen it for `resume` after checking that the
+    config is the run's own (only budgets, intervals and the device may change). Returns it and the
+    precision the stage runs in on `device` (by the policy's width; recorded in meta.json)."""
+    run = Path(cfg.output)
+    if resume:
+        rundir.check_resume(run, cfg, resumable)
+    prec = precision.resolve(cfg.precision, device, width=cfg.model.n_embd)
+    if dist.main:
+        rundir.create(run, cfg, stage, inputs, force=force, resume=resume, device=str(device),
+                      precision=prec.record())
+    if dist.enabled:
+        torch.distributed.barrier()
+    return run, prec
+
+
+def write_lm(run: Path, gpt: GPT, tokenizer_from: Path) -> None:
+    """model.safetensors (the bare GPT, so `generate` and `evaluate` read it) and tokenizer.json."""
+    rundir.save_tensors(gpt.state_dict(), run / "model.safetensors")
+    if tokenizer_from.resolve() != (run / "tokenizer.json").resolve():
+        shutil.copyfile(tokenizer_from, run / "tokenizer.json")
