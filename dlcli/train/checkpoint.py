@@ -9,11 +9,7 @@ checkpoint interrupted half-way is never taken for a complete one.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +18,7 @@ from torch import nn
 
 from dlcli.core import rundir
 from dlcli.core.io import write_text_atomic
-from dlcli.errors import InputError, Interrupted
+from dlcli.errors import InputError
 
 TENSORS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
@@ -104,47 +100,3 @@ def load(run: str | Path, model: nn.Module | None, optimizer: torch.optim.Optimi
         torch.cuda.set_rng_state_all(cuda)
     extra = {k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("extra.")}
     return doc["state"], extra
-
-
-class StopRequest:
-    """A Ctrl-C held until the training loop reaches the end of a step (`pending`), so that the
-    checkpoint it saves lies between two steps and `--resume` continues exactly; a second Ctrl-C
-    stops at once."""
-
-    def __init__(self) -> None:
-        self.pending = False
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.pending:
-            raise KeyboardInterrupt
-        self.pending = True
-
-
-@contextlib.contextmanager
-def saved_on_interrupt(run: str | Path, step: Callable[[], int], save: Callable[[], None],
-                       cleanup: Callable[[], None] = lambda: None, can_save: Callable[[], bool] = lambda: True,
-                       hold: bool = False) -> Iterator[StopRequest]:
-    """The guard around a training loop: Ctrl-C saves a checkpoint (after the first step, if `can_save()`)
-    and becomes an `Interrupted` error saying how to continue; any error, that one included, runs
-    `cleanup` (close logs, leave the process group) on its way out. With `hold`, Ctrl-C only sets the
-    yielded `StopRequest`; the loop raises KeyboardInterrupt when it sees it between steps."""
-    stop = StopRequest()
-    old = None
-    if hold and threading.current_thread() is threading.main_thread() \
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when Ctrl-C is ignored
-        old = signal.signal(signal.SIGINT, stop)
-    try:
-        try:
-            yield stop
-        except KeyboardInterrupt:
-            if step() > 0 and can_save():
-                save()
-                raise Interrupted(f"interrupted at step {step()}; checkpoint saved in {run} "
-                                  "(continue with --resume)") from None
-            raise Interrupted("interrupted before the first step; nothing saved") from None
-    except BaseException:
-        cleanup()
-        raise
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
