@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 
 from dlcli.errors import ConfigError
@@ -19,7 +20,7 @@ from dlcli.models.gpt import GPT
 from dlcli.models.rnn import RNNLM
 
 
-def init_embedding(embedding: nn.Embedding, tokenizer: Any, vectors: Mapping[str, np.ndarray]) -> dict[str, Any]:
+def init_embedding(embedding: nn.Embedding, tokenizer: Tokenizer, vectors: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Copy `vectors[token]` into the row of each token the tokenizer knows.
 
     Returns the coverage: how many of the model's tokens got a vector.
@@ -41,7 +42,7 @@ def init_embedding(embedding: nn.Embedding, tokenizer: Any, vectors: Mapping[str
     return {"covered": found, "total": total, "coverage": found / max(1, total), "missing_examples": missing[:10]}
 
 
-def load_pretrained(model: RNNLM | GPT, tokenizer: Any, path: str) -> dict[str, Any]:
+def load_pretrained(model: RNNLM | GPT, tokenizer: Tokenizer, path: str) -> dict[str, Any]:
     """Initialise `model.input_embedding` from an embed run or a .vec/.bin file; returns the coverage."""
     from dlcli.embed.vecfile import load_vectors
 
