@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 SCHEMAS = {"rnn-": "dlcli.lm.config:TrainRNNConfig", "transformer-": "dlcli.lm.config:TrainTransformerConfig",
-           "translate-": "dlcli.translation:TrainTranslateConfig",
+           "translate-": "dlcli.translation.config:TrainTranslateConfig",
            "gan-": "dlcli.gan.config:GanConfig", "nerf-": "dlcli.nerf.config:NerfConfig"}
 # gan configs name their built-in data
 DATA_KEY = {"translate-": "data.tsv=x.tsv", "gan-": "output=runs/x", "nerf-": "data=x"}

@@ -15,7 +15,7 @@ app = App("Learning from human feedback: supervised fine-tuning, a reward model,
 
 PPO = "PPO"
 
-# The options every RLHF training stage has (config keys of rlhf.common.StageConfig).
+# The options every RLHF training stage has (config keys of rlhf.config.StageConfig).
 STAGE = {
     "output": Annotated[str | None, o.opt("--output", "-o", help="Run directory to write.")],
     "batch_size": Annotated[int | None, o.opt("--batch-size", "-b", help="Examples (PPO: rollouts) per step.",
