@@ -27,9 +27,8 @@ import torch.nn.functional as F
 
 from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, nothing
-from dlcli.core.runtime import seed_everything
 from dlcli.errors import ConfigError
-from dlcli.rlhf import data, runs, tokens
+from dlcli.rlhf import runs, tokens
 from dlcli.rlhf.config import RESUMABLE, StageConfig
 from dlcli.rlhf.loop import Loop, mean_over_processes, split, train_loop
 from dlcli.rlhf.policy import sample, token_logprobs
@@ -77,16 +76,8 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
         probe: Callable[[Any], dict[str, float]] | None = None) -> dict[str, Any]:
     """Train (or continue a checkpoint with `resume`); write the run directory; return a summary.
     `probe(policy)`, if given, adds its own held-out figures (e.g. a true reward) to every evaluation."""
-    cfg.validate()
-    dev, dist = runs.setup(cfg)
-    sft = runs.open_lm(cfg.sft, str(dev))
-    cfg.model = sft.model.cfg
-    recs = data.read(cfg.data, "prefs", cfg.skip_bad)
-    enc = tokens.encode_records(cfg.data, recs, sft.tokenizer, cfg.model.block_size, ("chosen", "rejected"),
-                                cfg.skip_bad)
-    out, prec = runs.start_run(cfg, "rlhf-dpo", [cfg.sft, cfg.data], force, resume, dev, dist,
-                               (*RESUMABLE, "kl_samples"))
-    seed_everything(cfg.seed)
+    dev, dist, sft, recs, enc, out, prec = runs.begin(cfg, "rlhf-dpo", cfg.sft, "prefs", ("chosen", "rejected"),
+                                                      force, resume, (*RESUMABLE, "kl_samples"))
     gpt = sft.model
     reference = copy.deepcopy(gpt).eval().requires_grad_(False)  # pi_ref, frozen
     pad_id = end_id = tokens.end_token(sft.tokenizer, cfg.sft)

@@ -28,7 +28,7 @@ from torch import nn
 from dlcli.core import rundir
 from dlcli.core.io import open_output
 from dlcli.core.progress import OnProgress, nothing
-from dlcli.core.runtime import resolve_device, seed_everything
+from dlcli.core.runtime import resolve_device
 from dlcli.models.gpt import GPT, GPTConfig
 from dlcli.rlhf import data, runs, tokens
 from dlcli.rlhf.config import StageConfig
@@ -77,15 +77,8 @@ def score_pairs(rm: RewardModel, prompts: list[list[int]], responses: list[list[
 def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing
         ) -> dict[str, Any]:
     """Train (or continue a checkpoint with `resume`); write the reward model's directory; return a summary."""
-    cfg.validate()
-    dev, dist = runs.setup(cfg)
-    base = runs.open_lm(cfg.base, str(dev))
-    cfg.model = base.model.cfg
-    recs = data.read(cfg.data, "prefs", cfg.skip_bad)
-    enc = tokens.encode_records(cfg.data, recs, base.tokenizer, cfg.model.block_size, ("chosen", "rejected"),
-                                cfg.skip_bad)
-    out, prec = runs.start_run(cfg, "rlhf-reward", [cfg.base, cfg.data], force, resume, dev, dist)
-    seed_everything(cfg.seed)
+    dev, dist, base, recs, enc, out, prec = runs.begin(cfg, "rlhf-reward", cfg.base, "prefs", ("chosen", "rejected"),
+                                                       force, resume)
     rm = RewardModel(cfg.model).to(dev)
     rm.gpt.load_state_dict(base.model.state_dict())
     pad_id = tokens.end_token(base.tokenizer, cfg.base)

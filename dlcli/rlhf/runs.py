@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from dlcli.core import precision, rundir
+from dlcli.core.runtime import seed_everything
 from dlcli.errors import ConfigError, InputError
 from dlcli.lm.run import LMRun, open_run
 from dlcli.models.gpt import GPT
+from dlcli.rlhf import data, tokens
 from dlcli.rlhf.config import RESUMABLE, StageConfig
 from dlcli.text.vocabulary import vocab_hash
 from dlcli.train import distributed
@@ -56,6 +58,32 @@ def start_run(cfg: StageConfig, stage: str, inputs: list[str], force: bool, resu
     if dist.enabled:
         torch.distributed.barrier()
     return run, prec
+
+
+class Begun(NamedTuple):
+    device: torch.device
+    dist: Dist
+    base: LMRun  # the starting run
+    recs: data.Records
+    enc: list[dict[str, list[int]]]  # each row's ids
+    run: Path
+    precision: precision.Precision
+
+
+def begin(cfg: StageConfig, stage: str, base: str, kind: str, responses: tuple[str, ...], force: bool,
+          resume: bool, resumable: tuple[str, ...] = RESUMABLE) -> Begun:
+    """The start every SFT/preference stage shares: check the config, take the device, open the starting
+    run `base` (its model shape becomes the stage's), read and encode the `kind` JSONL lines against its
+    tokenizer, create (or reopen) the run directory, seed."""
+    cfg.validate()
+    dev, dist = setup(cfg)
+    start = open_lm(base, str(dev))
+    cfg.model = start.model.cfg
+    recs = data.read(cfg.data, kind, cfg.skip_bad)
+    enc = tokens.encode_records(cfg.data, recs, start.tokenizer, cfg.model.block_size, responses, cfg.skip_bad)
+    out, prec = start_run(cfg, stage, [base, cfg.data], force, resume, dev, dist, resumable)
+    seed_everything(cfg.seed)
+    return Begun(dev, dist, start, recs, enc, out, prec)
 
 
 def write_lm(run: Path, gpt: GPT, tokenizer_from: Path) -> None:

@@ -15,8 +15,7 @@ import torch
 
 from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, nothing
-from dlcli.core.runtime import seed_everything
-from dlcli.rlhf import data, runs, tokens
+from dlcli.rlhf import runs, tokens
 from dlcli.rlhf.config import StageConfig
 from dlcli.rlhf.loop import Loop, mean_over_processes, split, train_loop
 from dlcli.rlhf.policy import token_logprobs
@@ -39,14 +38,8 @@ def completion_nll(gpt: Any, ids: Any, mask: Any) -> tuple[Any, Any]:
 def run(cfg: SFTConfig, force: bool = False, resume: bool = False, on_progress: OnProgress = nothing
         ) -> dict[str, Any]:
     """Train (or continue a checkpoint with `resume`); write the run directory; return a summary."""
-    cfg.validate()
-    dev, dist = runs.setup(cfg)
-    base = runs.open_lm(cfg.base, str(dev))
-    cfg.model = base.model.cfg
-    recs = data.read(cfg.data, "sft", cfg.skip_bad)
-    enc = tokens.encode_records(cfg.data, recs, base.tokenizer, cfg.model.block_size, ("completion",), cfg.skip_bad)
-    out, prec = runs.start_run(cfg, "rlhf-sft", [cfg.base, cfg.data], force, resume, dev, dist)
-    seed_everything(cfg.seed)
+    dev, dist, base, recs, enc, out, prec = runs.begin(cfg, "rlhf-sft", cfg.base, "sft", ("completion",), force,
+                                                       resume)
     gpt = base.model
     pad_id = tokens.end_token(base.tokenizer, cfg.base)
     train_i, val_i = split(len(enc), cfg.val_fraction, cfg.seed)
