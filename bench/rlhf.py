@@ -87,7 +87,7 @@ class TrueReward:
 
 def stages(work: Path, files: dict[str, Path]) -> dict[str, Any]:
     from dlcli.rlhf import dpo, ppo, reward, sft
-    from dlcli.train.optim import OptimConfig
+    from dlcli.train.config import OptimConfig
 
     out: dict[str, Any] = {}
     t = time.perf_counter()

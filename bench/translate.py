@@ -31,7 +31,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from dlcli.core.config import build_config
-    from dlcli.translation import TrainTranslateConfig, held_out_bleu, train
+    from dlcli.translation.config import TrainTranslateConfig
+    from dlcli.translation.run import held_out_bleu
+    from dlcli.translation.train import train
 
     run = args.run
     if not run:

@@ -52,6 +52,18 @@ def test_help_does_not_import_torch_or_numpy():
     assert out.stdout.strip() == "False"
 
 
+def test_no_command_help_imports_torch():
+    """Each command's --help reads its config's defaults from a torch-free config module."""
+    code = ("import sys; from typer.testing import CliRunner; from dlcli.cli.app import app\n"
+            f"for cmd in {_all_commands()!r}:\n"
+            "    r = CliRunner().invoke(app, [*cmd, '--help'])\n"
+            "    assert r.exit_code == 0, (cmd, r.output)\n"
+            "    if 'torch' in sys.modules:\n"
+            "        print(' '.join(cmd)); break\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"'dlcli {out.stdout.strip()} --help' imports torch"
+
+
 def test_stage_modules_do_not_import_typer_or_rich():
     for path in (REPO / "dlcli").rglob("*.py"):
         if "cli" in path.relative_to(REPO / "dlcli").parts:

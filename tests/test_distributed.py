@@ -213,10 +213,13 @@ def update_fixed_rollouts(rank: int = 0, world: int = 1) -> tuple[dict[str, torc
 
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from dlcli.models.gpt import GPT, GPTConfig
+    from dlcli.models.config import GPTConfig
+    from dlcli.models.gpt import GPT
+    from dlcli.rlhf.config import PPOConfig
     from dlcli.rlhf.policy import token_logprobs
-    from dlcli.rlhf.ppo import PolicyWithValue, PPOConfig, Rollout, ppo_update
-    from dlcli.train.optim import OptimConfig, build_optimizer
+    from dlcli.rlhf.ppo import PolicyWithValue, Rollout, ppo_update
+    from dlcli.train.config import OptimConfig
+    from dlcli.train.optim import build_optimizer
 
     torch.manual_seed(0)
     policy = PolicyWithValue(GPT(GPTConfig(vocab_size=11, block_size=12, n_layer=1, n_head=2, n_embd=16,

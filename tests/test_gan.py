@@ -15,7 +15,8 @@ from dlcli.core import rundir
 from dlcli.errors import ConfigError, InputError, OutputExistsError, TrainingDiverged
 from dlcli.gan import data as gdata
 from dlcli.gan import losses, metrics, models
-from dlcli.gan.config import GanConfig, noise
+from dlcli.gan.build import noise
+from dlcli.gan.config import GanConfig
 from dlcli.gan.sample import evaluate, load_run, sample
 from dlcli.gan.train import train
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcli.models.gpt import GPT, GPTConfig, attend_reference
+from dlcli.models.config import GPTConfig
+from dlcli.models.gpt import GPT, attend_reference
 
 
 def tiny(**kw) -> GPT:

@@ -42,7 +42,8 @@ def make_base(path: Path, chars: str, block_size: int = 96, name: str = "base", 
     """A tiny, untrained `train-transformer` run over `chars` (what RLHF starts from)."""
     from dlcli.core import rundir
     from dlcli.lm.config import TrainTransformerConfig
-    from dlcli.models.gpt import GPT, GPTConfig
+    from dlcli.models.config import GPTConfig
+    from dlcli.models.gpt import GPT
     from dlcli.text.vocabulary import word_level
 
     tok = word_level(["<unk>"] + sorted(set(chars)), "<unk>", "char", [])
@@ -115,8 +116,9 @@ def test_hh_dialogues_train_a_reward_model_and_dpo(cli, toy) -> None:
 
 
 def test_sft_learns_the_completions(toy) -> None:
-    from dlcli.rlhf.sft import SFTConfig, run
-    from dlcli.train.optim import OptimConfig
+    from dlcli.rlhf.config import SFTConfig
+    from dlcli.rlhf.sft import run
+    from dlcli.train.config import OptimConfig
 
     s = run(SFTConfig(base=toy["base"], data=toy["sft"], output="sft", max_steps=60, batch_size=16, device="cpu",
                       eval_interval=0, optim=OptimConfig(lr=3e-3)))
@@ -276,7 +278,7 @@ def test_cli_resume_continues_a_finished_run_with_a_larger_budget(cli, toy) -> N
 def test_dpo_logs_the_kl_to_the_reference(toy) -> None:
     """KL (nats per response, on sampled answers): ~0 while the policy is the reference, > 0 once it moves;
     in metrics.jsonl, on the progress line and in kl.png."""
-    from dlcli.train.optim import OptimConfig
+    from dlcli.train.config import OptimConfig
 
     ticks = []
     run, cfg = stage_run("dpo", toy, "still", eval_interval=2, optim=OptimConfig(lr=1e-12, warmup_steps=0))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from dlcli.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from dlcli.models.config import Seq2SeqConfig
+from dlcli.models.seq2seq import Seq2Seq
 
 PAD, BOS, EOS = 0, 1, 2
 

@@ -15,7 +15,8 @@ from dlcli.errors import ConfigError, InputError, Interrupted, TrainingDiverged
 from dlcli.lm.config import TrainRNNConfig
 from dlcli.lm.data import LMBatches
 from dlcli.lm.train import train_rnn
-from dlcli.models.rnn import RNNLM, RNNConfig
+from dlcli.models.config import RNNConfig
+from dlcli.models.rnn import RNNLM
 
 TINY = ["model.n_hidden=32", "model.n_layer=1", "batch_size=8", "seq_len=16", "log_interval=5",
         "eval_interval=0", "checkpoint_interval=0", "device=cpu"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcli.translation import bleu, bucket_batches, detokenize
+from dlcli.translation.bleu import bleu, detokenize
+from dlcli.translation.data import bucket_batches
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,7 +89,8 @@ def test_resume_after_interrupt_continues_exactly_and_bleu_is_logged(cli, small_
     from dlcli.core.config import build_config
     from dlcli.core.rundir import load_tensors
     from dlcli.errors import Interrupted
-    from dlcli.translation import TrainTranslateConfig, train
+    from dlcli.translation.config import TrainTranslateConfig
+    from dlcli.translation.train import train
 
     sets = ["data.tsv=small.tsv", "max_steps=8", "max_time=0", "eval_interval=4", "log_interval=2", "bleu_sample=10",
             "data.held_out=20", "data.vocab_size=300", "optim.warmup_steps=2", "model.n_layer=1", "model.n_head=2",

@@ -14,12 +14,10 @@ from dlcli.cli.command import Job, command
 
 
 def _lm() -> ModuleType:
-    """The language-model stage, imported when a command runs or shows its help (torch is slow to import)."""
+    """The language-model configs (torch-free), imported when a command runs or shows its help."""
     import dlcli.lm.config
-    import dlcli.lm.evaluate
-    import dlcli.lm.generate
 
-    return dlcli.lm
+    return dlcli.lm.config
 
 
 def _model(*names: str, help: str) -> Any:
@@ -63,7 +61,7 @@ def _task(task: str, other: str) -> str:
     return task
 
 
-@command(lambda: _lm().config.TrainRNNConfig, options=LM | forecast.SERIES, resume=True, switches=("task",))
+@command(lambda: _lm().TrainRNNConfig, options=LM | forecast.SERIES, resume=True, switches=("task",))
 def train_rnn(
     data__train: Annotated[str | None, o.opt("--data", "-d", help="Id file to train on (from 'dlcli vocab encode'); "
                                              "a CSV with --task forecast.")] = None,
@@ -99,7 +97,7 @@ def train_rnn(
     job.run(train_rnn, _lm_line)
 
 
-@command(lambda: _lm().generate.GenerateConfig, aliases={"-t": "temperature"})
+@command(lambda: _lm().GenerateConfig, aliases={"-t": "temperature"})
 def generate(
     run: Annotated[str, o.arg("A language-model run directory.")],
     prompt: Annotated[str | None, o.opt("--prompt", "-p", help="Prompt text (default: read stdin).")] = None,
@@ -133,7 +131,7 @@ def generate(
     generate(cfg, write, warn=lambda m: c.err.print(f"warning: {m}", markup=False, highlight=False))
 
 
-@command(lambda: _lm().evaluate.EvaluateConfig)
+@command(lambda: _lm().EvaluateConfig)
 def evaluate(
     run: Annotated[str, o.arg("A language-model run directory.")],
     ids: Annotated[str | None, o.opt("--ids", help="Id file made with the run's tokenizer.")] = None,
@@ -158,14 +156,14 @@ def evaluate(
 
     cfg = job.resolve()
     if rundir.read_meta(cfg.run).get("stage") == "translate":  # BLEU on the run's held-out pairs
-        from dlcli.translation import evaluate_run
+        from dlcli.translation.run import evaluate_run
 
         print(json.dumps({"run": cfg.run, **evaluate_run(cfg.run, beam=cfg.beam, device=cfg.device)}, indent=2))
         return
     print(json.dumps(run_evaluate(cfg), indent=2))
 
 
-@command(lambda: _lm().config.TrainTransformerConfig, options=LM, resume=True, switches=("task",))
+@command(lambda: _lm().TrainTransformerConfig, options=LM, resume=True, switches=("task",))
 def train_transformer(
     data__train: Annotated[str | None, o.opt("--data", "-d", help="Id file to train on (from 'dlcli vocab encode'); "
                                              "a parallel TSV with --task translate.")] = None,

@@ -27,13 +27,10 @@ STAGE = {
 
 
 def _rlhf() -> ModuleType:
-    """The RLHF stages, imported when a command runs or shows its help (torch is slow to import)."""
-    import dlcli.rlhf.dpo
-    import dlcli.rlhf.ppo
-    import dlcli.rlhf.reward
-    import dlcli.rlhf.sft
+    """The RLHF stages' configs (torch-free), imported when a command runs or shows its help."""
+    import dlcli.rlhf.config
 
-    return dlcli.rlhf
+    return dlcli.rlhf.config
 
 
 def _skipped(s: dict) -> str:
@@ -41,7 +38,7 @@ def _skipped(s: dict) -> str:
 
 
 @app.command("sft")
-@command(lambda: _rlhf().sft.SFTConfig, options=STAGE | o.training(), resume=True)
+@command(lambda: _rlhf().SFTConfig, options=STAGE | o.training(), resume=True)
 def sft(
     base: Annotated[str, typer.Argument(help="A causal GPT run (from 'dlcli train-transformer').")],
     data: Annotated[str, typer.Argument(help='JSONL: {"prompt", "completion"} or {"messages": [...]} lines.')],
@@ -58,7 +55,7 @@ def sft(
 
 
 @app.command("reward")
-@command(lambda: _rlhf().reward.RewardConfig, options=STAGE | o.training(), resume=True)
+@command(lambda: _rlhf().RewardConfig, options=STAGE | o.training(), resume=True)
 def reward(
     base: Annotated[str, typer.Argument(help="A causal GPT run: tokenizer, model shape and starting weights.")],
     data: Annotated[str, typer.Argument(help='JSONL: {"prompt", "chosen", "rejected"}, or HH-RLHF '
@@ -100,7 +97,7 @@ def score(
 
 
 @app.command("ppo")
-@command(lambda: _rlhf().ppo.PPOConfig, options=STAGE | o.training("epochs"), resume=True)
+@command(lambda: _rlhf().PPOConfig, options=STAGE | o.training("epochs"), resume=True)
 def ppo(
     sft: Annotated[str, typer.Argument(help="The SFT run: the starting policy and the frozen reference.")],
     reward_model: Annotated[str, typer.Argument(help="The reward model (from 'dlcli rlhf reward').")],
@@ -129,7 +126,7 @@ def ppo(
 
 
 @app.command("dpo")
-@command(lambda: _rlhf().dpo.DPOConfig, options=STAGE | o.training(), resume=True)
+@command(lambda: _rlhf().DPOConfig, options=STAGE | o.training(), resume=True)
 def dpo(
     sft: Annotated[str, typer.Argument(help="The SFT run: the starting policy and the frozen reference.")],
     data: Annotated[str, typer.Argument(help="JSONL preference pairs (as for 'dlcli rlhf reward').")],

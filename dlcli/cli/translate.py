@@ -86,7 +86,7 @@ def translate_run(
     Example: echo "I am cold." | dlcli translate run runs/fra
     """
     from dlcli.core import io
-    from dlcli.translation import translate_lines
+    from dlcli.translation.run import translate_lines
 
     if input == "-":
         text = sys.stdin.read()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from dlcli.errors import ConfigError
-from dlcli.models.forecast import MODELS
+from dlcli.models.config import FORECASTERS
 from dlcli.train.args import TrainArgs
 
 STAGE = "timeseries"  # meta.json's stage, as in runs made before the forecast package
@@ -51,8 +51,8 @@ class TimeSeriesConfig(TrainArgs):
     def validate(self) -> None:
         if not self.data:
             raise ConfigError("data: no CSV file given")
-        if self.model not in MODELS:
-            raise ConfigError(f"model: '{self.model}' is not one of {', '.join(MODELS)}")
+        if self.model not in FORECASTERS:
+            raise ConfigError(f"model: '{self.model}' is not one of {', '.join(FORECASTERS)}")
         if self.tau < 1:
             raise ConfigError(f"tau: must be at least 1, not {self.tau}")
         if self.n_train is not None and self.train_fraction is not None:

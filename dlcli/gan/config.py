@@ -1,6 +1,8 @@
-"""The options of `dlcli gan train` (GanConfig) and what they build: the data, G and D, the noise z.
+"""The options of `dlcli gan train` (GanConfig) and the names they may take (build.py makes what they
+name: the data, G and D, the noise z).
 
-`gan train`, `gan sample` and `gan eval` all start from here; a run's config.yaml is a GanConfig.
+`gan train`, `gan sample` and `gan eval` all start from here; a run's config.yaml is a GanConfig. Torch-free:
+`--help` reads it.
 """
 
 from __future__ import annotations
@@ -8,15 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-
 from dlcli.core import precision
 from dlcli.core.runtime import parse_duration
 from dlcli.errors import ConfigError
-from dlcli.gan import data as gdata
-from dlcli.gan import metrics
-from dlcli.gan.losses import LOSSES
-from dlcli.gan.models import ACTIVATIONS, ARCHS, GanNets, build
 from dlcli.train.loop import Budget, Every
 
 STAGE = "gan"
@@ -27,6 +23,12 @@ RESUMABLE = ("max_steps", "max_time", "log_interval", "eval_interval", "snapshot
              "eval_samples", "mode_threshold", "device")
 GENERATOR = "generator.safetensors"
 SNAPSHOTS = "snapshots"
+LOSSES = ("minimax", "ns", "wgan-gp", "hinge")  # losses.py
+ACTIVATIONS = ("relu", "leaky_relu")  # models.py
+ARCHS = ("auto", "mlp", "dcgan")
+IMAGE_SIZES = (8, 16, 32, 64)  # what the DCGAN networks build (data.py)
+COLORS = ("auto", "gray", "rgb")
+SAMPLES = 2500  # generated samples scored for coverage (metrics.py)
 
 
 @dataclass
@@ -65,7 +67,7 @@ class GanConfig:
     eval_interval: int = 1000  # coverage metrics on eval_samples samples; 0 = only at the end
     snapshot_interval: int = 500  # a picture every so many steps (the GIF's frames); 0 = only at the end
     checkpoint_interval: int = 1000
-    eval_samples: int = metrics.SAMPLES
+    eval_samples: int = SAMPLES
     mode_threshold: int = 1  # high-quality samples (digits: samples) that make a mode (class) captured
     seed: int = 0
     device: str = "auto"
@@ -77,11 +79,11 @@ class GanConfig:
             raise ConfigError("data: give a built-in distribution, an array file or an image folder")
         for key, value, allowed in (("arch", self.arch, ARCHS), ("noise", self.noise, NOISES),
                                     ("activation", self.activation, ACTIVATIONS), ("loss", self.loss, LOSSES),
-                                    ("color", self.color, gdata.COLORS), ("lr_schedule", self.lr_schedule,
+                                    ("color", self.color, COLORS), ("lr_schedule", self.lr_schedule,
                                                                           SCHEDULES)):
             if value not in allowed:
                 raise ConfigError(f"{key}: '{value}' is not one of {', '.join(allowed)}")
-        if self.image_size and self.image_size not in gdata.IMAGE_SIZES:
+        if self.image_size and self.image_size not in IMAGE_SIZES:
             raise ConfigError(f"image_size: {self.image_size} is not one of 8, 16, 32, 64 (or 0: as they are)")
         if self.batch_size % self.pack:
             raise ConfigError(f"batch_size: {self.batch_size} is not a multiple of pack={self.pack}")
@@ -113,45 +115,3 @@ class GanConfig:
 
     def every(self) -> Every:
         return Every(self.log_interval, self.eval_interval, self.checkpoint_interval)
-
-
-# --------------------------------------------------------------------------
-# What a config builds
-
-
-def load_data(cfg: GanConfig) -> gdata.GanData:
-    return gdata.load(cfg.data, cfg.image_size, cfg.color, cfg.standardize)
-
-
-def build_nets(cfg: GanConfig, kind: str, shape: tuple[int, ...]) -> GanNets:
-    try:
-        return build(cfg.arch, kind, shape, cfg.z_dim, cfg.hidden, cfg.layers, cfg.width, cfg.activation,
-                     cfg.spectral_norm, d_norm=cfg.loss != "wgan-gp", pack=cfg.pack)
-    except ValueError as e:
-        raise ConfigError(f"arch: {e}") from None
-
-
-def noise(cfg: GanConfig, n: int, device: torch.device | str = "cpu", truncation: float = 0.0,
-          generator: torch.Generator | None = None) -> torch.Tensor:
-    """z ~ N(0, I) or U(-1, 1)^z_dim; with truncation t > 0, Gaussian entries beyond |t| are redrawn
-    (the truncation trick) and uniform ones are scaled into [-t, t] when t < 1."""
-    shape = (n, cfg.z_dim)
-    if cfg.noise == "uniform":
-        z = torch.rand(shape, generator=generator) * 2 - 1
-        return (z * truncation if 0 < truncation < 1 else z).to(device)
-    z = torch.randn(shape, generator=generator)
-    if truncation > 0:
-        outside = z.abs() > truncation
-        while outside.any():  # each pass redraws the entries still outside; few passes for t >= 0.5
-            z[outside] = torch.randn(int(outside.sum()), generator=generator)
-            outside = z.abs() > truncation
-    return z.to(device)
-
-
-def packed(x: torch.Tensor, pack: int) -> torch.Tensor:
-    """PacGAN (Lin et al. 2018): groups of `pack` consecutive examples side by side,
-    (B, D) -> (B/pack, pack*D) for vectors, (B, C, H, W) -> (B/pack, pack*C, H, W) for images."""
-    if pack == 1:
-        return x
-    return x.reshape(x.shape[0] // pack, pack * x.shape[1], *x.shape[2:])
-

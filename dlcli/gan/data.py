@@ -25,13 +25,12 @@ import torch
 
 from dlcli.core.io import check_input_file
 from dlcli.errors import ConfigError, InputError
+from dlcli.gan.config import COLORS, IMAGE_SIZES
 
 MIXTURES = ("ring8", "grid25", "spiral", "moons")
 BUILTIN = MIXTURES + ("digits",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".npz", ".csv")
-IMAGE_SIZES = (8, 16, 32, 64)  # what the DCGAN networks build
-COLORS = ("auto", "gray", "rgb")
 
 
 @dataclass

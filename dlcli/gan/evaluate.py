@@ -14,7 +14,8 @@ from torch import nn
 from dlcli.core import rundir
 from dlcli.gan import data as gdata
 from dlcli.gan import metrics, pictures
-from dlcli.gan.config import GanConfig, noise
+from dlcli.gan.build import noise
+from dlcli.gan.config import GanConfig
 
 CLASSIFIER = "classifier.safetensors"
 

@@ -27,8 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSSES = ("minimax", "ns", "wgan-gp", "hinge")
-
 
 def d_loss(kind: str, r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """The discriminator's (critic's) loss from scores on real (r) and generated (f) examples."""

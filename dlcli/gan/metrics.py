@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SAMPLES = 2500
 CLASSIFIER_SEED = 0
 
 

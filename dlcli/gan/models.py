@@ -15,9 +15,6 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as sn
 
-ACTIVATIONS = ("relu", "leaky_relu")
-ARCHS = ("auto", "mlp", "dcgan")
-
 
 @dataclass
 class GanNets:

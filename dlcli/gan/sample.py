@@ -20,7 +20,8 @@ from dlcli.core.runtime import resolve_device
 from dlcli.errors import ConfigError, InputError, OutputExistsError
 from dlcli.gan import data as gdata
 from dlcli.gan import metrics, pictures
-from dlcli.gan.config import GENERATOR, STAGE, GanConfig, build_nets, noise
+from dlcli.gan.build import build_nets, noise
+from dlcli.gan.config import GENERATOR, SAMPLES, STAGE, GanConfig
 from dlcli.gan.evaluate import CLASSIFIER, evaluate_generator
 
 
@@ -124,7 +125,7 @@ def _write_folder(gr: GanRun, n: int, out: Path, force: bool, seed: int, truncat
     return {"run": str(gr.path), "samples": n, "written": [str(out)], "files": len(written)}
 
 
-def evaluate(run_dir: str | Path, n: int = metrics.SAMPLES, threshold: int = 1, seed: int = 0,
+def evaluate(run_dir: str | Path, n: int = SAMPLES, threshold: int = 1, seed: int = 0,
              device: str = "auto") -> dict[str, Any]:
     """The coverage metrics of a run's generator (mixtures: modes; digits: classes) as a dict."""
     if n < 1 or threshold < 1:

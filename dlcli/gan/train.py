@@ -33,7 +33,8 @@ from dlcli.core.progress import OnProgress, nothing
 from dlcli.core.runtime import resolve_device, seed_everything
 from dlcli.gan import data as gdata
 from dlcli.gan import pictures
-from dlcli.gan.config import GENERATOR, RESUMABLE, SNAPSHOTS, STAGE, GanConfig, build_nets, load_data, noise, packed
+from dlcli.gan.build import build_nets, load_data, noise, packed
+from dlcli.gan.config import GENERATOR, RESUMABLE, SNAPSHOTS, STAGE, GanConfig
 from dlcli.gan.evaluate import CLASSIFIER, Snapshots, digits_classifier, evaluate_generator, summary_line
 from dlcli.gan.losses import d_loss, d_prob, g_loss, gradient_penalty, r1_penalty
 from dlcli.gan.models import ema_update

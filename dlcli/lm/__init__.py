@@ -1,7 +1,8 @@
 """Language models: `dlcli train-rnn`, `train-transformer`, `generate`, `evaluate`.
 
-    config.py      TrainRNNConfig, TrainTransformerConfig on LMArgs (itself on train.args.TrainArgs)
-    data.py        the data section, id files checked against their tokenizer, minibatches (sequential, random)
+    config.py      TrainRNNConfig, TrainTransformerConfig on LMArgs (on train.args.TrainArgs), the data
+                   section, GenerateConfig, EvaluateConfig; torch-free (`--help` reads it)
+    data.py        id files checked against their tokenizer, minibatches (sequential, random)
     train.py       one update of either model, on the shared loop (train/loop.py)
     metrics.py     held-out loss over a token stream; masked-token accuracy
     mlm.py         BERT-style masking

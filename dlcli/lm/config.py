@@ -6,6 +6,8 @@
         TrainTransformerConfig  a GPT; a batch row is one block of model.block_size tokens
 
 Every key stays at the top level of config.yaml, as runs have always written it.
+
+Also the configs of `dlcli generate` and `dlcli evaluate`. Torch-free: a command's `--help` reads it.
 """
 
 from __future__ import annotations
@@ -13,11 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dlcli.errors import ConfigError
-from dlcli.lm.data import SAMPLING, DataConfig
-from dlcli.models.gpt import GPTConfig
-from dlcli.models.rnn import CELLS, RNNConfig
+from dlcli.models.config import CELLS, GPTConfig, RNNConfig
 from dlcli.train.args import TrainArgs
-from dlcli.train.optim import OptimConfig
+from dlcli.train.config import OptimConfig
+
+SAMPLING = ("sequential", "random")
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # id file from `dlcli vocab encode`
+    val: str | None = None  # separate validation id file; else the last val_fraction of train
+    val_fraction: float = 0.1
+    tokenizer: str | None = None  # default: the tokenizer named in the id file's sidecar
 
 
 @dataclass
@@ -109,3 +119,40 @@ class TrainTransformerConfig(LMArgs):
             raise ConfigError("model.dropout: must be in [0, 1)")
         if min(m.n_layer, m.n_head, m.n_embd, m.block_size) < 1:
             raise ConfigError("model.n_layer, n_head, n_embd and block_size must be >= 1")
+
+
+@dataclass
+class GenerateConfig:
+    run: str = ""
+    prompt: str = ""
+    max_new_tokens: int = 200
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    num_samples: int = 1
+    seed: int | None = None
+    strict: bool = False  # unknown prompt characters are an error instead of a warning
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.temperature < 0:
+            raise ConfigError("temperature: must be >= 0 (0 = greedy)")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError("top_p: must be in (0, 1]")
+        if self.top_k < 0 or self.max_new_tokens < 0 or self.num_samples < 1:
+            raise ConfigError("top_k and max_new_tokens must be >= 0, num_samples >= 1")
+
+
+@dataclass
+class EvaluateConfig:
+    run: str = ""
+    ids: str | None = None  # an id file made with the run's tokenizer
+    text: str | None = None  # or raw text, encoded with the run's tokenizer
+    batch_size: int = 0  # 0: the run's
+    seq_len: int = 0  # 0: the run's
+    device: str = "auto"
+    beam: int = 4  # translation runs (evaluated by dlcli.translation): beam-search BLEU beam (1 = greedy only)
+
+    def validate(self) -> None:
+        if self.ids is not None and self.text is not None:
+            raise ConfigError("give one of an id file (--ids) or a text file (--text), not both")

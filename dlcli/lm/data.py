@@ -1,4 +1,4 @@
-"""The data of a language model: the `data` section of its config, the id files it names, and
+"""The data of a language model: the id files its config's `data` section names, and
 minibatches over a flat array of token ids.
 
 Two ways to cut a corpus into (X, Y) minibatches of shape (B, T), as in d2l:
@@ -26,17 +26,8 @@ from tokenizers import Tokenizer
 
 from dlcli.core.idfile import IdFile
 from dlcli.errors import ConfigError, InputError
+from dlcli.lm.config import SAMPLING, DataConfig
 from dlcli.text import vocabulary
-
-SAMPLING = ("sequential", "random")
-
-
-@dataclass
-class DataConfig:
-    train: str = ""  # id file from `dlcli vocab encode`
-    val: str | None = None  # separate validation id file; else the last val_fraction of train
-    val_fraction: float = 0.1
-    tokenizer: str | None = None  # default: the tokenizer named in the id file's sidecar
 
 
 @dataclass

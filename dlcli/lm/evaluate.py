@@ -4,7 +4,6 @@ model run on held-out ids or text."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +12,12 @@ import numpy as np
 from dlcli.core import io
 from dlcli.core.idfile import IdFile
 from dlcli.errors import ConfigError, InputError
+from dlcli.lm.config import EvaluateConfig
 from dlcli.lm.metrics import evaluate_ids, evaluate_mlm
 from dlcli.lm.mlm import mask_ids
 from dlcli.lm.run import open_run
 from dlcli.models.gpt import GPT
 from dlcli.text import vocabulary
-
-
-@dataclass
-class EvaluateConfig:
-    run: str = ""
-    ids: str | None = None  # an id file made with the run's tokenizer
-    text: str | None = None  # or raw text, encoded with the run's tokenizer
-    batch_size: int = 0  # 0: the run's
-    seq_len: int = 0  # 0: the run's
-    device: str = "auto"
-    beam: int = 4  # translation runs (evaluated by dlcli.translation): beam-search BLEU beam (1 = greedy only)
-
-    def validate(self) -> None:
-        if self.ids is not None and self.text is not None:
-            raise ConfigError("give one of an id file (--ids) or a text file (--text), not both")
 
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:

@@ -4,37 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from tokenizers import Tokenizer
 
-from dlcli.errors import ConfigError, InputError
+from dlcli.errors import InputError
+from dlcli.lm.config import GenerateConfig
 from dlcli.lm.run import LMRun, open_run
 from dlcli.models.gpt import GPT, KVCache
 from dlcli.models.rnn import RNNLM, Hidden
-
-
-@dataclass
-class GenerateConfig:
-    run: str = ""
-    prompt: str = ""
-    max_new_tokens: int = 200
-    temperature: float = 1.0  # 0 = greedy
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1 = off
-    num_samples: int = 1
-    seed: int | None = None
-    strict: bool = False  # unknown prompt characters are an error instead of a warning
-    device: str = "auto"
-
-    def validate(self) -> None:
-        if self.temperature < 0:
-            raise ConfigError("temperature: must be >= 0 (0 = greedy)")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError("top_p: must be in (0, 1]")
-        if self.top_k < 0 or self.max_new_tokens < 0 or self.num_samples < 1:
-            raise ConfigError("top_k and max_new_tokens must be >= 0, num_samples >= 1")
 
 
 def encode_prompt(run: LMRun, prompt: str, strict: bool, warn: Callable[[str], None]) -> list[int]:

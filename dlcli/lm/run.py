@@ -18,8 +18,9 @@ from dlcli.core import rundir
 from dlcli.core.config import from_dict, load_yaml
 from dlcli.core.runtime import resolve_device
 from dlcli.errors import ConfigError, InputError
-from dlcli.models.gpt import GPT, GPTConfig
-from dlcli.models.rnn import RNNLM, RNNConfig
+from dlcli.models.config import GPTConfig, RNNConfig
+from dlcli.models.gpt import GPT
+from dlcli.models.rnn import RNNLM
 from dlcli.text import vocabulary
 
 # the stage that wrote a run -> its model kind

@@ -36,8 +36,9 @@ from dlcli.lm.data import LMBatches, load_data
 from dlcli.lm.embeddings import load_pretrained
 from dlcli.lm.metrics import evaluate_ids, evaluate_mlm
 from dlcli.lm.mlm import mask_ids, mask_tokens
-from dlcli.models.gpt import GPT, GPTConfig
-from dlcli.models.rnn import RNNLM, Hidden, RNNConfig, detach, state_from_tensors, state_tensors
+from dlcli.models.config import GPTConfig, RNNConfig
+from dlcli.models.gpt import GPT
+from dlcli.models.rnn import RNNLM, Hidden, detach, state_from_tensors, state_tensors
 from dlcli.train import checkpoint, distributed
 from dlcli.train.distributed import Dist
 from dlcli.train.loop import Saved, Stage, Update, fit

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODELS = ("linear", "mlp", "gru", "lstm")
+from dlcli.models.config import FORECASTERS
 
 
 class LinearAR(nn.Module):
@@ -65,11 +65,11 @@ class RNNForecaster(nn.Module):
 
 
 def build(model: str, tau: int, hidden: int = 10, layers: int = 1) -> nn.Module:
-    """The forecaster named `model` (one of MODELS)."""
+    """The forecaster named `model` (one of FORECASTERS)."""
     if model == "linear":
         return LinearAR(tau)
     if model == "mlp":
         return MLPAR(tau, hidden)
     if model in ("gru", "lstm"):
         return RNNForecaster(tau, hidden, layers, cell=model)
-    raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
+    raise ValueError(f"model must be one of {', '.join(FORECASTERS)}, not {model!r}")

@@ -11,27 +11,14 @@ that computes the same thing (a test checks they agree).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlcli.models.config import GPTConfig
+
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (B, nh, T_past, hs)
-
-
-@dataclass
-class GPTConfig:
-    vocab_size: int = 0  # filled in from the tokenizer
-    block_size: int = 64  # the longest context
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    bias: bool = True
-    positions: str = "learned"  # learned | sinusoidal
-    tie_weights: bool = True
-    causal: bool = True  # False: every position sees every other (an encoder, for masked-LM pretraining)
 
 
 def attend_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True

@@ -10,25 +10,13 @@ the curriculum's view. Training uses the fused `nn.RNN/GRU/LSTM` kernels
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-CELLS = ("rnn", "gru", "lstm")
+from dlcli.models.config import CELLS, RNNConfig
+
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass
-class RNNConfig:
-    vocab_size: int = 0  # filled in from the tokenizer
-    cell: str = "lstm"  # rnn (tanh) | gru | lstm
-    n_layer: int = 2
-    n_hidden: int = 256
-    n_embd: int = 0  # 0: one-hot inputs (no embedding matrix)
-    dropout: float = 0.0
-    tie_weights: bool = False  # share the embedding and output matrices (needs n_embd == n_hidden)
 
 
 class RNNLM(nn.Module):

@@ -11,26 +11,13 @@ same six steps as in `gpt.attend_reference`, with a padding mask.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlcli.models.config import Seq2SeqConfig
 from dlcli.models.gpt import sinusoidal
-
-
-@dataclass
-class Seq2SeqConfig:
-    src_vocab_size: int = 0
-    tgt_vocab_size: int = 0
-    max_len: int = 64  # longest sentence, in tokens, on either side
-    n_layer: int = 3  # encoder layers and decoder layers each
-    n_head: int = 4
-    n_embd: int = 256
-    dropout: float = 0.1
-    share_embeddings: bool = False  # one table for source and target (needs a shared vocabulary)
-    pad_id: int = 0
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_pad: torch.Tensor | None, causal: bool,

@@ -5,16 +5,17 @@ set and the background colour. `nerf render` and `nerf eval` read a run's config
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from dlcli.core import precision
 from dlcli.errors import ConfigError
-from dlcli.nerf.data import BACKGROUNDS, Scene, load
 from dlcli.train.loop import Budget, Every
 
+if TYPE_CHECKING:
+    import torch
+
 MODELS = ("hash", "nerf")
+BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 DEFAULT_LR = {"hash": 1e-2, "nerf": 5e-4}
 # Budgets, intervals and the device may change on --resume; anything else would change the experiment.
 RESUMABLE = ("output", "max_steps", "max_time", "val_interval", "checkpoint_interval", "log_interval", "device")
@@ -109,11 +110,4 @@ class NerfConfig:
         """The loop's intervals: a validation render is its evaluation."""
         return Every(self.log_interval, max(self.val_interval, 0), self.checkpoint_interval)
 
-
-def load_split(cfg: NerfConfig, split: str) -> Scene:
-    return load(cfg.data, split, cfg.downscale, cfg.background, cfg.holdout, cfg.max_memory_gb, cfg.bound)
-
-
-def background(cfg: NerfConfig, device: torch.device) -> torch.Tensor:
-    return torch.tensor(BACKGROUNDS[cfg.background], device=device)
 

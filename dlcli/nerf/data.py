@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from dlcli.errors import ConfigError, InputError
+from dlcli.nerf.config import BACKGROUNDS, NerfConfig
 from dlcli.nerf.rays import Intrinsics
 
 BLENDER_BOUND = 1.5
 NEAR = 0.05
 BYTES_PER_PIXEL = 4 * (3 + 3 + 3)  # float32 colour, ray origin and direction: what training keeps per pixel
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
-BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 
 
 @dataclass
@@ -252,3 +252,11 @@ def raw_poses(path: str | os.PathLike[str], holdout: int) -> list[np.ndarray]:
     root = Path(path)
     _, jpath, _, frames = _frames(root, "train", holdout)
     return [check_pose(f.get("transform_matrix"), f"{jpath}: frame {i}") for i, f in enumerate(frames)]
+
+
+def load_split(cfg: NerfConfig, split: str) -> Scene:
+    return load(cfg.data, split, cfg.downscale, cfg.background, cfg.holdout, cfg.max_memory_gb, cfg.bound)
+
+
+def background(cfg: NerfConfig, device: torch.device) -> torch.Tensor:
+    return torch.tensor(BACKGROUNDS[cfg.background], device=device)

@@ -18,7 +18,8 @@ from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.core.runtime import resolve_device
 from dlcli.errors import ConfigError, InputError
 from dlcli.nerf.camera_path import PATHS, camera_path
-from dlcli.nerf.config import NerfConfig, background, load_split
+from dlcli.nerf.config import NerfConfig
+from dlcli.nerf.data import background, load_split
 from dlcli.nerf.images import depth_to_rgb, to_uint8, write_png
 from dlcli.nerf.metrics import PSNR_IMPLEMENTATION, SSIM_IMPLEMENTATION, psnr, ssim
 from dlcli.nerf.models import build_model, render_view

@@ -23,7 +23,8 @@ from dlcli.core import rundir
 from dlcli.core.io import write_text_atomic
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.core.runtime import resolve_device, seed_everything
-from dlcli.nerf.config import DEFAULT_LR, RESUMABLE, NerfConfig, background, load_split
+from dlcli.nerf.config import DEFAULT_LR, RESUMABLE, NerfConfig
+from dlcli.nerf.data import background, load_split
 from dlcli.nerf.images import depth_to_rgb, to_uint8, write_png
 from dlcli.nerf.metrics import mse_to_psnr, psnr
 from dlcli.nerf.models import build_model, render_view

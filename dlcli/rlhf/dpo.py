@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,33 +26,11 @@ import torch.nn.functional as F
 
 from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, nothing
-from dlcli.errors import ConfigError
 from dlcli.rlhf import runs, tokens
-from dlcli.rlhf.config import RESUMABLE, StageConfig
+from dlcli.rlhf.config import RESUMABLE, DPOConfig
 from dlcli.rlhf.loop import Loop, mean_over_processes, split, train_loop
 from dlcli.rlhf.policy import sample, token_logprobs
-from dlcli.train.optim import OptimConfig
 from dlcli.train.plots import plot_curves
-
-
-def _optim() -> OptimConfig:
-    return OptimConfig(lr=1e-4, weight_decay=0.0, warmup_steps=10, min_lr_ratio=0.1)
-
-
-@dataclass
-class DPOConfig(StageConfig):
-    sft: str = ""  # the starting policy and the frozen reference
-    output: str = "runs/dpo"
-    optim: OptimConfig = field(default_factory=_optim)
-    beta: float = 0.1
-    rpo_alpha: float = 0.0  # > 0 adds alpha * the chosen responses' NLL per token (RPO; keeps mass on them)
-    max_steps: int = 200
-    kl_samples: int = 64  # held-out prompts answered at each evaluation to measure the KL to the reference
-
-    def validate(self) -> None:
-        super().validate()
-        if self.beta <= 0 or self.rpo_alpha < 0:
-            raise ConfigError("beta must be > 0 and rpo_alpha >= 0")
 
 
 def dpo_loss(pi_c: torch.Tensor, pi_r: torch.Tensor, ref_c: torch.Tensor, ref_r: torch.Tensor, beta: float

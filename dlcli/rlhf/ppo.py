@@ -29,7 +29,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,69 +46,17 @@ from dlcli.models.gpt import GPT
 from dlcli.rlhf import data, runs, tokens
 from dlcli.rlhf.advantage import Total, gae, local, masked_mean, over_processes, whiten
 from dlcli.rlhf.config import RESUMABLE as STAGE_RESUMABLE
-from dlcli.rlhf.config import StageConfig
+from dlcli.rlhf.config import PPOConfig
 from dlcli.rlhf.loop import mean_over_processes, split
 from dlcli.rlhf.policy import forward_hidden, sample, token_logprobs
 from dlcli.rlhf.reward import open_rm
 from dlcli.train import checkpoint, distributed, optim
 from dlcli.train.loop import Saved, Stage, Update, fit
-from dlcli.train.optim import OptimConfig, build_optimizer, lr_at, set_lr
+from dlcli.train.optim import build_optimizer, lr_at, set_lr
 from dlcli.train.plots import plot_curves
 
 RESUMABLE = (*STAGE_RESUMABLE, "sample_interval", "num_samples")
 RANK_SEED_STRIDE = 1_000_003  # process r samples from seed + r * this (process 0: the single-process stream)
-
-
-def _optim() -> OptimConfig:
-    return OptimConfig(lr=5e-5, weight_decay=0.0, warmup_steps=0, schedule="constant")
-
-
-@dataclass
-class PPOConfig(StageConfig):
-    sft: str = ""  # the starting policy and the frozen reference
-    reward_model: str = ""
-    output: str = "runs/ppo"
-    optim: OptimConfig = field(default_factory=_optim)
-    batch_size: int = 64  # rollouts per PPO step
-    mini_batch_size: int = 0  # rollouts per gradient step; 0 = half of batch_size
-    ppo_epochs: int = 4
-    max_steps: int = 100
-    max_new_tokens: int = 24
-    temperature: float = 1.0
-    kl_coef: float = 0.1  # the starting (or fixed) coefficient of the KL penalty
-    adaptive_kl: bool = False
-    kl_target: float = 1.0  # nats per response, for the adaptive coefficient
-    kl_horizon: int = 2000
-    kl_stop: float = 20.0  # stop when the mean KL per response passes this
-    gamma: float = 1.0
-    lam: float = 0.95
-    clip: float = 0.2
-    clip_value: float = 0.2
-    vf_coef: float = 0.1
-    whiten_rewards: bool = True
-    log_interval: int = 1
-    eval_interval: int = 10
-    sample_interval: int = 10
-    num_samples: int = 4
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0 <= self.mini_batch_size <= self.batch_size:
-            raise ConfigError("mini_batch_size: must be between 1 and batch_size (0 = half of it)")
-        if self.ppo_epochs < 1 or self.max_new_tokens < 1:
-            raise ConfigError("ppo_epochs and max_new_tokens must be >= 1")
-        if self.kl_coef < 0 or self.clip <= 0 or self.kl_stop <= 0:
-            raise ConfigError("kl_coef must be >= 0, clip and kl_stop > 0")
-
-    @property
-    def minibatch(self) -> int:
-        return self.mini_batch_size or max(1, self.batch_size // 2)
-
-    def check_world(self, world: int) -> None:
-        """Every process gets an equal share of each batch and minibatch (so they take the same steps)."""
-        if self.batch_size % world or self.minibatch % world:
-            raise ConfigError(f"batch_size ({self.batch_size}) and the minibatch size ({self.minibatch}) must be "
-                              f"multiples of the {world} processes that share them")
 
 
 class PolicyWithValue(nn.Module):

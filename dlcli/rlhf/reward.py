@@ -29,19 +29,14 @@ from dlcli.core import rundir
 from dlcli.core.io import open_output
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.core.runtime import resolve_device
-from dlcli.models.gpt import GPT, GPTConfig
+from dlcli.models.config import GPTConfig
+from dlcli.models.gpt import GPT
 from dlcli.rlhf import data, runs, tokens
-from dlcli.rlhf.config import StageConfig
+from dlcli.rlhf.config import RewardConfig
 from dlcli.rlhf.loop import Loop, mean_over_processes, split, train_loop
 from dlcli.rlhf.policy import forward_hidden
 from dlcli.text import vocabulary
 from dlcli.train.plots import plot_curves
-
-
-@dataclass
-class RewardConfig(StageConfig):
-    base: str = ""  # a causal GPT run: tokenizer, model shape and starting weights
-    output: str = "runs/reward"
 
 
 class RewardModel(nn.Module):

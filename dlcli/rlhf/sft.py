@@ -7,7 +7,6 @@ a language-model run directory (`generate`, `evaluate`, and the later RLHF stage
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,10 @@ import torch
 from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.rlhf import runs, tokens
-from dlcli.rlhf.config import StageConfig
+from dlcli.rlhf.config import SFTConfig
 from dlcli.rlhf.loop import Loop, mean_over_processes, split, train_loop
 from dlcli.rlhf.policy import token_logprobs
 from dlcli.train.plots import plot_curves
-
-
-@dataclass
-class SFTConfig(StageConfig):
-    base: str = ""  # a causal `train-transformer` run (or an earlier SFT run)
-    output: str = "runs/sft"
 
 
 def completion_nll(gpt: Any, ids: Any, mask: Any) -> tuple[Any, Any]:

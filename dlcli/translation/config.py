@@ -9,10 +9,29 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from dlcli.errors import ConfigError
-from dlcli.models.seq2seq import Seq2SeqConfig
+from dlcli.models.config import Seq2SeqConfig
+from dlcli.text import normalize as norm
 from dlcli.train.args import TrainArgs
-from dlcli.train.optim import OptimConfig
-from dlcli.translation.data import ParallelData
+from dlcli.train.config import OptimConfig
+
+
+@dataclass
+class ParallelData:
+    tsv: str = ""  # source<TAB>target[<TAB>anything else]
+    normalize: list[str] = field(default_factory=lambda: ["nmt", "lower"])
+    held_out: int = 1000  # random pairs kept for BLEU
+    vocab_size: int = 8000  # byte-level BPE size (for each side when not shared)
+    shared_vocab: bool = True  # one BPE for both languages (and, by default, one embedding table)
+    src_tokenizer: str = ""  # a tokenizer.json from `dlcli vocab train` instead of training one
+    tgt_tokenizer: str = ""  # (both need <pad>, <unk>, <bos>, <eos>); empty = same as src_tokenizer
+    limit: int = 0  # use only the first N pairs (0 = all)
+
+    def validate(self) -> None:
+        if not self.tsv:
+            raise ConfigError("data.tsv: give a parallel TSV file (source<TAB>target per line)")
+        norm.check_steps(self.normalize)
+        if self.tgt_tokenizer and not self.src_tokenizer:
+            raise ConfigError("data.tgt_tokenizer: give data.src_tokenizer too")
 
 
 def _optim() -> OptimConfig:

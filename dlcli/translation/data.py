@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dlcli.core import io
-from dlcli.errors import ConfigError, InputError
+from dlcli.errors import InputError
 from dlcli.text import normalize as norm
+from dlcli.translation.config import ParallelData
 
 SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>"]  # trained tokenizers put <pad> at id 0
-
-
-@dataclass
-class ParallelData:
-    tsv: str = ""  # source<TAB>target[<TAB>anything else]
-    normalize: list[str] = field(default_factory=lambda: ["nmt", "lower"])
-    held_out: int = 1000  # random pairs kept for BLEU
-    vocab_size: int = 8000  # byte-level BPE size (for each side when not shared)
-    shared_vocab: bool = True  # one BPE for both languages (and, by default, one embedding table)
-    src_tokenizer: str = ""  # a tokenizer.json from `dlcli vocab train` instead of training one
-    tgt_tokenizer: str = ""  # (both need <pad>, <unk>, <bos>, <eos>); empty = same as src_tokenizer
-    limit: int = 0  # use only the first N pairs (0 = all)
-
-    def validate(self) -> None:
-        if not self.tsv:
-            raise ConfigError("data.tsv: give a parallel TSV file (source<TAB>target per line)")
-        norm.check_steps(self.normalize)
-        if self.tgt_tokenizer and not self.src_tokenizer:
-            raise ConfigError("data.tgt_tokenizer: give data.src_tokenizer too")
 
 
 @dataclass
