@@ -299,9 +299,14 @@ def test_ppo_checkpoint_resumes_with_as_many_processes_and_batches_split_evenly(
     toy["rm"] = "rm"
     run, cfg = stage_run("ppo", toy, "one", max_steps=1)
     run(cfg)
-    doc = json.loads(Path("one/checkpoint.json").read_text())
+    from safetensors.torch import load_file, save_file
+
+    from dlcli.train import checkpoint
+
+    doc = checkpoint.read("one")  # the bookkeeping lives in the checkpoint's metadata
     doc["state"]["world"] = 2
-    Path("one/checkpoint.json").write_text(json.dumps(doc))
+    save_file(load_file("one/checkpoint.safetensors"), "one/checkpoint.safetensors",
+              metadata={checkpoint.KEY: json.dumps(doc)})
     run, cfg = stage_run("ppo", toy, "one", max_steps=2)
     with pytest.raises(ConfigError, match="written by 2 process"):
         run(cfg, resume=True)

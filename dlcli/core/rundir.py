@@ -4,82 +4,241 @@
     RUN/meta.json         dlcli version, stage, inputs and their sizes, start time
     RUN/metrics.jsonl     one JSON object per logged step
     RUN/*.safetensors     weights (never pickle)
+    RUN/.dlcli.lock       locked (flock) by the process training in RUN; holds its pid
+    RUN/.dlcli-replaced/  what a `--force` run replaces, until that run has saved work
+
+A run directory is made by `create`, inside a training function decorated with `removed_on_failure`:
+it is locked until that function returns (the OS releases the lock of a crashed process), and with
+`--force` the old run is moved aside, deleted once the new run holds a checkpoint or its weights, and
+put back if the new run fails before (or, after a crash, by the next `create`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import functools
 import json
 import math
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from dlcli import __version__
 from dlcli.core.config import diff, from_dict, load_yaml, to_yaml
-from dlcli.core.io import write_text_atomic
+from dlcli.core.io import atomic_write, write_text_atomic
 from dlcli.errors import ConfigError, InputError, OutputExistsError
 
 T = TypeVar("T")
 
-
-def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str] | None = None,
-           force: bool = False, resume: bool = False, **extra: Any) -> Path:
-    """Make (or, with `resume`, reopen) a run directory and record its config; `extra` goes into
-    meta.json (e.g. the device and precision the run uses)."""
-    run = Path(path)
-    if run.exists() and not run.is_dir():
-        raise OutputExistsError(f"{run}: exists and is not a directory")
-    if run.is_dir() and any(run.iterdir()) and not (force or resume):
-        raise OutputExistsError(f"{run}: run directory is not empty (use --resume to continue it, or --force)")
-    if _fresh and not resume and not (run.is_dir() and any(run.iterdir())):
-        _fresh[-1].append((run, run.is_dir()))
-    run.mkdir(parents=True, exist_ok=True)
-    if force and not resume:
-        clear(run)
-    write_text_atomic(run / "config.yaml", to_yaml(cfg), force=True)
-    meta = {
-        "dlcli": __version__,
-        "stage": stage,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "inputs": [{"path": p, "bytes": os.path.getsize(p) if os.path.isfile(p) else None} for p in inputs or []],
-        **extra,
-    }
-    write_text_atomic(run / "meta.json", json.dumps(meta, indent=2) + "\n", force=True)
-    return run
-
-
-# Run directories made empty by `create` inside the `removed_on_failure` calls now running, with
-# whether the folder was there (empty) before.
-_fresh: list[list[tuple[Path, bool]]] = []
+LOCK = ".dlcli.lock"
+ASIDE = ".dlcli-replaced"  # the replaced run's files while the new run has saved nothing
+MOVING = ".dlcli-replacing"  # the same while they are being moved (a crash then moves them back)
+_OURS = (LOCK, ASIDE, MOVING)
 # A run holding one of these has saved work (a checkpoint or final weights): never removed.
 KEEP = ("checkpoint.json", "checkpoint.safetensors", "model.safetensors", "generator.safetensors",
         "embeddings.safetensors")
 
 
+def check_output(path: str | os.PathLike[str], stage: str, force: bool = False, resume: bool = False) -> None:
+    """Refuse an output this run may not write: a file; a folder that is not empty, without --force or
+    --resume; with --force, anything but a run directory of `stage` (a user's folder, another stage's
+    run). Stages may call it early, before slow work; `create` calls it again."""
+    run = Path(path)
+    if run.exists() and not run.is_dir():
+        raise OutputExistsError(f"{run}: exists and is not a directory")
+    if resume or not _holds_files(run):
+        return
+    if not force:
+        raise OutputExistsError(f"{run}: run directory is not empty (use --resume to continue it, or --force)")
+    if _stage_of(run) != stage:
+        raise OutputExistsError(f"{run} is not a dlcli {stage} run directory; refusing to replace it with --force")
+
+
+def _holds_files(run: Path) -> bool:
+    return run.is_dir() and any(p.name not in _OURS for p in run.iterdir())
+
+
+def _stage_of(run: Path) -> str | None:
+    try:
+        meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta.get("stage") if isinstance(meta, dict) else None
+
+
+def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str] | None = None,
+           force: bool = False, resume: bool = False, **extra: Any) -> Path:
+    """Make (or, with `resume`, reopen) a run directory, lock it and record its config; `extra` goes
+    into meta.json (e.g. the device and precision the run uses). Call it once the inputs are checked:
+    with `force` the run directory of the same stage found there is moved aside (see the module's doc)."""
+    run = Path(path)
+    frame = _frames[-1] if _frames else None
+    try:
+        if run.is_dir() and any((run / name).exists() for name in _OURS):
+            lock(run)  # a run directory in use: say so before anything else
+            recover(run)  # a replacement a crash interrupted
+        check_output(run, stage, force, resume)
+        if frame is not None and not resume and not _holds_files(run):
+            frame.fresh.append((run, run.is_dir()))
+        run.mkdir(parents=True, exist_ok=True)
+        lock(run)
+        recover(run)
+        check_output(run, stage, force, resume)  # as it is now that no other process can change it
+        if force and not resume and _holds_files(run):
+            _move_aside(run)
+            if frame is None:  # nobody would see the new run fail; its stage has checked its inputs
+                shutil.rmtree(run / ASIDE)
+            else:
+                frame.replaced.append(run)
+        write_text_atomic(run / "config.yaml", to_yaml(cfg), force=True)
+        meta = {
+            "dlcli": __version__,
+            "stage": stage,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "inputs": [{"path": p, "bytes": os.path.getsize(p) if os.path.isfile(p) else None}
+                       for p in inputs or []],
+            **extra,
+        }
+        write_text_atomic(run / "meta.json", json.dumps(meta, indent=2) + "\n", force=True)
+    finally:
+        if frame is None:  # no training function to hold the lock for
+            unlock(run)
+    return run
+
+
+# ------------------------------------------------------------------ the lock
+
+_held: dict[Path, int] = {}  # locked run directories (resolved) -> the lock file's descriptor
+
+
+def lock(run: str | os.PathLike[str]) -> None:
+    """Take RUN/.dlcli.lock (flock, exclusive) for this process, or fail at once naming the pid that
+    holds it. Held until the `removed_on_failure` function running now returns (or `unlock`)."""
+    run = Path(run)
+    key = run.resolve()
+    if key in _held:
+        return
+    fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pid = os.read(fd, 32).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise OutputExistsError(f"{run} is in use by pid {pid}" if pid.isdigit() else
+                                f"{run} is in use by another process") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held[key] = fd
+    if _frames:
+        _frames[-1].locks.append(key)
+
+
+def unlock(run: str | os.PathLike[str]) -> None:
+    fd = _held.pop(Path(run).resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+
+def _main_process() -> bool:
+    """Not a second process of a torchrun group (they share the main one's run directory)."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+# ------------------------------------------------------------------ --force: the old run moved aside
+
+def _move_aside(run: Path) -> None:
+    moving = run / MOVING
+    moving.mkdir(exist_ok=True)
+    for p in list(run.iterdir()):
+        if p.name not in _OURS:
+            os.replace(p, moving / p.name)
+    os.replace(moving, run / ASIDE)
+
+
+def _has_saved_work(run: Path) -> bool:
+    return any((run / k).exists() for k in KEEP)
+
+
+def _put_back(run: Path, aside: Path) -> None:
+    """The replaced run back in place of what the failed new one wrote."""
+    for p in list(run.iterdir()):
+        if p.name not in _OURS:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    for p in list(aside.iterdir()):
+        os.replace(p, run / p.name)
+    aside.rmdir()
+
+
+def recover(run: Path) -> None:
+    """Finish a replacement a crash interrupted (the caller holds the lock): the old run goes back
+    unless the new one has saved work, in which case it goes."""
+    moving, aside = run / MOVING, run / ASIDE
+    if moving.is_dir():  # stopped while moving: nothing new was written yet
+        for p in list(moving.iterdir()):
+            os.replace(p, run / p.name)
+        moving.rmdir()
+    if aside.is_dir():
+        if _has_saved_work(run):
+            shutil.rmtree(aside)
+        else:
+            _put_back(run, aside)
+
+
+def saved(run: str | os.PathLike[str]) -> None:
+    """The run now holds saved work (its first checkpoint): the run it replaced can go."""
+    aside = Path(run) / ASIDE
+    if aside.is_dir():
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+@dataclass
+class _Frame:
+    """What `create` did inside one `removed_on_failure` call."""
+
+    fresh: list[tuple[Path, bool]] = field(default_factory=list)  # made empty, and whether it existed
+    replaced: list[Path] = field(default_factory=list)  # with the old run aside
+    locks: list[Path] = field(default_factory=list)
+
+
+_frames: list[_Frame] = []
+
+
 def removed_on_failure(fn: Callable[..., T]) -> Callable[..., T]:
-    """Decorate a stage's training function: if it fails before its first checkpoint, the run
-    directory it created is removed again (emptied, if the folder was there and empty), so the same
-    command can simply be run again. A directory that already held something is never touched."""
+    """Decorate a stage's training function. The run directories `create` locks are unlocked when it
+    returns. If it fails before its first checkpoint (or final weights), a run directory it created is
+    removed again (emptied, if the folder was there and empty), so the same command can simply be run
+    again, and a run it replaced with --force is put back. A directory that held something and was not
+    replaced is never touched."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        _fresh.append([])
+        frame = _Frame()
+        _frames.append(frame)
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            for run in frame.replaced:
+                saved(run)
+            return result
         except BaseException:
-            for run, existed in _fresh[-1]:
-                if run.is_dir() and not any((run / k).exists() for k in KEEP):
+            for run in frame.replaced:
+                with contextlib.suppress(OSError):
+                    recover(run)
+            for run, existed in frame.fresh:
+                if run.is_dir() and not _has_saved_work(run):
                     for p in list(run.iterdir()) if existed else []:
                         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
                     if not existed:
                         shutil.rmtree(run, ignore_errors=True)
             raise
         finally:
-            _fresh.pop()
+            _frames.pop()
+            for key in frame.locks:
+                unlock(key)
 
     return wrapper
 
@@ -96,11 +255,15 @@ def check_resume(run: Path, cfg: Any, resumable: tuple[str, ...], needs: str = "
     `needs` names a file the run must have (e.g. its checkpoint)."""
     if not (run / "config.yaml").is_file():
         raise InputError(f"{run}: nothing to resume (no config.yaml)")
+    if _frames and _main_process():
+        lock(run)  # before its checkpoint is read: another process may be training in it
+        recover(run)
     if needs and not (run / needs).is_file():
         raise InputError(f"{run}: nothing to resume (no {needs})")
     saved = read_config(run, type(cfg))
     for k in resumable:
-        setattr(saved, k, getattr(cfg, k))
+        if hasattr(cfg, k):
+            setattr(saved, k, getattr(cfg, k))
     changes = diff(saved, cfg)
     if changes:
         raise ConfigError(f"{run}: config differs from the run being resumed: {'; '.join(changes)} "
@@ -136,18 +299,6 @@ def open_run(run: str | os.PathLike[str], stages: str | tuple[str, ...], cls: ty
     return read_config(path, cls), meta
 
 
-RUN_FILES = ("config.yaml", "meta.json", "metrics.jsonl", "tokenizer.json", "*_tokenizer.json", "*.safetensors",
-             "checkpoint.json", "heldout.tsv", "bleu.json", "*.png", "*.gif", "forecast.json", "predictions.csv")
-
-
-def clear(run: Path) -> None:
-    """Remove what an earlier run wrote here (--force), leaving other files alone."""
-    for pattern in RUN_FILES:
-        for p in run.glob(pattern):
-            if p.is_file():
-                p.unlink()
-
-
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path) / "meta.json"
     if not p.is_file():
@@ -180,6 +331,28 @@ class MetricsLog:
         self.close()
 
 
+def metrics_size(run: str | os.PathLike[str]) -> int:
+    """The length in bytes of RUN/metrics.jsonl (0 when there is none): a checkpoint records it."""
+    p = Path(run) / "metrics.jsonl"
+    return p.stat().st_size if p.is_file() else 0
+
+
+def truncate_metrics(run: str | os.PathLike[str], size: int) -> bool:
+    """Drop the records written after a checkpoint: cut RUN/metrics.jsonl back to the `size` it had then
+    (atomically: a copy of the first `size` bytes is renamed over it). False, and the file untouched,
+    when `size` does not end a line of it (the file was rewritten since)."""
+    p = Path(run) / "metrics.jsonl"
+    if not p.is_file() or p.stat().st_size <= size:
+        return p.is_file() and p.stat().st_size == size
+    with open(p, "rb") as f:
+        head = f.read(size)
+    if size and not head.endswith(b"\n"):
+        return False
+    with atomic_write(p, force=True) as out:
+        out.write(head)
+    return True
+
+
 def read_metrics(run: str | os.PathLike[str]) -> list[dict[str, Any]]:
     p = Path(run) / "metrics.jsonl"
     if not p.is_file():
@@ -207,8 +380,6 @@ def save_tensors(tensors: dict[str, Any], path: str | os.PathLike[str], metadata
         out[k] = v.clone().contiguous().cpu() if key in seen else v.contiguous().cpu()  # tied weights: a copy each
         seen.add(key)
     data = save(out, metadata=metadata)
-    from dlcli.core.io import atomic_write
-
     with atomic_write(path, force=True) as f:
         f.write(data)
 
@@ -224,6 +395,27 @@ def load_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str,
         return load_file(str(p), device=device)
     except Exception as e:  # safetensors raises its own error types
         raise InputError(f"{p}: damaged or not a safetensors file ({str(e).splitlines()[0]})") from None
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file's header (without torch or reading the tensors); a
+    file that is not safetensors is one clear error."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < n <= min(p.stat().st_size - 8, 100 << 20):
+                raise ValueError("bad header length")
+            header = json.loads(f.read(n))
+        meta = header.get("__metadata__") or {}
+        if not isinstance(meta, dict):
+            raise TypeError("bad metadata")
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such weights file") from None
+    except (ValueError, TypeError, AttributeError):
+        raise InputError(f"{p}: damaged or not a safetensors file (unreadable header)") from None
+    return meta
 
 
 def load_weights(model: Any, path: str | os.PathLike[str]) -> None:

@@ -5,8 +5,9 @@ embeddings.safetensors (`embeddings`: the input vectors, one row per
 tokenizer id, zero for specials and trimmed words; `context`: the output
 vectors; `counts`; `trained`: 1 where a row was trained) and vectors.vec
 (word2vec text format; vectors.bin too with `binary`). While a run is
-unfinished (stopped by --max-time or Ctrl-C) checkpoint.safetensors and
-checkpoint.json let `--resume` continue it exactly.
+unfinished (stopped by --max-time or Ctrl-C) checkpoint.safetensors (`W_in`,
+`W_out`, and where the run stands in its metadata, as train/checkpoint.py's;
+checkpoint.json is a readable copy) lets `--resume` continue it exactly.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from typing import Any
 import numpy as np
 
 from dlcli.core import rundir, runtime
-from dlcli.core.io import AtomicGroup
+from dlcli.core.io import atomic_write, write_text_atomic
 from dlcli.core.parallel import default_workers
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.core.runtime import parse_duration
 from dlcli.embed import corpus as corpus_mod
 from dlcli.embed import vecfile
 from dlcli.errors import ConfigError, InputError, Interrupted
+from dlcli.train import checkpoint
 from dlcli.train.loop import Budget, Every, Saved, Stage, Update, fit
 
 MODELS = ("skipgram", "cbow")
@@ -116,26 +118,46 @@ def init_vectors(words: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return W_in, np.zeros((words, dim), dtype=np.float32)
 
 
+_STATE = ("epoch", "slice", "elapsed", "words", "effective")  # what a checkpoint's state must hold
+
+
 def _resume_state(run: Path, cfg: EmbedConfig) -> dict[str, Any] | None:
     """The checkpoint of an unfinished run to continue, if any."""
-    state_p = run / "checkpoint.json"
-    if not state_p.is_file():
+    tensors_p, state_p = run / checkpoint.TENSORS, run / checkpoint.STATE
+    if not tensors_p.is_file():
         if (run / "embeddings.safetensors").is_file():
             raise ConfigError(f"{run}: this run is finished; use --force to train it again")
         return None
     rundir.check_resume(run, cfg, RESUMABLE)
+    meta = rundir.read_metadata(tensors_p)
+    if checkpoint.KEY in meta:
+        return checkpoint.parse(meta[checkpoint.KEY], tensors_p, _STATE)["state"]
+    # a run from before the state went into the tensors file: checkpoint.json is the state itself
+    if not state_p.is_file():
+        raise InputError(f"{tensors_p}: incomplete checkpoint (no bookkeeping in it and no {checkpoint.STATE})")
     try:
-        return json.loads(state_p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{state_p}: damaged checkpoint") from None
+        text = state_p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{state_p}: damaged checkpoint (not UTF-8 text)") from None
+    return checkpoint.parse(json.dumps({"state": _json_object(text, state_p)}), state_p, _STATE)["state"]
+
+
+def _json_object(text: str, where: Path) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise InputError(f"{where}: damaged checkpoint (not valid JSON)") from None
 
 
 def _save_checkpoint(run: Path, W_in: np.ndarray, W_out: np.ndarray, state: dict[str, Any]) -> None:
-    with AtomicGroup(force=True) as group:
-        with group.open(run / "checkpoint.safetensors") as f:
-            f.write(vecfile.tensors_bytes({"W_in": W_in, "W_out": W_out}))
-        with group.open(run / "checkpoint.json") as f:  # last: its presence means a complete checkpoint
-            f.write((json.dumps(state) + "\n").encode("utf-8"))
+    """One file, its state in the metadata (one rename); then the readable copy."""
+    tensors = {"W_in": W_in, "W_out": W_out}
+    meta = checkpoint.metadata({"state": state}, list(tensors))
+    with atomic_write(run / checkpoint.TENSORS, force=True) as f:
+        f.write(vecfile.tensors_bytes(tensors, meta))
+    write_text_atomic(run / checkpoint.STATE, json.dumps(json.loads(meta[checkpoint.KEY]), indent=2) + "\n",
+                      force=True)
+    rundir.saved(run)
 
 
 class _Stepper:
@@ -252,7 +274,9 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
     if state is None:
         W_in, W_out = init_vectors(len(c.words), cfg.dim, cfg.seed)
     else:
-        t = vecfile.load_tensors(run / "checkpoint.safetensors")
+        t = vecfile.load_tensors(run / checkpoint.TENSORS)
+        if set(t) != {"W_in", "W_out"}:
+            raise InputError(f"{run / checkpoint.TENSORS}: damaged checkpoint (not W_in and W_out)")
         W_in, W_out = t["W_in"].copy(), t["W_out"].copy()
         if W_in.shape != (len(c.words), cfg.dim):
             raise InputError(f"{run}: the checkpoint does not fit this corpus (was the data changed?)")
@@ -266,7 +290,8 @@ def train(cfg: EmbedConfig, force: bool = False, resume: bool = False,
     notify(Tick(stage.name, progress["words"], total, unit="word"))
     seconds = parse_duration(cfg.max_time) if cfg.max_time else 0.0
     budget = Budget(cfg.epochs * n_slices, seconds or (1e-9 if cfg.max_time else 0.0))  # 0s: spent (0: no limit)
-    resumed = {"step": progress["step"], "elapsed": progress["elapsed"]} if state else None
+    resumed = {"step": progress["step"], "elapsed": progress["elapsed"],
+               **({"metrics_bytes": state["metrics_bytes"]} if "metrics_bytes" in state else {})} if state else None
     try:
         result = fit(stage, run, budget, Every(log=1, checkpoint=n_slices), None,
                      lambda tick: notify(Tick(stage.name, progress["words"], total, unit="word", metrics=tick.metrics)),
@@ -336,7 +361,7 @@ def _stage(cfg: EmbedConfig, run: Path, stepper: _Stepper, n_slices: int, progre
         if counters["step"] < steps_total:  # a finished run writes its vectors instead
             epoch, k = divmod(counters["step"], n_slices)
             state = {"epoch": epoch, "slice": k, "elapsed": counters["elapsed"], "words": progress["words"],
-                     "effective": progress["effective"]}
+                     "effective": progress["effective"], "metrics_bytes": counters["metrics_bytes"]}
             _save_checkpoint(run, stepper.W_in, stepper.W_out, state)
 
     return Stage(f"train {cfg.model}", step, Saved, record=record, show=show, hint="try a lower --alpha",

@@ -18,9 +18,9 @@ from dlcli.train.loop import Budget, Every
 STAGE = "gan"
 NOISES = ("gaussian", "uniform")
 SCHEDULES = ("constant", "linear")
-# Keys that may change when resuming (budgets, intervals, where it runs).
+# Keys that may change when resuming (budgets, intervals, where it runs, where the run directory is).
 RESUMABLE = ("max_steps", "max_time", "log_interval", "eval_interval", "snapshot_interval", "checkpoint_interval",
-             "eval_samples", "mode_threshold", "device")
+             "eval_samples", "mode_threshold", "device", "output")
 GENERATOR = "generator.safetensors"
 SNAPSHOTS = "snapshots"
 LOSSES = ("minimax", "ns", "wgan-gp", "hinge")  # losses.py

@@ -124,7 +124,7 @@ def train(cfg: GanConfig, force: bool = False, resume: bool = False,
                              why_not="vector GANs: small MLPs, and bf16 would round samples finer than the modes")
     run = Path(cfg.output)
     if resume:
-        rundir.check_resume(run, cfg, RESUMABLE, needs=checkpoint.STATE)
+        rundir.check_resume(run, cfg, RESUMABLE, needs=checkpoint.TENSORS)
     inputs = [cfg.data] if Path(cfg.data).exists() else []
     rundir.create(run, cfg, STAGE, inputs, force=force, resume=resume, device=str(device), precision=prec.record())
     if not resume:

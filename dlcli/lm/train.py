@@ -137,6 +137,9 @@ def _train(cfg: LMArgs, kind: Kind, device: torch.device, dist: Dist, force: boo
     model.eval()  # no dropout: the probe draws no random numbers
     precision.check_runs(prec, lambda: model(torch.zeros((1, 2), dtype=torch.long, device=device)), kind.what)
     model.train()
+    batches = LMBatches(data.train, cfg.batch_size, cfg.seq_len, cfg.sampling, cfg.seed, dist.rank, dist.world)
+    if batches.num_batches(0) == 0:  # before the run directory is made
+        raise InputError(f"{cfg.data.train}: too few tokens for one batch of {cfg.batch_size} x {cfg.seq_len}")
     if dist.main:
         rundir.create(run, cfg, kind.stage, [cfg.data.train] + ([cfg.data.val] if cfg.data.val else []),
                       force=force, resume=resume, device=str(device), precision=prec.record())
@@ -148,7 +151,6 @@ def _train(cfg: LMArgs, kind: Kind, device: torch.device, dist: Dist, force: boo
     coverage = load_pretrained(model, tok, cfg.init_embeddings) if cfg.init_embeddings and not resume else None
     mask_id, specials = mask_ids(tok, data.tokenizer_path) if kind.masked else (0, ())
     optimizer = build_optimizer(model, cfg.optim, device)
-    batches = LMBatches(data.train, cfg.batch_size, cfg.seq_len, cfg.sampling, cfg.seed, dist.rank, dist.world)
     resumed = None
     if resume:
         resumed, extra = checkpoint.load(run, model, optimizer, device)

@@ -52,7 +52,7 @@ def train(cfg: NerfConfig, force: bool = False, resume: bool = False, on_progres
     val = load_split(cfg, "val")
     run = Path(cfg.output)
     if resume:
-        rundir.check_resume(run, cfg, RESUMABLE, needs=checkpoint.STATE)
+        rundir.check_resume(run, cfg, RESUMABLE, needs=checkpoint.TENSORS)
     run = rundir.create(run, cfg, "nerf", inputs=[cfg.data], force=force, resume=resume, device=str(device),
                         precision=prec.record())
     if force and not resume:

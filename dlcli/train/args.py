@@ -27,9 +27,10 @@ class TrainArgs:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | fp32 | bf16 (autocast; auto: bf16 only where native and it pays)
 
-    # Keys that may change when a run is resumed: budgets, intervals, where it runs.
+    # Keys that may change when a run is resumed: budgets, intervals, where it runs, and where the run
+    # directory is (a moved or copied run resumes from its new place).
     RESUMABLE: ClassVar[tuple[str, ...]] = ("max_steps", "epochs", "max_time", "log_interval", "eval_interval",
-                                            "checkpoint_interval", "device")
+                                            "checkpoint_interval", "device", "output")
 
     def check_train(self) -> None:
         """The shared checks: a budget, durations that parse, intervals >= 0, a known precision."""

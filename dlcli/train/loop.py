@@ -8,14 +8,16 @@
     a final evaluation and checkpoint
 
 The loop owns what every stage used to re-create: the budget (steps, epochs, wall-clock time), the
-elapsed time across resumes, the last good step, the finiteness check, Ctrl-C held to the end of a
-step and turned into a checkpoint, the metrics log, and agreement between processes under torchrun
-(they all stop after the same step). A stage hands it callables; it knows no model, optimizer or data.
+elapsed time across resumes, the last good step, the finiteness check, Ctrl-C, SIGTERM and SIGHUP held
+to the end of a step and turned into a checkpoint, the metrics log (cut back on resume to what it held
+when the checkpoint was written), and agreement between processes under torchrun (they all stop after
+the same step). A stage hands it callables; it knows no model, optimizer or data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import signal
 import threading
@@ -129,32 +131,54 @@ class _Alone:
 _ALONE = _Alone()
 
 
+# The signals that stop a run with a checkpoint: Ctrl-C; what `kill`, `timeout`, Slurm and Kubernetes
+# send; a closed terminal. Each is held to the end of a step; the exit code is 128 + its number.
+HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class StopRequest:
-    """A Ctrl-C held until the end of a step (`pending`), so that the checkpoint it saves lies between
-    two steps and `--resume` continues exactly; a second Ctrl-C stops at once."""
+    """A stop signal held until the end of a step (`pending`, and `signum` which), so that the
+    checkpoint it saves lies between two steps and `--resume` continues exactly; a second signal stops
+    at once."""
 
     def __init__(self) -> None:
         self.pending = False
+        self.signum = 0
 
     def __call__(self, signum: int, frame: Any) -> None:
         if self.pending:
             raise KeyboardInterrupt
         self.pending = True
+        self.signum = signum
 
 
 @contextlib.contextmanager
 def held_interrupts() -> Iterator[StopRequest]:
-    """Ctrl-C sets `pending` instead of raising (not when Ctrl-C is ignored, as in a background job)."""
+    """SIGINT, SIGTERM and SIGHUP set `pending` instead of stopping the process, where they have their
+    default action (not when ignored, as Ctrl-C in a background job or SIGHUP under nohup)."""
     stop = StopRequest()
-    old = None
-    if threading.current_thread() is threading.main_thread() \
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        old = signal.signal(signal.SIGINT, stop)
+    old: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in HELD:
+            default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            if signal.getsignal(sig) is default:
+                old[sig] = signal.signal(sig, stop)
     try:
         yield stop
     finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted(message: str, signum: int) -> Interrupted:
+    """The Interrupted error of a held signal, `message` with "{by}" naming a signal other than Ctrl-C;
+    exit code 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), as a shell reports a process the
+    signal killed."""
+    signum = signum or signal.SIGINT
+    by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+    err = Interrupted(message.replace("{by}", by, 1))
+    err.exit_code = 128 + signum
+    return err
 
 
 def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None = None,
@@ -166,6 +190,8 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
     if resumed:
         st.update({k: resumed[k] for k in st if k in resumed})
         st["last_saved"] = st["step"]
+        if d.main:
+            _forget_after(run, resumed)
     history = rundir.read_metrics(run) if resumed and d.main else []
     log = rundir.MetricsLog(run) if d.main else None
     t0 = window_t = time.perf_counter()
@@ -209,7 +235,8 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
 
     def save() -> None:
         counters = {"step": st["step"], "elapsed": elapsed(), "last_eval": st["last_eval"],
-                    "sums": {k: float(v) for k, v in sums.items()}, "count": count}
+                    "sums": {k: float(v) for k, v in sums.items()}, "count": count,
+                    "metrics_bytes": rundir.metrics_size(run) if d.main else 0}
         if stage.save is not None:
             stage.save(counters)
         else:
@@ -224,6 +251,7 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
         if log is not None:
             log.close()
 
+    in_step = False
     try:
         with held_interrupts() as ctrl_c:
             try:
@@ -238,8 +266,10 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
                         time_up = _any(d, time_up)
                     if time_up:
                         break
+                    in_step = True
                     out = stage.step(st["step"])
                     st["step"] = step = st["step"] + 1
+                    in_step = False
                     w = out.weight
                     for k, v in {"loss": out.loss, **out.stats}.items():
                         v = v.detach() if hasattr(v, "detach") else v  # a tensor stays on its device
@@ -272,12 +302,17 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
                     do_eval()
                 save()
             except KeyboardInterrupt:
+                if in_step:  # a second signal stopped a step half-way: its weights are not saved
+                    kept = f"the checkpoint of {stage.unit} {st['last_saved']} is kept" if st["last_saved"] else \
+                        "nothing saved"
+                    raise _interrupted(f"stopped{{by}} during {stage.unit} {st['step'] + 1}; {kept}",
+                                       ctrl_c.signum) from None
                 if st["step"] > 0:
                     check_finite()  # a diverged window is not saved
                     save()
-                    raise Interrupted(f"interrupted at {stage.unit} {st['step']}; checkpoint saved in {run} "
-                                      "(continue with --resume)") from None
-                raise Interrupted("interrupted before the first step; nothing saved") from None
+                    raise _interrupted(f"interrupted{{by}} at {stage.unit} {st['step']}; checkpoint saved in {run} "
+                                       "(continue with --resume)", ctrl_c.signum) from None
+                raise _interrupted("interrupted{by} before the first step; nothing saved", ctrl_c.signum) from None
     finally:
         close()
     last_eval = st["last_eval"]
@@ -288,6 +323,22 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
         torch.distributed.broadcast_object_list(box)
         last_eval = box[0]
     return Result(st["step"], elapsed(), last_eval, history)
+
+
+def _forget_after(run: Path, resumed: dict[str, Any]) -> None:
+    """Drop the records metrics.jsonl gained after the checkpoint being resumed (a kill between a log
+    line and the next checkpoint): cut it back to the length the checkpoint recorded. A checkpoint from
+    before that length was recorded, or a file rewritten since, keeps the records up to its step."""
+    size = resumed.get("metrics_bytes")
+    if isinstance(size, int) and rundir.truncate_metrics(run, size):
+        return
+    records = rundir.read_metrics(run)
+    kept = [r for r in records if not isinstance(r.get("step"), int) or r["step"] <= resumed["step"]]
+    if len(kept) < len(records):
+        from dlcli.core.io import atomic_write
+
+        with atomic_write(run / "metrics.jsonl", force=True) as f:
+            f.write("".join(json.dumps(r) + "\n" for r in kept).encode("utf-8"))
 
 
 def _any(d: Dist, flag: bool) -> bool:

@@ -50,7 +50,7 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
             torch.distributed.barrier()  # wait for the main process to write them
         toks = pdata.load_run_tokenizers(run)
     else:
-        rundir.create(run, cfg, "translate", [cfg.data.tsv], force=force)
+        rundir.check_output(run, "translate", force)  # before the tokenizers are trained; made below
         toks = pdata.make_tokenizers(cfg.data, train_pairs)
     cfg.model.src_vocab_size = toks.src.get_vocab_size()
     cfg.model.tgt_vocab_size = toks.tgt.get_vocab_size()
@@ -59,8 +59,11 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
         raise ConfigError("model.share_embeddings needs one tokenizer for both sides; set it false")
     if resume:
         rundir.check_resume(run, cfg, cfg.RESUMABLE)
+    ml = cfg.model.max_len  # the sentences are checked (strict) before the run directory is made
+    src_ids, cut_s = pdata.encode_sentences(toks.src, [s for s, _ in train_pairs], ml, cfg.strict, "source")
+    tgt_ids, cut_t = pdata.encode_sentences(toks.tgt, [t for _, t in train_pairs], ml, cfg.strict, "target")
     if dist.main:
-        rundir.create(run, cfg, "translate", [cfg.data.tsv], resume=True,  # records the filled-in sizes
+        rundir.create(run, cfg, "translate", [cfg.data.tsv], force=force, resume=resume,  # with the filled-in sizes
                       device=str(device), precision=prec.record())
         if not resume:
             toks.save(run)
@@ -68,9 +71,6 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
                 f.writelines(f"{s}\t{t}\n" for s, t in test_pairs)
             if dist.enabled:
                 torch.distributed.barrier()
-    ml = cfg.model.max_len
-    src_ids, cut_s = pdata.encode_sentences(toks.src, [s for s, _ in train_pairs], ml, cfg.strict, "source")
-    tgt_ids, cut_t = pdata.encode_sentences(toks.tgt, [t for _, t in train_pairs], ml, cfg.strict, "target")
     sample = test_pairs[: cfg.bleu_sample]
     val_src = pdata.encode_sentences(toks.src, [s for s, _ in sample], ml, False, "held-out source")[0]
     val_tgt = pdata.encode_sentences(toks.tgt, [t for _, t in sample], ml, False, "held-out target")[0]
