@@ -144,3 +144,15 @@ def test_a_moved_or_copied_run_directory_resumes(cli, tm_ids, tmp_path):
         r = cli("train-rnn", "-d", tm_ids, "-o", where, *TINY, "--max-steps", "8", "--resume")
         assert r.exit_code == 0, r.stderr
         assert checkpoint.read(where)["state"]["step"] == 8
+
+
+def test_a_second_signal_inside_a_step_saves_nothing_of_that_step(tmp_path):
+    def step(done: int) -> Update:
+        if done + 1 == 8:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # stops at once, half-way through step 8
+        return Update(1.0)
+
+    with pytest.raises(Interrupted, match=r"^stopped by SIGTERM during step 8; the checkpoint of step 5 is kept$"):
+        fit(Stage("toy", step, Saved), tmp_path, Budget(20), Every(log=1, checkpoint=5))
+    assert checkpoint.read(tmp_path)["state"]["step"] == 5
