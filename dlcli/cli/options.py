@@ -39,8 +39,9 @@ Set = Annotated[list[str] | None, typer.Option("--set", help="Override one confi
                                                   rich_help_panel=CONFIG)]
 PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved config as YAML and exit.",
                                            rich_help_panel=CONFIG)]
-Force = Annotated[bool, typer.Option("--force", "-f", help="Replace existing outputs (a run directory only by a run of the same stage; the old one is kept aside until the new run has saved).",
-                                      rich_help_panel=OUTPUT)]
+Force = Annotated[bool, typer.Option("--force", "-f", help="Replace existing outputs (a run directory only by a run "
+                                     "of the same stage; the old one is kept aside until the new run has saved).",
+                                     rich_help_panel=OUTPUT)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.",
                                      rich_help_panel=OUTPUT)]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors (env: DLCLI_DEBUG=1).",
