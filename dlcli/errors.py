@@ -27,6 +27,10 @@ class OutputExistsError(DlcliError):
     """An output exists and neither --force nor --resume was given."""
 
 
+class OutputError(DlcliError):
+    """An output cannot be written: permission denied, disk full, read-only file system."""
+
+
 class Interrupted(DlcliError):
     """Ctrl-C during a run; the message says what was saved."""
 

@@ -66,6 +66,11 @@ def errors(debug: bool = False) -> Iterator[None]:
     except Exception as e:
         if debug:
             raise
+        from dlcli.core.io import os_error_line
+
+        line = os_error_line(e) if isinstance(e, OSError) else None  # permissions, a full or read-only disk
+        if line is not None:
+            raise fail(line, 1) from None
         raise fail(f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)", 1) from None
 
 

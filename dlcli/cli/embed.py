@@ -144,9 +144,10 @@ def neighbors(
 
     Example: dlcli embed neighbors runs/vec king queen -k 5
     """
-    from dlcli.embed.query import Vectors
+    from dlcli.embed.query import Vectors, check_top
     from dlcli.embed.query import neighbors as nearest
 
+    check_top(k)
     v = Vectors.load(source)
 
     def answer(q: list[str]) -> None:
@@ -170,9 +171,10 @@ def analogy(
 
     Example: dlcli embed analogy runs/vec man king woman
     """
-    from dlcli.embed.query import METHODS, Vectors
+    from dlcli.embed.query import METHODS, Vectors, check_top
     from dlcli.embed.query import analogy as solve
 
+    check_top(k)
     methods = list(METHODS) if method == "both" else [method]
     if any(m not in METHODS for m in methods):
         raise c.fail(f"--method: '{method}' is not one of add, mul, both", 2)

@@ -2,13 +2,14 @@
 
 Every command's options are one dataclass (fields may be nested dataclasses).
 Unknown keys are errors that name the closest valid key; values are checked
-against the field types.
+against the field types (a float must be finite: no NaN or infinity).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -94,9 +95,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):  # NaN passes every `x <= 0` check downstream
+            raise ConfigError(f"{key}: must be a finite number, not {number}")
+        return number
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
             raise ConfigError(f"{key}: expected a string, got {value!r}")

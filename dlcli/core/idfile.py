@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from dlcli.errors import InputError
 
 FORMAT = "dlcli-ids"
 VERSION = 1
+_MAX_BLOCK = 1 << 24  # ids read at once when looking for the largest (64 MB of uint32)
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
@@ -37,6 +38,17 @@ def sidecar_path(path: str | Path) -> Path:
 
 def offsets_path(path: str | Path) -> Path:
     return Path(f"{path}.offsets.npy")
+
+
+def _beside(path: Path, side: Path, name: object) -> Path:
+    """The file the sidecar's `offsets` entry names, which must lie beside the ids: a bare file name, and
+    not a link out of the folder (unless the id file is itself a link, as in a dataset cache)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise InputError(f"{side}: 'offsets' must name a file beside {path.name}, not {name!r}")
+    off = path.parent / name
+    if not path.is_symlink() and not off.resolve().is_relative_to(path.parent.resolve()):
+        raise InputError(f"{side}: 'offsets' {name} links to {off.resolve()}, outside {path.parent} (refused)")
+    return off
 
 
 class IdWriter:
@@ -55,7 +67,7 @@ class IdWriter:
         self._ids = self.group.open(self.path)
         # Line offsets stream to a raw temp file (memory stays flat however
         # many lines); close() turns it into the .npy.
-        self._offsets = tempfile.TemporaryFile(dir=self.path.resolve().parent)
+        self._offsets = tempfile.TemporaryFile(dir=self.path.resolve().parent)  # noqa: SIM115 - closed in close()/abort()
         self._offsets.write(np.zeros(1, dtype="<i8").tobytes())
         self.count = 0
         self.lines = 0
@@ -126,6 +138,7 @@ class IdFile:
     meta: dict[str, Any]
     ids: np.ndarray
     offsets: np.ndarray
+    _max_id: int | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: str | Path) -> IdFile:
@@ -152,7 +165,7 @@ class IdFile:
             raise InputError(f"{p}: size {size} bytes does not match {count} ids of {dtype.name} in {side.name} "
                              "(truncated or from another run?)")
         ids = np.memmap(p, dtype=dtype, mode="r")
-        off_path = p.parent / meta.get("offsets", offsets_path(p).name)
+        off_path = _beside(p, side, meta.get("offsets", offsets_path(p).name))
         try:
             offsets = np.load(off_path, mmap_mode="r")
         except (OSError, ValueError) as e:
@@ -165,13 +178,32 @@ class IdFile:
     def vocab_hash(self) -> str:
         return str(self.meta.get("vocab_hash", ""))
 
-    def check_vocab(self, vocab_hash: str, tokenizer_name: str) -> None:
-        """Refuse ids made with a different vocabulary."""
+    def check_vocab(self, vocab_hash: str, tokenizer_name: str, vocab_size: int) -> None:
+        """Refuse ids made with a different vocabulary, or any id the tokenizer (and so a model's
+        embedding) has no row for."""
         if self.vocab_hash != vocab_hash:
             raise InputError(
                 f"{self.path}: vocabulary mismatch: ids were made with vocabulary {self.vocab_hash[:12]} "
                 f"({self.meta.get('tokenizer', '?')}), but {tokenizer_name} has {vocab_hash[:12]}"
             )
+        self.check_ids(vocab_size, tokenizer_name)
+
+    def check_ids(self, vocab_size: int, tokenizer_name: str = "the tokenizer") -> None:
+        """Refuse an id at or beyond `vocab_size` (the sidecar's hash can match while the ids do not)."""
+        top = self.max_id()
+        if top >= vocab_size:
+            raise InputError(f"{self.path}: ids go up to {top}, but {tokenizer_name} has {vocab_size} entries "
+                             f"(ids must be below {vocab_size}; was the id file made with another tokenizer "
+                             "or damaged?)")
+
+    def max_id(self) -> int:
+        """The largest id (-1 for no ids), read once in blocks from the memory map."""
+        if self._max_id is None:
+            top = -1
+            for a in range(0, self.ids.size, _MAX_BLOCK):
+                top = max(top, int(self.ids[a:a + _MAX_BLOCK].max()))
+            self._max_id = top
+        return self._max_id
 
     def line(self, i: int) -> np.ndarray:
         return self.ids[self.offsets[i] : self.offsets[i + 1]]

@@ -4,14 +4,20 @@ atomic writes, and `-` for stdin/stdout."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import itertools
 import os
+import re
+import shutil
+import socket
 import sys
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
-from dlcli.errors import InputError, OutputExistsError
+from dlcli.errors import InputError, OutputError, OutputExistsError
 
 STDIO = "-"
 
@@ -61,23 +67,117 @@ def check_output(path: str | os.PathLike[str], force: bool) -> Path:
     return p
 
 
+# ---------------------------------------------------------------- errors while writing
+
+_WRITE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                 errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                 errno.EPERM: "permission denied"}
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only writing fails with these
+# `.<output name>.<pid>-<host hash>-<random>.dlcli-tmp`: groups are the output's name, the pid and the host
+TEMP_NAME = re.compile(r"\.(.+)\.(\d+)-([0-9a-f]{8})-[^.]+\.dlcli-tmp$")
+
+
+def cannot_write(path: str | os.PathLike[str], e: OSError) -> OutputError:
+    return OutputError(f"cannot write {path}: {_WRITE_ERRNOS.get(e.errno or 0, e.strerror or str(e))}")
+
+
+def os_error_line(e: OSError) -> str | None:
+    """One line for an OSError a user can act on (permissions, a full or read-only disk), naming the file;
+    None for any other."""
+    reason = _WRITE_ERRNOS.get(e.errno or 0)
+    if reason is None:
+        return None
+    name = os.fsdecode(e.filename) if e.filename is not None else None
+    if name is None:
+        return f"cannot write the output: {reason}" if e.errno in _FULL else reason
+    m = TEMP_NAME.match(os.path.basename(name))
+    if m:  # a temp file beside an output: name the output
+        name = os.path.join(os.path.dirname(name), m.group(1))
+    if e.errno in (errno.EACCES, errno.EPERM) and os.path.isfile(name) and not os.access(name, os.R_OK):
+        return f"cannot read {name}: {reason}"
+    return f"cannot write {name}: {reason}"
+
+
+# ---------------------------------------------------------------- temp files of dead processes
+
+_HOST = format(zlib.crc32(socket.gethostname().encode()), "08x")
+
+
+def owner_tag() -> str:
+    """`<pid>-<host hash>`: put in temp names so a later run can tell those of a dead process."""
+    return f"{os.getpid()}-{_HOST}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale(folder: str | os.PathLike[str], pattern: re.Pattern[str]) -> list[str]:
+    """Remove the entries of `folder` whose names match `pattern` (its last two groups: a pid and a host
+    hash, as `owner_tag` writes them) and that a dead process of this host left (killed before it could
+    clean up); return their names. Those of live processes and of other hosts are left alone."""
+    gone = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            m = pattern.match(entry.name)
+            if not m or m.groups()[-1] != _HOST or _alive(int(m.groups()[-2])):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                gone.append(entry.name)
+    return gone
+
+
+def _temp_beside(p: Path) -> tuple[int, str]:
+    """A temp file beside `p` named for this process, after removing those dead processes left there."""
+    remove_stale(p.parent, TEMP_NAME)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{owner_tag()}-", suffix=".dlcli-tmp", dir=p.parent)
+    except OSError as e:
+        raise cannot_write(p, e) from None
+    os.fchmod(fd, _FILE_MODE)
+    return fd, tmp
+
+
+def _replace(tmp: str, p: Path) -> None:
+    try:
+        os.replace(tmp, p)
+    except OSError as e:
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        raise cannot_write(p, e) from None
+
+
+# ---------------------------------------------------------------- atomic writes
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], force: bool = False) -> Iterator[BinaryIO]:
     """Open a temp file beside `path`; rename it over `path` only on success.
 
     On any exception (Ctrl-C included) the temp file is removed, so a reader
     never sees a half-written output and an existing file is left untouched.
+    A full or read-only disk is one OutputError naming `path`.
     """
     p = check_output(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".dlcli-tmp", dir=p.parent)
-    os.fchmod(fd, _FILE_MODE)
+    fd, tmp = _temp_beside(p)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
-        os.replace(tmp, p)
-    except BaseException:
+        _replace(tmp, p)
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in _FULL and e.filename in (None, tmp):
+            raise cannot_write(p, e) from None
         raise
 
 
@@ -94,14 +194,13 @@ class AtomicGroup:
 
     def open(self, path: str | os.PathLike[str]) -> BinaryIO:
         p = check_output(path, self.force)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".dlcli-tmp", dir=p.parent)
-        os.fchmod(fd, _FILE_MODE)
+        fd, tmp = _temp_beside(p)
         self._pending.append((tmp, p))
         return os.fdopen(fd, "wb")
 
     def commit(self) -> None:
         for tmp, p in self._pending:
-            os.replace(tmp, p)
+            _replace(tmp, p)
         self._pending.clear()
 
     def abort(self) -> None:
@@ -110,14 +209,17 @@ class AtomicGroup:
                 os.unlink(tmp)
         self._pending.clear()
 
-    def __enter__(self) -> AtomicGroup:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.commit()
-        else:
-            self.abort()
+            return
+        last = self._pending[-1][1] if self._pending else None
+        self.abort()
+        if isinstance(exc, OSError) and exc.errno in _FULL and exc.filename is None and last is not None:
+            raise cannot_write(last, exc) from None  # the file being written when the disk filled
 
 
 @contextlib.contextmanager
@@ -196,7 +298,7 @@ def line_ranges(path: str, n: int) -> list[tuple[int, int]]:
             f.readline()  # move to the start of the next line
             cuts.append(min(f.tell(), size))
     cuts.append(size)
-    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
 
 def line_number(path: str, offset: int) -> int:

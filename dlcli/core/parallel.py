@@ -4,22 +4,34 @@
   range of a file (no data passes between processes); used for files.
 - `imap_ordered`: chunks read here and mapped in order by workers; used for
   stdin, where the input can only be read once and in order.
+
+Workers die with this process, even by kill -9 (Linux: PR_SET_PDEATHSIG; elsewhere they check
+their parent between chunks), and `parts_dir` removes the part files a killed run left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing as mp
 import os
+import re
 import signal
+import sys
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from dlcli.core.io import line_ranges
+from dlcli.core.io import line_ranges, owner_tag, remove_stale
 
 A = TypeVar("A")
 R = TypeVar("R")
+
+PARTS_PREFIX = ".dlcli-parts-"
+_PARTS_NAME = re.compile(re.escape(PARTS_PREFIX) + r"(\d+)-([0-9a-f]{8})-")  # the pid and host of owner_tag
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def default_workers() -> int:
@@ -45,11 +57,11 @@ def imap_ordered(fn: Callable[[A], R], items: Iterable[A], workers: int = 0,
         yield from map(fn, items)
         return
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    pool = mp.get_context(method).Pool(n, _pool_init, (None, initializer, initargs))
+    pool = mp.get_context(method).Pool(n, _pool_init, (None, initializer, initargs, os.getpid()))
     try:
         pending: deque = deque()
         for item in items:
-            pending.append(pool.apply_async(fn, (item,)))
+            pending.append(pool.apply_async(_call, (fn, item)))
             if len(pending) >= 2 * n:
                 yield pending.popleft().get()
         while pending:
@@ -61,6 +73,35 @@ def imap_ordered(fn: Callable[[A], R], items: Iterable[A], workers: int = 0,
 
 
 _PROGRESS: Any = None  # a shared byte counter, set in each worker
+_PARENT: int | None = None  # in a worker: the process that started it
+
+
+def parts_dir(near: str | os.PathLike[str] | None = None) -> str:
+    """A new folder for part files in `near` (None: the system temp folder), named for this process; the
+    ones of processes that died without cleaning up (kill -9) are removed first. The caller removes it."""
+    folder = os.fspath(near) if near is not None else tempfile.gettempdir()
+    remove_stale(folder, _PARTS_NAME)
+    return tempfile.mkdtemp(prefix=f"{PARTS_PREFIX}{owner_tag()}-", dir=folder)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the OS kill this worker when `parent` dies (Linux); elsewhere `_check_parent` between chunks."""
+    global _PARENT
+    _PARENT = parent
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    _check_parent()  # the parent may have died before prctl took effect
+
+
+def _check_parent() -> None:
+    if _PARENT is not None and os.getppid() != _PARENT:
+        os._exit(1)  # orphaned: nobody will read what this worker makes
+
+
+def _call(fn: Callable[[A], R], item: A) -> R:
+    _check_parent()
+    return fn(item)
 
 
 class _LocalCounter:
@@ -76,7 +117,7 @@ class _LocalCounter:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.on_bytes is not None:
             self.on_bytes(self.value)
 
@@ -88,15 +129,17 @@ def _init_worker(counter: Any, initializer: Callable[..., None] | None, initargs
         initializer(*initargs)
 
 
-def _pool_init(counter: Any, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+def _pool_init(counter: Any, initializer: Callable[..., None] | None, initargs: tuple, parent: int) -> None:
     # Ctrl-C reaches the whole process group: the main process handles it
     # (stops the pool, removes partial output); workers stay quiet.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
     _init_worker(counter, initializer, initargs)
 
 
 def report_bytes(n: int) -> None:
-    """Called by a job as it gets through its input (for progress)."""
+    """Called by a job as it gets through its input (for progress); a worker whose parent died stops here."""
+    _check_parent()
     if _PROGRESS is not None:
         with _PROGRESS.get_lock():
             _PROGRESS.value += n
@@ -143,9 +186,9 @@ def run_jobs(fn: Callable[[A], R], jobs: list[A], workers: int = 0,
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
     counter = ctx.Value("q", 0)
-    pool = ctx.Pool(n, _pool_init, (counter, initializer, initargs))
+    pool = ctx.Pool(n, _pool_init, (counter, initializer, initargs, os.getpid()))
     try:
-        pending = [pool.apply_async(fn, (job,)) for job in jobs]
+        pending = [pool.apply_async(_call, (fn, job)) for job in jobs]
         for p in pending:
             while not p.ready():
                 p.wait(0.2)

@@ -64,7 +64,7 @@ def load(path: str, tokenizer: str = "", min_count: int = 5, workers: int = 0,
         f = IdFile.open(path)
         tok_path = tokenizer or _sidecar_tokenizer(f)
         tok = vocabulary.load(tok_path)
-        f.check_vocab(vocabulary.vocab_hash(tok), str(tok_path))
+        f.check_vocab(vocabulary.vocab_hash(tok), str(tok_path), tok.get_vocab_size(with_added_tokens=True))
         ids, offsets = f.ids, np.asarray(f.offsets)
     else:
         if tokenizer:

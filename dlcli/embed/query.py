@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcli.embed.vecfile import load_vectors
-from dlcli.errors import InputError
+from dlcli.errors import ConfigError, InputError
 
 METHODS = ("add", "mul")
 MUL_EPS = 1e-3  # 3CosMul's epsilon against division by zero
@@ -54,6 +54,12 @@ class Vectors:
         return i
 
 
+def check_top(k: int) -> None:
+    """Refuse a number of answers below 1 (it would print nothing and look like success)."""
+    if k < 1:
+        raise ConfigError(f"-k/--top: must be at least 1, not {k}")
+
+
 def _top(scores: np.ndarray, k: int, exclude: list[int]) -> list[int]:
     scores = scores.copy()
     scores[exclude] = -np.inf
@@ -66,6 +72,7 @@ def _top(scores: np.ndarray, k: int, exclude: list[int]) -> list[int]:
 
 def neighbors(v: Vectors, word: str, k: int = 10) -> list[tuple[str, float]]:
     """The k words closest to `word` by cosine similarity (itself excluded)."""
+    check_top(k)
     i = v.id(word)
     sims = v.unit @ v.unit[i]
     return [(v.words[j], float(sims[j])) for j in _top(sims, k, [i])]
@@ -77,6 +84,7 @@ def analogy(v: Vectors, a: str, b: str, c: str, k: int = 1, method: str = "add")
     add (3CosAdd): argmax_d cos(d, b - a + c);
     mul (3CosMul): argmax_d cos'(d, b) cos'(d, c) / (cos'(d, a) + eps), with cos' = (cos + 1) / 2.
     """
+    check_top(k)
     if method not in METHODS:
         raise InputError(f"analogy method '{method}' is not one of {', '.join(METHODS)}")
     ia, ib, ic = v.id(a), v.id(b), v.id(c)

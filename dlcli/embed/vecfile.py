@@ -47,8 +47,7 @@ def write_binary(f: BinaryIO, words: list[str], W: np.ndarray) -> None:
     words = _safe_words(words)
     W = np.ascontiguousarray(W, dtype="<f4")
     f.write(f"{W.shape[0]} {W.shape[1]}\n".encode())
-    for w, row in zip(words, W):
-        f.write(w.encode("utf-8") + b" " + row.tobytes() + b"\n")
+    f.writelines(w.encode("utf-8") + b" " + row.tobytes() + b"\n" for w, row in zip(words, W))
 
 
 def _safe_words(words: list[str]) -> list[str]:
@@ -128,23 +127,29 @@ def _floats_ok(line: bytes) -> bool:
 
 
 def _read_binary(p: Path, body: bytes, n: int, d: int) -> tuple[list[str], np.ndarray]:
+    # Find every vector before allocating: a header claiming more than the file holds (999999999999 x
+    # 99999999) then fails at the word where the bytes run out, not in np.empty.
     words: list[str] = []
-    W = np.empty((n, d), dtype=np.float32)
+    starts: list[int] = []
     pos, size = 0, d * 4
     for i in range(n):
         while pos < len(body) and body[pos:pos + 1] in (b"\n", b" "):
             pos += 1
         sp = body.find(b" ", pos)
         if sp < 0 or sp + 1 + size > len(body):
-            raise InputError(f"{p}: binary vectors end early at word {i + 1} of {n} (truncated file?)")
+            raise InputError(f"{p}: binary vectors end early at word {i + 1} of {n} (truncated file, or a header "
+                             "that claims too much?)")
         try:
             words.append(body[pos:sp].decode("utf-8"))
         except UnicodeDecodeError:
             raise InputError(f"{p}: word {i + 1} is not UTF-8 (is this really a binary word2vec file?)") from None
-        W[i] = np.frombuffer(body, dtype="<f4", count=d, offset=sp + 1)
+        starts.append(sp + 1)
         pos = sp + 1 + size
     if body[pos:].strip():
         raise InputError(f"{p}: {len(body) - pos} bytes after the {n} vectors the header announces")
+    W = np.empty((n, d), dtype=np.float32)
+    for i, start in enumerate(starts):
+        W[i] = np.frombuffer(body, dtype="<f4", count=d, offset=start)
     return words, W
 
 
@@ -164,7 +169,7 @@ def load_tensors(path: str | Path) -> dict[str, np.ndarray]:
         raise InputError(f"{p}: no such weights file")
     try:
         return load_file(str(p))
-    except Exception as e:  # safetensors raises its own error types
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
         raise InputError(f"{p}: damaged or not a safetensors file ({str(e).splitlines()[0]})") from None
 
 

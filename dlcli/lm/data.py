@@ -49,12 +49,12 @@ def load_data(data: DataConfig, seq_len: int) -> Corpus:
         beside = train.path.parent / Path(tok_path).name
         tok_path = str(beside) if not Path(tok_path).exists() and beside.exists() else tok_path
     tok = vocabulary.load(tok_path)
-    vhash = vocabulary.vocab_hash(tok)
-    train.check_vocab(vhash, str(tok_path))
+    vhash, size = vocabulary.vocab_hash(tok), tok.get_vocab_size(with_added_tokens=True)
+    train.check_vocab(vhash, str(tok_path), size)
     ids = train.ids
     if data.val:
         val_file = IdFile.open(data.val)
-        val_file.check_vocab(vhash, str(tok_path))
+        val_file.check_vocab(vhash, str(tok_path), size)
         train_ids, val_ids = ids, val_file.ids
     else:
         n = int(len(ids) * (1 - data.val_fraction))

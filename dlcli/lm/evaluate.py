@@ -29,7 +29,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     run = open_run(cfg.run, cfg.device)
     if cfg.ids is not None:
         f = IdFile.open(cfg.ids)
-        f.check_vocab(vocabulary.vocab_hash(run.tokenizer), str(Path(cfg.run) / "tokenizer.json"))
+        f.check_vocab(vocabulary.vocab_hash(run.tokenizer), str(Path(cfg.run) / "tokenizer.json"),
+                      run.tokenizer.get_vocab_size(with_added_tokens=True))
         ids = np.asarray(f.ids)
         source = cfg.ids
     else:

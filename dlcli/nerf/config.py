@@ -86,6 +86,8 @@ class NerfConfig:
             raise ConfigError(f"log2_table: {self.log2_table} is out of range (1..26)")
         if self.max_res < self.base_res:
             raise ConfigError("max_res: must be at least base_res")
+        if self.max_steps < 0 or self.val_interval < 0:
+            raise ConfigError("max_steps and val_interval must be >= 0")
         if self.max_steps <= 0 and not self.max_time:
             raise ConfigError("max_steps: give a positive step budget or --max-time")
 

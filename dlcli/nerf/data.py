@@ -103,13 +103,17 @@ def _image_path(root: Path, file_path: Any, where: str) -> Path:
     p = Path(os.path.normpath(root.absolute() / file_path))
     if not p.is_relative_to(Path(os.path.normpath(root.absolute()))):
         raise InputError(f"{where}: image path '{file_path}' leaves the dataset folder {root} (refused)")
-    if p.is_file():
-        return p
-    if not p.suffix or p.suffix not in IMAGE_SUFFIXES:  # Blender lists images without their extension
-        for s in IMAGE_SUFFIXES:
-            if p.with_name(p.name + s).is_file():
-                return p.with_name(p.name + s)
-    raise InputError(f"{where}: image {p} not found")
+    found = [p] if p.is_file() else []
+    if not found and (not p.suffix or p.suffix not in IMAGE_SUFFIXES):  # Blender lists images without extension
+        found = [c for c in (p.with_name(p.name + s) for s in IMAGE_SUFFIXES) if c.is_file()][:1]
+    if not found:
+        raise InputError(f"{where}: image {p} not found")
+    # a link (or a linked folder on the way) must not lead out of the dataset folder either
+    real = found[0].resolve()
+    if not real.is_relative_to(root.resolve()):
+        raise InputError(f"{where}: image path '{file_path}' links to {real}, outside the dataset folder {root} "
+                         "(refused)")
+    return found[0]
 
 
 def _frames(root: Path, split: str, holdout: int) -> tuple[str, Path, dict[str, Any], list[dict[str, Any]]]:

@@ -1,7 +1,8 @@
 """Fitting an encoding to a CSV in one streamed pass: per-column statistics only.
 
 Kinds not given are inferred from the fitting data, ignoring empty cells: all values are finite
-numbers -> numeric; else exactly two distinct values -> binary; else categorical. Naming a category
+numbers -> numeric; else exactly two distinct values -> binary; else categorical (with a warning
+naming the first non-number when most values are numbers: usually a typo). Naming a category
 list implies categorical, naming a positive value implies binary.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -17,13 +19,17 @@ from dlcli.core.io import check_input_file
 from dlcli.errors import ConfigError, InputError
 from dlcli.tabular.csv import BLOCK_ROWS, open_table, parse_number, source
 from dlcli.tabular.encoding import Column, FeatureEncoding
-from dlcli.tabular.messages import missing_error, nan_error, q, short_list
+from dlcli.tabular.messages import inferred_text_warning, missing_error, nan_error, q, short_list
 from dlcli.tabular.spec import FeatureSpec
 
 #: An inferred column with more distinct non-numeric values than this is an
 #: error (usually an id or free-text column that should be dropped); declare
 #: it categorical to one-hot encode it anyway.
 INFER_MAX_CATEGORIES = 1000
+#: An inferred column keeps counting its numbers after its first non-number
+#: until it has this many non-numbers and more of them than numbers (a text
+#: column, then): enough to warn about a number column with a few typos.
+PROBE_TEXTS = 100
 
 
 def fit(path: str | os.PathLike[str], spec: FeatureSpec) -> FeatureEncoding:
@@ -73,6 +79,9 @@ class _ColumnFit:
         self.distinct: set[str] | None = set() if kind != "numeric" and allowed is None else None
         self.overflow = False  # inferred numeric-looking column with too many distinct values to track
         self.first_text: tuple[int, str] | None = None
+        self.numbers = 0  # cells that are numbers ...
+        self.texts = 0  # ... and cells that are not, while an inferred column is probed
+        self.probing = kind is None
         self.first_missing: int | None = None
         self.buf: list[float] = []
         self.seen = 0  # non-empty cells
@@ -92,14 +101,22 @@ class _ColumnFit:
             v = parse_number(s)
             if v is not None:
                 self.buf.append(v)
+                self.numbers += 1
             elif self.kind == "numeric":
                 raise nan_error(self.source, row, self.name, s)
             else:
                 self.numeric_ok = False
                 self.first_text = (row, s)
+                self.texts = 1
                 self.buf.clear()
                 if self.overflow:
                     raise self._too_many(row, s)
+        elif self.probing:
+            if parse_number(s) is None:
+                self.texts += 1
+                self.probing = self.texts < PROBE_TEXTS or self.texts <= self.numbers
+            else:
+                self.numbers += 1
         if self.allowed_set is not None:
             if s not in self.allowed_set and self.spec.unknown == "error":
                 raise InputError(f"{self.source}: row {row}, column {q(self.name)}: {q(s)} is not in the "
@@ -150,6 +167,10 @@ class _ColumnFit:
                 kind = "binary"
             else:
                 kind = "categorical"
+            if kind != "numeric" and self.first_text is not None and self.probing and self.numbers >= self.texts:
+                row, value = self.first_text
+                warnings.warn(inferred_text_warning(self.source, self.name, kind, row, value, self.numbers,
+                                                    self.texts), stacklevel=2)
         if self.first_missing is not None and kind != "numeric":
             raise InputError(f"{self.source}: row {self.first_missing}, column {q(self.name)}: missing value "
                              f"(empty cell) in a {kind} column; missing=mean only fills numeric columns")

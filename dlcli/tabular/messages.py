@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dlcli.errors import InputError
+from dlcli.errors import DlcliWarning, InputError
 
 
 def q(v: Any, limit: int = 60) -> str:
@@ -31,3 +31,12 @@ def nan_error(source: str, row: int, column: str, value: str) -> InputError:
 def unseen_error(source: str, row: int, column: str, value: str) -> InputError:
     return InputError(f"{source}: row {row}, column {q(column)}: unseen category {q(value)} "
                       "(use unknown=zeros to encode unseen categories as all zeros)")
+
+
+def inferred_text_warning(source: str, column: str, kind: str, row: int, value: str, numbers: int,
+                          texts: int) -> DlcliWarning:
+    """A column of mostly numbers that one or a few other values made categorical (or binary)."""
+    others = "the only value" if texts == 1 else f"the first of {texts} values"
+    return DlcliWarning(f"{source}: column {q(column)} is encoded as {kind}, not numeric: row {row} has "
+                        f"{q(value)}, {others} that {'is' if texts == 1 else 'are'} not a number among {numbers:,} "
+                        "numbers; fix it, or declare the column with --numeric or --categorical")

@@ -13,13 +13,12 @@ import functools
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dlcli.core import io
-from dlcli.core.parallel import Range, file_ranges, imap_ordered, report_bytes, run_jobs
+from dlcli.core.parallel import Range, file_ranges, imap_ordered, parts_dir, report_bytes, run_jobs
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import ConfigError
 from dlcli.text import normalize as norm
@@ -84,10 +83,9 @@ def _stream_file_ranges(cfg: PreprocessConfig, spec: TokenizeSpec, paths: list[s
                         on_progress: OnProgress, state: dict[str, Any]) -> int:
     """Line mode, file inputs: each worker takes a byte range; parts are joined in order."""
     ranges = file_ranges(paths, cfg.workers)
-    parts_dir = tempfile.mkdtemp(prefix=".dlcli-parts-",
-                                 dir=None if cfg.output == io.STDIO else Path(cfg.output).resolve().parent)
+    parts = parts_dir(None if cfg.output == io.STDIO else Path(cfg.output).resolve().parent)
     try:
-        jobs = [(r, spec, os.path.join(parts_dir, f"part-{r.index}")) for r in ranges]
+        jobs = [(r, spec, os.path.join(parts, f"part-{r.index}")) for r in ranges]
         done = state["bytes"]
 
         def on_bytes(n: int) -> None:
@@ -100,7 +98,7 @@ def _stream_file_ranges(cfg: PreprocessConfig, spec: TokenizeSpec, paths: list[s
                 shutil.copyfileobj(f, out, 1 << 22)
         return sum(counts)
     finally:
-        shutil.rmtree(parts_dir, ignore_errors=True)
+        shutil.rmtree(parts, ignore_errors=True)
 
 
 def run(cfg: PreprocessConfig, force: bool = False, on_progress: OnProgress = nothing) -> dict[str, Any]:

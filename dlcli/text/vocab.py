@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 from dlcli.core import io
 from dlcli.core.idfile import IdFile, IdWriter
 from dlcli.core.parallel import Range, file_ranges, imap_ordered, report_bytes, run_jobs
+from dlcli.core.parallel import parts_dir as new_parts_dir
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import ConfigError, InputError
 from dlcli.text import normalize as norm
@@ -297,7 +297,7 @@ def encode(cfg: EncodeConfig, force: bool = False, on_progress: OnProgress = not
                       extra={"tokenizer": str(cfg.tokenizer), "inputs": cfg.inputs,
                              "input_kind": "raw" if cfg.raw else "tokens"})
     n_unk = 0
-    parts_dir = tempfile.mkdtemp(prefix=".dlcli-parts-", dir=Path(cfg.output).resolve().parent)
+    parts_dir = new_parts_dir(Path(cfg.output).resolve().parent)
     try:
         for is_files, run in _runs(cfg.inputs):
             if is_files:
@@ -336,8 +336,7 @@ def decode_lines(tok: Any, ids_file: IdFile, batch_lines: int = 4096) -> Iterato
     if model == "WordLevel":
         joiner = "" if dec and dec.get("type") == "Fuse" else (" " if dec is None else None)
     size = tok.get_vocab_size(with_added_tokens=True)
-    if int(ids_file.meta["count"]) and int(np.max(ids_file.ids)) >= size:
-        raise InputError(f"{ids_file.path}: ids go beyond the tokenizer's {size} entries")
+    ids_file.check_ids(size)
     offsets = np.asarray(ids_file.offsets)
     if joiner is not None:
         inv = np.empty(size, dtype=object)
@@ -360,7 +359,7 @@ def decode(cfg: DecodeConfig, force: bool = False, on_progress: OnProgress = not
     """Decode an id file to text, one line per encoded line."""
     tok = vocabulary.load(cfg.tokenizer)
     ids_file = IdFile.open(cfg.input)
-    ids_file.check_vocab(vocabulary.vocab_hash(tok), cfg.tokenizer)
+    ids_file.check_vocab(vocabulary.vocab_hash(tok), cfg.tokenizer, tok.get_vocab_size(with_added_tokens=True))
     n = 0
     with io.open_output(cfg.output, force) as out:
         for line in decode_lines(tok, ids_file):
