@@ -102,6 +102,15 @@ def test_the_old_run_goes_once_the_new_one_has_saved_work(tmp_path):
     assert json.loads((run2 / "meta.json").read_text())["stage"] == "train-rnn"
 
 
+def test_a_users_own_files_in_a_replaced_run_come_back(tmp_path):
+    run = old_run(tmp_path / "r")
+    (run / "notes.txt").write_text("mine\n")
+    start(run)
+    assert (run / "notes.txt").read_text() == "mine\n"
+    assert (run / "model.safetensors").read_bytes() == b"new weights"
+    assert not (run / "snapshots").exists() and not (run / rundir.ASIDE).exists()
+
+
 def test_a_crash_before_saving_is_undone_by_the_next_create(tmp_path):
     """kill -9 after the old run was moved aside: the next run finds and restores it first."""
     run = old_run(tmp_path / "r")

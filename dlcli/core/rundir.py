@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import fnmatch
 import functools
 import json
 import math
@@ -92,7 +93,7 @@ def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str]
         if force and not resume and _holds_files(run):
             _move_aside(run)
             if frame is None:  # nobody would see the new run fail; its stage has checked its inputs
-                shutil.rmtree(run / ASIDE)
+                saved(run)
             else:
                 frame.replaced.append(run)
         write_text_atomic(run / "config.yaml", to_yaml(cfg), force=True)
@@ -189,10 +190,21 @@ def recover(run: Path) -> None:
             _put_back(run, aside)
 
 
+# What dlcli writes into a run directory; anything else there is the user's, kept across --force.
+WRITTEN = ("config.yaml", "meta.json", "metrics.jsonl", "*.safetensors", "checkpoint.json", "tokenizer.json",
+           "*_tokenizer.json", "heldout.tsv", "*.json", "predictions.csv", "vectors.vec", "vectors.bin", "*.png",
+           "*.gif", "*.mp4", "snapshots", "val")
+
+
 def saved(run: str | os.PathLike[str]) -> None:
-    """The run now holds saved work (its first checkpoint): the run it replaced can go."""
-    aside = Path(run) / ASIDE
+    """The run now holds saved work (its first checkpoint): the run it replaced can go, all but the
+    files dlcli did not write (a user's notes), which come back."""
+    run = Path(run)
+    aside = run / ASIDE
     if aside.is_dir():
+        for p in list(aside.iterdir()):
+            if not any(fnmatch.fnmatch(p.name, w) for w in WRITTEN) and not (run / p.name).exists():
+                os.replace(p, run / p.name)
         shutil.rmtree(aside, ignore_errors=True)
 
 
