@@ -102,8 +102,11 @@ class Tally:
     notes: list[str] = field(default_factory=list)
 
 
+CODE = REPO  # the dlcli checkout that runs (--code: another one, e.g. an older commit, to compare)
+
+
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    return {**os.environ, "PYTHONPATH": str(CODE), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "PYTHONWARNINGS": "ignore"}
 
 
@@ -209,7 +212,10 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=30, help="kills per stage (default 30)")
     ap.add_argument("--stages", default=",".join(s.name for s in STAGES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--code", type=Path, default=REPO, help="the dlcli checkout to run (default this one)")
     a = ap.parse_args()
+    global CODE
+    CODE = a.code.resolve()
     rng = random.Random(a.seed)
     chosen = [s for s in STAGES if s.name in a.stages.split(",")]
     rows = []
