@@ -15,6 +15,7 @@ LAYER = {
     "errors": 0, "__init__": 0, "__main__": 6, "timeseries": 3, "features": 2,
     "core": 1,
     "models": 2, "text": 2, "train": 2, "tabular": 2,
+    "datasets": 2,  # the public data sets and their downloads (core.progress only)
     "lm": 3, "translation": 3, "forecast": 3, "embed": 3, "gan": 3, "nerf": 3,
     "rlhf": 4,
     "cli": 5,

@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 
 from dlcli import __version__
-from dlcli.cli import embed, forecast, gan, lm, nerf, preprocess, rlhf, tabular, translate, vocab
+from dlcli.cli import data, embed, forecast, gan, lm, nerf, preprocess, rlhf, tabular, translate, vocab
 from dlcli.cli.command import Command
 
 # (name, command): a function becomes a command; a Typer app a group.
 COMMANDS: list[tuple[str, object]] = [
+    ("data", data.app),
     ("preprocess", preprocess.main),
     ("vocab", vocab.app),
     ("tabular", tabular.app),

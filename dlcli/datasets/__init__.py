@@ -1,0 +1,1 @@
+"""Public data sets: the catalog (`catalog`) and verified, resumable downloads into the cache (`download`)."""
