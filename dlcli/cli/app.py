@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from dlcli import __version__
-from dlcli.cli import data, embed, forecast, gan, lm, nerf, preprocess, rlhf, tabular, translate, vocab
+from dlcli.cli import data, embed, forecast, gan, lm, nerf, preprocess, rlhf, runs, tabular, translate, vocab
 from dlcli.cli.command import Command
 
 # (name, command): a function becomes a command; a Typer app a group.
@@ -29,6 +29,7 @@ COMMANDS: list[tuple[str, object]] = [
     ("embed", embed.app),
     ("gan", gan.app),
     ("nerf", nerf.app),
+    ("runs", runs.app),
 ]
 
 app = typer.Typer(

@@ -27,7 +27,7 @@ from typer.core import TyperCommand, TyperGroup
 from dlcli.cli import common as c
 from dlcli.cli import options as o
 
-SHARED = ("config", "set_", "print_config", "force", "quiet", "debug", "resume")
+SHARED = ("config", "set_", "print_config", "force", "quiet", "debug", "resume", "log")
 _MISSING = object()
 
 
@@ -48,6 +48,7 @@ class Job:
     force: bool = False
     quiet: bool = False
     resume: bool = False
+    log: list[str] = field(default_factory=list)  # --log: trackers beside metrics.jsonl
 
     def renamed(self, keys: Mapping[str, str], config_class: Callable[[], type]) -> Job:
         """The same job for another config whose keys are named differently (the legacy mode switches)."""
@@ -75,7 +76,9 @@ class Job:
         cfg = cfg if cfg is not None else self.resolve()
         takes = inspect.signature(stage).parameters
         kw: dict[str, Any] = {k: v for k, v in (("force", self.force), ("resume", self.resume)) if k in takes}
-        with c.progress(self.quiet) as on_progress:
+        from dlcli.train import tracking
+
+        with tracking.use(self.log), c.progress(self.quiet) as on_progress:
             if "on_progress" in takes:
                 kw["on_progress"] = on_progress
             s = stage(cfg, **kw)
@@ -104,6 +107,7 @@ def command(config: Callable[[], type] | None = None, *, options: Mapping[str, A
     extra = {**(o.CONFIGURED if config else {}), **(options or {}), "debug": o.Debug}
     if resume:
         extra["resume"] = o.Resume
+        extra["log"] = o.Log  # a training command: --log tensorboard/wandb
 
     def wrap(fn: Callable) -> Callable:
         sig = inspect.signature(fn, eval_str=True)
@@ -127,7 +131,7 @@ def command(config: Callable[[], type] | None = None, *, options: Mapping[str, A
                          if k not in switches}
                 job = Job(flags, config, shared.get("config"), shared.get("set_") or [],
                           shared.get("print_config", False), shared.get("force", False),
-                          shared.get("quiet", False), shared.get("resume", False))
+                          shared.get("quiet", False), shared.get("resume", False), shared.get("log") or [])
                 return fn(job=job, **{k: v for k, v in kw.items() if k in defaults})
 
         params = sorted([*own, *added, *hidden], key=lambda p: p.kind)

@@ -193,7 +193,7 @@ def recover(run: Path) -> None:
 # What dlcli writes into a run directory; anything else there is the user's, kept across --force.
 WRITTEN = ("config.yaml", "meta.json", "metrics.jsonl", "*.safetensors", "checkpoint.json", "tokenizer.json",
            "*_tokenizer.json", "heldout.tsv", "*.json", "predictions.csv", "vectors.vec", "vectors.bin", "*.png",
-           "*.gif", "*.mp4", "snapshots", "val")
+           "*.gif", "*.mp4", "snapshots", "val", "tensorboard", "wandb")
 
 
 def saved(run: str | os.PathLike[str]) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import Interrupted, TrainingDiverged
+from dlcli.train import tracking
 
 if TYPE_CHECKING:  # torch is imported where a stage's tensors need it: the embedding stage runs without it
     import torch
@@ -193,7 +194,8 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
         if d.main:
             _forget_after(run, resumed)
     history = rundir.read_metrics(run) if resumed and d.main else []
-    log = rundir.MetricsLog(run) if d.main else None
+    # metrics.jsonl, and the trackers of --log (TensorBoard, wandb) fed the same records
+    log = tracking.logged(rundir.MetricsLog(run), run, st["step"]) if d.main else None
     t0 = window_t = time.perf_counter()
     sums: dict[str, Any] = dict(st["sums"])  # loss and stats summed over the log window
     count = st["count"]
