@@ -209,4 +209,5 @@ def test_every_training_command_has_log(cli):
                  ["rlhf", "dpo"]):
         r = cli(*args, "--help")
         assert r.exit_code == 0 and "--log" in r.stdout, args
+        assert "'dlcli[tensorboard]'" in r.stdout, args  # not eaten as rich markup
     assert "--log" not in cli("gan", "sample", "--help").stdout

@@ -49,9 +49,9 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors 
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --output exactly where its checkpoint "
                                       "stopped (Ctrl-C, --max-time or a crash); only budgets, intervals and the "
                                       "device may change.", rich_help_panel=TRAIN)]
-Log = Annotated[list[str] | None, typer.Option("--log", help="Also log the metrics to tensorboard (event files in "
-                                              "RUN/tensorboard; pip install 'dlcli[tensorboard]') or wandb (Weights & "
-                                              "Biases; WANDB_MODE=offline respected); repeatable.",
+Log = Annotated[list[str] | None, typer.Option("--log", metavar="NAME", help="Also log the metrics to tensorboard "
+                                              "(event files in RUN/tensorboard; pip install 'dlcli\\[tensorboard]') or "
+                                              "wandb (Weights & Biases; WANDB_MODE=offline respected); repeatable.",
                                               rich_help_panel=TRAIN, show_default=False)]
 
 Device = Annotated[str | None, opt("--device", help="auto, cpu, cuda or mps.", panel=TRAIN)]
