@@ -38,6 +38,33 @@ def test_every_command_has_help_with_an_example_and_a_docs_page(cli, cmd):
     assert f"dlcli {' '.join(cmd)}" in doc
 
 
+@pytest.mark.parametrize("cmd", [[], *_all_commands()], ids=lambda c: " ".join(c) or "dlcli")
+def test_help_has_one_default_style_and_no_placeholder_after_flags(cli, cmd):
+    r = cli(*cmd, "--help")
+    assert r.exit_code == 0
+    assert "[default:" not in r.stdout
+    assert "<bool>" not in r.stdout
+
+
+def test_help_shows_plain_option_defaults_in_the_config_style(cli):
+    out = " ".join(cli("rlhf", "score", "--help").stdout.split())
+    assert "(default 64)" in out and "(default auto)" in out
+    out = " ".join(cli("embed", "train", "--help").stdout.split())
+    assert "--binary --no-binary Also" in out and "(default --no-binary)" in out
+    assert "(default 100)" in out  # from the config dataclass
+
+
+def test_counts_of_one_are_singular(cli, tmp_path):
+    Path("one.txt").write_text("ab\n")
+    r = cli("preprocess", "one.txt", "-l", "char", "-o", "one.tok", "-j", "1")
+    assert r.exit_code == 0 and "wrote 1 line to one.tok" in r.stderr, r.output
+    assert cli("vocab", "build", "one.tok", "-o", "tok.json").exit_code == 0
+    r = cli("vocab", "encode", "one.tok", "-t", "tok.json", "-o", "one.ids", "-j", "1")
+    assert r.exit_code == 0 and "wrote 2 ids (uint16) in 1 line to one.ids" in r.stderr, r.output
+    r = cli("vocab", "decode", "one.ids", "-t", "tok.json", "-o", "back.txt")
+    assert r.exit_code == 0 and "wrote 1 line to back.txt" in r.stderr, r.output
+
+
 def test_version(cli):
     from dlcli import __version__
 

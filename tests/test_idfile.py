@@ -117,3 +117,25 @@ def test_evaluate_and_decode_refuse_ids_beyond_the_vocabulary(cli, corpus):
     assert r.exit_code == 1 and "bad.ids: ids go up to 60000, but runs/ok/tokenizer.json has" in r.stderr
     r = cli("vocab", "decode", corpus, "-t", "tokenizer.json", "-o", "-")
     assert r.exit_code == 1 and "bad.ids: ids go up to 60000" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["train-rnn", "train-transformer"])
+def test_a_token_stream_given_as_ids_says_to_encode_it_first(cli, corpus, command):
+    r = cli(command, "-d", "c.tok", "-o", "runs/x", "--max-steps", "2")
+    assert r.exit_code == 1
+    assert r.stderr.strip() == ("error: c.tok is a token stream, not an id file: run `dlcli vocab encode c.tok "
+                                "-t TOKENIZER -o c.ids` first")
+    assert not Path("runs").exists()
+
+
+def test_text_without_a_sidecar_given_as_ids_says_to_encode_it_first(tmp_path):
+    (tmp_path / "notes.txt").write_text(TEXT)
+    with pytest.raises(InputError, match=r"notes.txt is a text file, not an id file: run `dlcli vocab encode "
+                                         r".*notes.txt --raw -t TOKENIZER -o .*notes.ids` first"):
+        IdFile.open(tmp_path / "notes.txt")
+    (tmp_path / "c.tok").write_text("t h e\n")  # a token stream that lost its sidecar
+    with pytest.raises(InputError, match="c.tok is a token stream, not an id file"):
+        IdFile.open(tmp_path / "c.tok")
+    (tmp_path / "x.ids").write_bytes(b"\x00\x01\x02\x00")  # binary: the old message
+    with pytest.raises(InputError, match="x.ids: missing sidecar x.ids.json"):
+        IdFile.open(tmp_path / "x.ids")

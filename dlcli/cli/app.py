@@ -11,7 +11,7 @@ import typer
 
 from dlcli import __version__
 from dlcli.cli import data, embed, forecast, gan, lm, nerf, preprocess, rlhf, runs, tabular, translate, vocab
-from dlcli.cli.command import Command
+from dlcli.cli.command import Command, Group
 
 # (name, command): a function becomes a command; a Typer app a group.
 COMMANDS: list[tuple[str, object]] = [
@@ -41,6 +41,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    cls=Group,
 )
 
 

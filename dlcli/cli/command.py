@@ -155,21 +155,44 @@ def _merge(value: Any, alias: Any) -> Any:
 
 
 class Command(TyperCommand):
-    """A typer command whose options' help ends with the config's default, read when the help is shown."""
+    """A typer command whose help has one style: each option's default as "(default X)" at the end of its
+    help (read from the config dataclass when the help is shown, else the option's own default), and no
+    value placeholder after an on/off flag."""
 
     _defaults_added = False
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        load = getattr(self.callback, "config", None)
-        if load is not None and not self._defaults_added:
+        if not self._defaults_added:
             self._defaults_added = True
-            defaults = load()()
-            for p in self.params:
-                if p.param_type_name in ("option", "argument") and getattr(p, "help", None) and "default" not in p.help and p.name:
-                    text = _default_text(_lookup(defaults, key(p.name)), p)
-                    if text:
-                        p.help = f"{p.help.rstrip('.')} (default {text})."
+            load = getattr(self.callback, "config", None)
+            _add_defaults(self.params, load()() if load is not None else None)
         super().format_help(ctx, formatter)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _bare_flags(super().get_params(ctx))
+
+
+def _add_defaults(params: list[Any], defaults: Any) -> None:
+    """Append "(default X)" to each parameter's help, in place of typer's "[default: X]"."""
+    for p in params:
+        if p.param_type_name not in ("option", "argument") or not p.name:
+            continue
+        value = _lookup(defaults, key(p.name)) if defaults is not None else _MISSING
+        if value is _MISSING and p.show_default is True and not callable(p.default):
+            value = p.default
+        p.show_default = False
+        text = _default_text(value, p)
+        help = getattr(p, "help", None) or ""
+        if text and "default" not in help:
+            p.help = f"{help.rstrip('.')} (default {text})." if help else f"Default {text}."
+
+
+def _bare_flags(params: list[Any]) -> list[Any]:
+    """On/off flags take no value: show no `<bool>` placeholder after them."""
+    for p in params:
+        if getattr(p, "is_flag", False) and not getattr(p, "count", False):
+            p.metavar = ""
+    return params
 
 
 def _lookup(cfg: Any, dotted: str) -> Any:
@@ -198,6 +221,9 @@ class Group(TyperGroup):
     run when no other argument follows it: the command itself would need one."""
 
     default: str | None = None
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _bare_flags(super().get_params(ctx))
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if self.default and args and args[0] not in ctx.help_option_names and (

@@ -218,6 +218,11 @@ def info(message: str, quiet: bool) -> None:
         err.print(message, markup=False, highlight=False)
 
 
+def count(n: int, word: str, plural: str = "") -> str:
+    """`1 line`, `2 lines`, `1,000 lines`."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
 def result(value: str) -> None:
     """The command's result (a path written) on stdout, for $(...) and pipes."""
     print(value, flush=True)

@@ -57,5 +57,5 @@ def main(
     cfg = job.resolve()
     s = job.run(preprocess.run, result=None, cfg=cfg)
     if cfg.output != "-":
-        job.info(f"wrote {s['lines']:,} lines to {cfg.output}")
+        job.info(f"wrote {c.count(s['lines'], 'line')} to {cfg.output}")
         c.result(str(Path(cfg.output)))

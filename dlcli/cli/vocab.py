@@ -100,7 +100,7 @@ def encode(
     """
     from dlcli.text import vocab
 
-    job.run(vocab.encode, lambda s: f"wrote {s['count']:,} ids ({s['dtype']}) in {s['lines']:,} lines to "
+    job.run(vocab.encode, lambda s: f"wrote {c.count(s['count'], 'id')} ({s['dtype']}) in {c.count(s['lines'], 'line')} to "
             f"{s['output']}" + (f"; {s['unknown']:,} unknown tokens" if s["unknown"] else ""), result="output")
 
 
@@ -120,5 +120,5 @@ def decode(
 
     cfg = job.resolve()
     to_file = cfg.output != "-"
-    job.run(vocab.decode, (lambda s: f"wrote {s['lines']:,} lines to {s['output']}") if to_file else None,
+    job.run(vocab.decode, (lambda s: f"wrote {c.count(s['lines'], 'line')} to {s['output']}") if to_file else None,
             result="output" if to_file else None, cfg=cfg)

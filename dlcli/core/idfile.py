@@ -24,6 +24,7 @@ from dlcli.core.io import AtomicGroup, check_input_file, check_output
 from dlcli.errors import InputError
 
 FORMAT = "dlcli-ids"
+STREAM_FORMAT = "dlcli-tokens"  # a token stream's sidecar (text/preprocess.py)
 VERSION = 1
 _MAX_BLOCK = 1 << 24  # ids read at once when looking for the largest (64 MB of uint32)
 
@@ -130,6 +131,26 @@ class IdWriter:
         self.group.abort()
 
 
+def _refuse_text(path: Path, sidecar: Any) -> None:
+    """A token stream (its sidecar says so, or its name ends in .tok) or a text file given where ids are
+    wanted: say how to make the id file."""
+    stream = isinstance(sidecar, dict) and sidecar.get("format") == STREAM_FORMAT
+    if not stream:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as e:
+            if e.start < len(head) - 3:  # not just a character cut at the end of the block
+                return
+        if b"\x00" in head:
+            return
+        stream = path.suffix == ".tok"
+    what, raw = ("a token stream", "") if stream else ("a text file", " --raw")
+    raise InputError(f"{path} is {what}, not an id file: run `dlcli vocab encode {path}{raw} -t TOKENIZER "
+                     f"-o {path.with_suffix('.ids')}` first")
+
+
 @dataclass
 class IdFile:
     """A read-only view of an id file."""
@@ -146,12 +167,14 @@ class IdFile:
         check_input_file(p, "id")
         side = sidecar_path(p)
         if not side.is_file():
+            _refuse_text(p, None)
             raise InputError(f"{p}: missing sidecar {side.name} (is this an id file written by 'dlcli vocab encode'?)")
         try:
             meta = json.loads(side.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"{side}: malformed JSON: {e}") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            _refuse_text(p, meta)
             raise InputError(f"{side}: not a dlcli id file sidecar (format is not '{FORMAT}')")
         if meta.get("version") != VERSION:
             raise InputError(f"{side}: unsupported id file version {meta.get('version')!r}")
