@@ -157,3 +157,51 @@ def test_whitening_over_two_processes_uses_the_statistics_of_the_whole_batch() -
     scores = torch.randn(8, generator=g)
     halves = two_processes(lambda r, total: whiten(scores[4 * r: 4 * r + 4], total=total))
     assert torch.allclose(torch.cat([halves[0], halves[1]]), whiten(scores), atol=1e-6)
+
+
+def _char_tokenizer(chars: str):
+    from dlcli.text.vocabulary import word_level
+
+    return word_level(["<unk>", "<eos>"] + sorted(set(chars)), "<unk>", "char", [])
+
+
+def test_a_line_longer_than_the_context_is_refused_or_cut_keeping_its_end(tmp_path: Path) -> None:
+    from dlcli.rlhf import tokens
+
+    tok = _char_tokenizer("abcdefghijklmnopqrstuvwxyz .:")
+    prompt = "".join(chr(97 + i % 26) for i in range(200)) + ":"  # 201 tokens, longer than the context of 64
+    rows = [{"prompt": prompt, "chosen": " yes.", "rejected": " no."}, {"prompt": "q:", "chosen": " a", "rejected": " b"}]
+    path = write_jsonl(tmp_path / "long.jsonl", rows)
+    with pytest.raises(InputError, match=r"line 1: 207 tokens are longer than the context of 64; "
+                                         r"--truncate keep-end cuts such lines to fit"):
+        tokens.encode_records(path, data.read(path, "prefs"), tok, 64, ("chosen", "rejected"), False)
+    recs = data.read(path, "prefs")
+    enc = tokens.encode_records(path, recs, tok, 64, ("chosen", "rejected"), False, truncate="keep-end")
+    assert recs.truncated == [1] and recs.skipped == []
+    end = tok.token_to_id("<eos>")
+    assert tok.decode(enc[0]["prompt"]).replace(" ", "") == prompt[-58:].replace(" ", "")  # the oldest tokens went
+    assert enc[0]["chosen"] == tokens.encode(tok, " yes.") + [end]  # the response is whole
+    assert len(enc[0]["prompt"]) + len(enc[0]["chosen"]) == 64
+    assert enc[1]["prompt"] == tokens.encode(tok, "q:")  # a line that fits is untouched
+
+
+def test_keep_end_gives_the_prompt_half_the_context_before_cutting_responses() -> None:
+    from dlcli.rlhf.tokens import fit
+
+    long, short = list(range(100)), list(range(10))
+    cut = fit({"prompt": long, "completion": list(range(100, 200))}, ("completion",), 64)
+    assert cut == {"prompt": long[-32:], "completion": list(range(100, 132))}  # both long: half each
+    cut = fit({"prompt": short, "completion": list(range(100, 200))}, ("completion",), 64)
+    assert cut == {"prompt": short, "completion": list(range(100, 154))}  # a short prompt stays whole
+    assert fit({"prompt": long}, (), 64, room=24) == {"prompt": long[-40:]}  # PPO: room for 24 new tokens
+    assert fit({"prompt": long}, (), 24, room=24) is None  # no prompt token would be left
+    assert fit({"prompt": long, "completion": short}, ("completion",), 6) is None  # < MIN_ROOM response tokens
+
+
+def test_truncate_takes_none_or_keep_end_and_old_configs_load_without_it() -> None:
+    from dlcli.errors import ConfigError
+    from dlcli.rlhf.config import RewardConfig
+
+    assert RewardConfig().truncate == "none"
+    with pytest.raises(ConfigError, match="truncate: 'keep-start' is not one of none, keep-end"):
+        RewardConfig(data="p.jsonl", output="rm", truncate="keep-start").validate()

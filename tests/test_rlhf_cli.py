@@ -314,3 +314,15 @@ def test_ppo_checkpoint_resumes_with_as_many_processes_and_batches_split_evenly(
     cfg.mini_batch_size = 3
     with pytest.raises(ConfigError, match=r"batch_size \(8\) and the minibatch size \(3\) must be multiples of the 2"):
         cfg.check_world(2)
+
+
+def test_truncate_keep_end_trains_on_lines_longer_than_the_context(cli, toy, tmp_path: Path) -> None:
+    long = {"prompt": "about cats:" * 12, "chosen": " cats are nice.", "rejected": " cats are bad."}
+    prefs = write_jsonl(tmp_path / "long.jsonl", [long, *toytask.preference_pairs(7)])
+    r = cli("rlhf", "reward", toy["base"], prefs, "-o", "rm", "--max-steps", "1", "--device", "cpu")
+    assert r.exit_code != 0 and "line 1: 148 tokens are longer than the context of 96" in r.stderr
+    r = cli("rlhf", "reward", toy["base"], prefs, "-o", "rm", "--max-steps", "1", "--device", "cpu",
+            "--batch-size", "4", "--truncate", "keep-end")
+    assert r.exit_code == 0, r.output
+    assert "truncated 1 line to the context (--truncate keep-end)" in r.stderr
+    assert "truncate: keep-end" in Path("rm/config.yaml").read_text()

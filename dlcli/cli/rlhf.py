@@ -23,6 +23,9 @@ STAGE = {
     "optim__lr": o.Lr,
     "skip_bad": Annotated[bool | None, o.opt("--skip-bad", help="Leave out bad JSONL lines (counted) instead of "
                                              "stopping at the first.")],
+    "truncate": Annotated[str | None, o.opt("--truncate", help="A line longer than the context: none (refused) "
+                                            "or keep-end (cut to fit as TRL does: the oldest prompt tokens go "
+                                            "first, then the responses' ends; counted).")],
 }
 
 
@@ -34,7 +37,10 @@ def _rlhf() -> ModuleType:
 
 
 def _skipped(s: dict) -> str:
-    return f"left out {s['skipped']} bad line(s) (--skip-bad); " if s.get("skipped") else ""
+    """What happened to the lines that did not fit as they were."""
+    return ((f"left out {c.count(s['skipped'], 'bad line')} (--skip-bad); " if s.get("skipped") else "")
+            + (f"truncated {c.count(s['truncated'], 'line')} to the context (--truncate keep-end); "
+               if s.get("truncated") else ""))
 
 
 @app.command("sft")
@@ -82,6 +88,8 @@ def score(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Lines per forward pass.")] = 64,
     device: o.UseDevice = "auto",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out bad lines instead of stopping.")] = False,
+    truncate: Annotated[str, typer.Option("--truncate", help="A line longer than the context: none (refused) or "
+                                          "keep-end (cut to fit, the oldest prompt tokens first).")] = "none",
     *, job: Job,
 ) -> None:
     """Add "reward" to each line (or "reward_chosen" and "reward_rejected" to preference lines).
@@ -90,8 +98,8 @@ def score(
     """
     from dlcli.rlhf.reward import score as run_score
 
-    s = run_score(rm, data, output, batch_size, skip_bad, device, job.force)
-    job.info(f"{_skipped(s)}scored {s['lines']:,} lines; mean reward {s['mean_reward']:.4f}")
+    s = run_score(rm, data, output, batch_size, skip_bad, device, job.force, truncate)
+    job.info(f"{_skipped(s)}scored {c.count(s['lines'], 'line')}; mean reward {s['mean_reward']:.4f}")
     if output != "-":
         c.result(output)
 
@@ -120,7 +128,7 @@ def ppo(
     """
     from dlcli.rlhf.ppo import run
 
-    job.run(run, lambda s: f"{s['steps']:,} PPO steps in {s['elapsed']:.0f} s; held-out reward "
+    job.run(run, lambda s: f"{_skipped(s)}{s['steps']:,} PPO steps in {s['elapsed']:.0f} s; held-out reward "
             f"{s['val_reward_before']:.3f} -> {s['val_reward']:.3f}, KL to the reference {s['val_kl']:.3f} nats per "
             f"response; {s['precision']}")
 

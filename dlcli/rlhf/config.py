@@ -12,6 +12,7 @@ from dlcli.train.args import TrainArgs
 from dlcli.train.config import OptimConfig
 
 RESUMABLE = TrainArgs.RESUMABLE
+TRUNCATE = ("none", "keep-end")  # what rlhf.tokens does with a line longer than the context
 
 
 def _optim() -> OptimConfig:
@@ -32,6 +33,7 @@ class StageConfig(TrainArgs):
     eval_interval: int = 50
     checkpoint_interval: int = 100
     skip_bad: bool = False
+    truncate: str = "none"  # none (a line longer than the context is refused) | keep-end (cut as TRL does)
 
     @property
     def seq_len(self) -> int:  # what `dlcli evaluate` reads
@@ -46,6 +48,8 @@ class StageConfig(TrainArgs):
             raise ConfigError("batch_size: must be >= 1")
         if not 0 < self.val_fraction < 1:
             raise ConfigError("val_fraction: must be between 0 and 1")
+        if self.truncate not in TRUNCATE:
+            raise ConfigError(f"truncate: '{self.truncate}' is not one of {', '.join(TRUNCATE)}")
         self.check_train()
         self.optim.validate()
 

@@ -43,6 +43,7 @@ class Records:
     rows: list[dict[str, str]]
     lines: list[int]  # the line number of each row
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (line, problem) of lines left out
+    truncated: list[int] = field(default_factory=list)  # lines cut to the context (--truncate keep-end)
 
 
 def _text(obj: dict[str, Any], key: str) -> str:

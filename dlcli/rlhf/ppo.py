@@ -182,7 +182,7 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
     tok = sft.tokenizer
     recs = data.read(cfg.data, "prompts", cfg.skip_bad)
     enc = tokens.encode_records(cfg.data, recs, tok, min(cfg.model.block_size, rm.model.gpt.cfg.block_size), (),
-                                cfg.skip_bad, room=cfg.max_new_tokens)
+                                cfg.skip_bad, room=cfg.max_new_tokens, truncate=cfg.truncate)
     out, prec = runs.start_run(cfg, "rlhf-ppo", [cfg.sft, cfg.reward_model, cfg.data], force, resume, dev, d,
                                resumable=RESUMABLE)
     seed_everything(cfg.seed)
@@ -311,7 +311,8 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
                    "val_reward_before": first.get("val_reward", math.nan), "val_kl": result.last_eval.get("val_kl"),
                    "reward_first": rewards[0] if rewards else math.nan,
                    "reward_last": rewards[-1] if rewards else math.nan,
-                   "kl_coef": kl_ctl.value, "precision": prec.describe()}
+                   "kl_coef": kl_ctl.value, "precision": prec.describe(),
+                   "skipped": len(recs.skipped), "truncated": len(recs.truncated)}
         if d.enabled:  # the other processes report the first one's figures
             box = [summary]
             tdist.broadcast_object_list(box)

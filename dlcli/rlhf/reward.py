@@ -107,7 +107,7 @@ def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progres
     if dist.main:
         rundir.save_tensors(rm.state_dict(), out / "model.safetensors")
         shutil.copyfile(Path(cfg.base) / "tokenizer.json", out / "tokenizer.json")
-    return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "elapsed": secs,
+    return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "truncated": len(recs.truncated), "elapsed": secs,
             "val_pairs": len(val_i), "precision": prec.describe(),
             **{k: v for k, v in last.items() if k != "step"}}
 
@@ -131,7 +131,7 @@ def open_rm(path: str, device: str = "auto") -> LoadedRM:
 
 
 def score(rm_path: str, data_path: str, output: str = "-", batch_size: int = 64, skip_bad: bool = False,
-          device: str = "auto", force: bool = False) -> dict[str, Any]:
+          device: str = "auto", force: bool = False, truncate: str = "none") -> dict[str, Any]:
     """Add "reward" to each prompt/completion line (or "reward_chosen" and "reward_rejected" to a
     preference line) of a JSONL file; write JSONL to `output` ('-' = stdout)."""
     rm = open_rm(rm_path, device)
@@ -139,7 +139,8 @@ def score(rm_path: str, data_path: str, output: str = "-", batch_size: int = 64,
     kind = "prefs" if "chosen" in first else "sft"
     keys = ("chosen", "rejected") if kind == "prefs" else ("completion",)
     recs = data.read(data_path, kind, skip_bad)
-    enc = tokens.encode_records(data_path, recs, rm.tokenizer, rm.model.gpt.cfg.block_size, keys, skip_bad)
+    enc = tokens.encode_records(data_path, recs, rm.tokenizer, rm.model.gpt.cfg.block_size, keys, skip_bad,
+                                truncate=truncate)
     kept = sorted(set(recs.lines) - {n for n, _ in recs.skipped})
     originals = _objects(data_path, set(kept))
     pad_id = tokens.end_token(rm.tokenizer, rm_path)
@@ -159,7 +160,7 @@ def score(rm_path: str, data_path: str, output: str = "-", batch_size: int = 64,
         lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
     with open_output(output, force) as f:
         f.write("".join(lines).encode("utf-8"))
-    return {"lines": len(lines), "skipped": len(recs.skipped), "output": output,
+    return {"lines": len(lines), "skipped": len(recs.skipped), "truncated": len(recs.truncated), "output": output,
             "mean_reward": sum(scores[keys[0]]) / max(1, len(scores[keys[0]]))}
 
 

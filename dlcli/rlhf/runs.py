@@ -80,7 +80,8 @@ def begin(cfg: StageConfig, stage: str, base: str, kind: str, responses: tuple[s
     start = open_lm(base, str(dev))
     cfg.model = start.model.cfg
     recs = data.read(cfg.data, kind, cfg.skip_bad)
-    enc = tokens.encode_records(cfg.data, recs, start.tokenizer, cfg.model.block_size, responses, cfg.skip_bad)
+    enc = tokens.encode_records(cfg.data, recs, start.tokenizer, cfg.model.block_size, responses, cfg.skip_bad,
+                                truncate=cfg.truncate)
     out, prec = start_run(cfg, stage, [base, cfg.data], force, resume, dev, dist, resumable)
     seed_everything(cfg.seed)
     return Begun(dev, dist, start, recs, enc, out, prec)

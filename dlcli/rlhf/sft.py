@@ -59,5 +59,5 @@ def run(cfg: SFTConfig, force: bool = False, resume: bool = False, on_progress: 
     gpt.eval()
     if dist.main:
         runs.write_lm(out, gpt, Path(cfg.base) / "tokenizer.json")
-    return {"run": str(out), "steps": steps, "examples": len(enc), "skipped": len(recs.skipped),
+    return {"run": str(out), "steps": steps, "examples": len(enc), "skipped": len(recs.skipped), "truncated": len(recs.truncated),
             "val_loss_before": before, "val_loss": last["val_loss"], "elapsed": secs, "precision": prec.describe()}

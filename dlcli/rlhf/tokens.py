@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from dlcli.errors import InputError
+from dlcli.errors import ConfigError, InputError
+from dlcli.rlhf.config import TRUNCATE
 from dlcli.rlhf.data import BadLine, Records, bad_line
 
 
@@ -35,12 +36,18 @@ def encode(tok: Any, text: str) -> list[int]:
     return list(enc.ids)
 
 
+MIN_ROOM = 4  # response tokens a truncated prompt must leave room for
+
+
 def encode_records(path: str, recs: Records, tok: Any, block_size: int, responses: tuple[str, ...],
-                   skip_bad: bool, room: int = 0) -> list[dict[str, list[int]]]:
+                   skip_bad: bool, room: int = 0, truncate: str = "none") -> list[dict[str, list[int]]]:
     """Each row's prompt and response ids (each response ends with the end token).
 
-    A row longer than the context (`room` tokens must stay free after a bare prompt)
-    is a line-numbered error, or left out with `skip_bad` (and added to `recs.skipped`)."""
+    A row longer than the context (`room` tokens must stay free after a bare prompt) is a line-numbered
+    error, or left out with `skip_bad` (and added to `recs.skipped`); with `truncate="keep-end"` it is
+    cut to fit (`fit`) and its line added to `recs.truncated`."""
+    if truncate not in TRUNCATE:
+        raise ConfigError(f"truncate: '{truncate}' is not one of {', '.join(TRUNCATE)}")
     end = end_token(tok, path)
     out = []
     for row, line in zip(recs.rows, recs.lines, strict=True):
@@ -52,8 +59,13 @@ def encode_records(path: str, recs: Records, tok: Any, block_size: int, response
                 enc[k] = encode(tok, row[k]) + [end]
             longest = len(enc["prompt"]) + max((len(enc[k]) for k in responses), default=room)
             if longest > block_size:
-                raise BadLine(f"{longest} tokens are longer than the context of {block_size}"
-                              + (f" (the prompt and {room} new tokens)" if not responses else ""))
+                if truncate == "keep-end" and (cut := fit(enc, responses, block_size, room)) is not None:
+                    enc = cut
+                    recs.truncated.append(line)
+                else:
+                    raise BadLine(f"{longest} tokens are longer than the context of {block_size}"
+                                  + (f" (the prompt and {room} new tokens)" if not responses else "")
+                                  + ("; --truncate keep-end cuts such lines to fit" if truncate == "none" else ""))
             out.append(enc)
         except BadLine as e:
             if not skip_bad:
@@ -62,6 +74,24 @@ def encode_records(path: str, recs: Records, tok: Any, block_size: int, response
     if len(out) < 2:
         raise InputError(f"{path}: {len(out)} usable line(s); at least 2 are needed (one is held out)")
     return out
+
+
+def fit(enc: dict[str, list[int]], responses: tuple[str, ...], block_size: int, room: int = 0
+        ) -> dict[str, list[int]] | None:
+    """Cut a row to the context as TRL's keep_end does: drop the oldest prompt tokens first, keeping at
+    least half the context for the prompt (or all of it, when shorter), then cut each response to what is
+    left. None when the context cannot hold the prompt's kept end and MIN_ROOM response tokens (or, with
+    no responses, `room` new tokens after at least one prompt token)."""
+    prompt = enc["prompt"]
+    if not responses:
+        keep = block_size - room
+        return {"prompt": prompt[-keep:]} if keep >= 1 else None
+    longest = max(len(enc[k]) for k in responses)
+    keep = min(len(prompt), max(block_size - longest, block_size // 2))
+    left = block_size - keep
+    if keep < 1 or left < min(MIN_ROOM, longest):
+        return None
+    return {"prompt": prompt[len(prompt) - keep:], **{k: enc[k][:left] for k in responses}}
 
 
 def pad(seqs: list[list[int]], pad_id: int, device: Any) -> torch.Tensor:
