@@ -54,6 +54,37 @@ def test_planted_pairs_are_nearest_neighbours(planted, tmp_path, model, kernel):
     assert losses[-1] < losses[0]
 
 
+def test_mean_cosine_is_one_for_parallel_rows_and_zero_for_orthogonal_ones():
+    assert tr.mean_cosine(np.array([[1.0, 2.0], [2.0, 4.0], [0.5, 1.0]])) == pytest.approx(1.0)
+    assert tr.mean_cosine(np.eye(4)) == pytest.approx(0.0)
+    assert tr.mean_cosine(np.array([[1.0, 0.0], [0.0, 0.0]])) == 0.0  # zero rows are left out
+
+
+def test_a_corpus_too_small_for_the_settings_warns_and_says_what_helps(data, tmp_path):
+    """The Time Machine (33k words): 5 epochs leave every vector pointing one way; 50 spread them out."""
+    import warnings
+
+    from dlcli.errors import DlcliWarning
+    from dlcli.text import preprocess
+
+    tok = tmp_path / "tm.tok"
+    preprocess.run(preprocess.PreprocessConfig(inputs=[str(data / "timemachine.txt")], output=str(tok),
+                                               normalize=["d2l"], level="word", workers=1))
+    with pytest.warns(DlcliWarning) as caught:
+        s = tr.train(tr.EmbedConfig(data=str(tok), output=str(tmp_path / "small"), workers=1))
+    message = str(caught[0].message)
+    assert message.startswith(f"{tok}: 32,775 corpus words are too few for 5 epochs: the vectors point nearly one "
+                              "way (mean cosine 1.00)")
+    assert message.endswith("more epochs help most (--epochs 50), or a bigger corpus (dlcli data get text8)")
+    assert s["mean_cosine"] > 0.99 and (tmp_path / "small" / "vectors.vec").is_file()  # written all the same
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DlcliWarning)
+        s = tr.train(tr.EmbedConfig(data=str(tok), output=str(tmp_path / "enough"), workers=1, epochs=50))
+    assert s["mean_cosine"] < 0.5
+    v = Vectors.load(tmp_path / "enough")
+    assert query.neighbors(v, "time", 1)[0][1] < 0.9  # neighbours no longer all at cosine ~1
+
+
 def test_summary_and_meta_report_the_time_of_each_phase(planted, tmp_path):
     s = tr.train(_cfg(planted, tmp_path / "run"))
     t = s["timings"]
