@@ -79,6 +79,8 @@ def predict(
     column: Annotated[str | None, o.opt("--column", help="Series column (default: the run's).")] = None,
     output: Annotated[str | None, o.opt("--output", "-o", help="Write the predictions CSV here.")] = None,
     device: o.UseDevice = "auto",
+    anomalies: Annotated[bool, o.opt("--anomalies", help="Also flag anomalies as 'dlcli forecast anomalies' "
+                                      "does with its defaults (anomalies.csv and anomalies.png).")] = False,
     *, job: Job,
 ) -> None:
     """Forecast a series with a trained time-series run: 1-step and k-step-ahead.
@@ -97,4 +99,51 @@ def predict(
         except ValueError:
             raise c.fail(f"--horizons: '{horizons}' is not a comma-separated list of integers", 2) from None
     out = predict(run, data, ks, output=output, force=job.force, column=column, device=device)
+    if anomalies:  # before the JSON: an error here leaves no half output on stdout
+        from dlcli.core.config import build_config
+        from dlcli.forecast.anomalies import detect, report
+        from dlcli.forecast.config import AnomalyConfig
+
+        found = detect(build_config(AnomalyConfig, flags={"run": run, "data": data, "column": column,
+                                                          "device": device}), force=job.force)
+        job.info(f"{report(found)}\nwrote {', '.join(found['written'])}")
     print(json.dumps(out, indent=2, default=str))
+
+
+def anomaly_config() -> type:
+    from dlcli.forecast.config import AnomalyConfig
+
+    return AnomalyConfig
+
+
+@app.command("anomalies")
+@command(anomaly_config)
+def anomalies(
+    run: Annotated[str, o.arg("A run from 'dlcli forecast train' (or 'dlcli train-rnn --task forecast').")],
+    data: Annotated[str | None, o.arg("CSV to score (default: the one the run was trained on).")] = None,
+    column: Annotated[str | None, o.opt("--column", help="Series column (default: the run's).")] = None,
+    label: Annotated[str | None, o.opt("--label", help="0/1 column to score against (default: 'label' when the "
+                                       "CSV has one).")] = None,
+    threshold: Annotated[float | None, o.opt("--threshold", help="Flag a point whose 1-step residual lies this many "
+                                             "robust standard deviations (1.4826 x MAD) from the trailing "
+                                             "median.")] = None,
+    window: Annotated[int | None, o.opt("--window", help="Trailing points of the robust scale and of the z-score "
+                                        "baseline.")] = None,
+    z_threshold: Annotated[float | None, o.opt("--z-threshold", help="The z-score baseline's threshold, in standard "
+                                               "deviations of the trailing raw values.")] = None,
+    output: Annotated[str | None, o.opt("--output", "-o", help="The anomalies CSV; the plot is written beside it "
+                                        "as .png.")] = None,
+    device: Annotated[str | None, o.opt("--device", help="auto, cpu, cuda or mps.")] = None,
+    *, job: Job,
+) -> None:
+    """Flag anomalies in a series: each point's 1-step forecast residual against a robust trailing scale.
+
+    Writes anomalies.csv (t, value, forecast, residual, score, flag, the z-score baseline's zscore and
+    zflag, label) and anomalies.png. With a 0/1 label column, prints precision, recall and F1 of both.
+    Streaming: the score of row t uses rows up to t only.
+
+    Example: dlcli forecast anomalies runs/sine sample_data/sine_anomalies.csv -o anomalies.csv
+    """
+    from dlcli.forecast.anomalies import detect, report
+
+    job.run(detect, report, result="written")

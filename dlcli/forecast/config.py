@@ -91,3 +91,30 @@ class TimeSeriesConfig(TrainArgs):
             epochs=self.epochs if self.epochs is not None else DEFAULT_EPOCHS[self.model],
             horizons=sorted(set(self.horizons)),
         )
+
+
+@dataclass
+class AnomalyConfig:
+    """Options of `dlcli forecast anomalies` (dlcli/forecast/anomalies.py)."""
+
+    run: str = ""  # a forecasting run
+    data: str = ""  # CSV to score; "": the run's training CSV
+    column: str = ""  # "": the run's column
+    label: str = ""  # 0/1 column scored against; "": `label` when the CSV has one
+    window: int = 100  # trailing points of the robust scale (and of the z-score baseline)
+    threshold: float = 4.0  # flag |residual - median| >= threshold * 1.4826 * MAD
+    z_threshold: float = 3.0  # the baseline's: flag |x - mean| >= z_threshold * std of the raw values
+    output: str = "anomalies.csv"  # the plot goes beside it, as .png
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if not self.run:
+            raise ConfigError("run: no forecasting run given")
+        if self.window < 30:
+            raise ConfigError(f"window: must be at least 30 points, not {self.window}")
+        for name in ("threshold", "z_threshold"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name}: must be a positive number, not {v}")
+        if not self.output.endswith(".csv"):
+            raise ConfigError(f"output: '{self.output}' should end in .csv (the plot is written beside it as .png)")

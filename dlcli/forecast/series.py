@@ -45,6 +45,7 @@ class Series:
     column: str
     values: np.ndarray  # float64 (T,)
     time: list[str] | None = None
+    rows: list[int] | None = None  # each value's row in the file (header = 1)
 
 
 def read_series(path: str | Path, column: str = "") -> Series:
@@ -89,7 +90,7 @@ def read_series(path: str | Path, column: str = "") -> Series:
     values = np.empty(len(cells), dtype=np.float64)
     for i, (row, cell) in enumerate(zip(rows, cells)):
         values[i] = _number(name, row, header[col], cell)
-    return Series(name, header[col], values, times or None)
+    return Series(name, header[col], values, times or None, rows)
 
 
 def split_point(cfg: TimeSeriesConfig, series: Series) -> int:
