@@ -157,3 +157,21 @@ def test_unexpected_errors_are_one_line_without_debug(cli, monkeypatch):
 
 def test_app_is_typer():
     assert isinstance(app, typer.Typer)
+
+
+def test_progress_lines_never_pass_100_percent_or_show_a_negative_eta(capsys):
+    from dlcli.cli.common import PlainProgress
+    from dlcli.core.progress import Tick
+
+    show = PlainProgress(every=3600)
+    show(Tick("train", 0, 9, unit="step"))  # within `every`: nothing
+    show(Tick("train", 10, 9, unit="step"))  # completes the task: always shown
+    show(Tick("train", 10, 10, unit="step"))  # shown once
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: 10 steps / 10 steps (100%), ")
+    assert "ETA" not in lines[0]
+    show.every = 0
+    show(Tick("embed", 0, 100, unit="word"))
+    show(Tick("embed", 40, 100, unit="word"))
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("embed: 40 words / 100 words (40%), ") and ", ETA 0:" in last and "-" not in last

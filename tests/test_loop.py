@@ -156,3 +156,23 @@ def test_a_second_signal_inside_a_step_saves_nothing_of_that_step(tmp_path):
     with pytest.raises(Interrupted, match=r"^stopped by SIGTERM during step 8; the checkpoint of step 5 is kept$"):
         fit(Stage("toy", step, Saved), tmp_path, Budget(20), Every(log=1, checkpoint=5))
     assert checkpoint.read(tmp_path)["state"]["step"] == 5
+
+
+def test_a_time_budget_never_shows_more_steps_than_its_total():
+    b = Budget(seconds=9.0)
+    assert b.total(10, 10.0) == 10  # the last step ended past the budget: 10 of 10, not 10 of 9
+    assert b.total(5, 2.5) == 18 and Budget(9).total(10, 1.0) == 10 and Budget().total(3, 1.0) is None
+
+
+def test_a_time_budget_shorter_than_the_log_interval_logs_its_steps_and_ends_the_bar(tmp_path):
+    ticks = []
+
+    def step(done: int) -> Update:
+        time.sleep(0.02)
+        return Update(1.0)
+
+    result = fit(Stage("toy", step, Saved), tmp_path, Budget(seconds=0.1), Every(log=1000), on_progress=ticks.append)
+    assert 0 < result.steps < 1000
+    records = rundir.read_metrics(tmp_path)
+    assert records[-1]["step"] == result.steps and records[-1]["loss"] == 1.0
+    assert (ticks[-1].done, ticks[-1].total) == (result.steps, result.steps)

@@ -151,3 +151,13 @@ def test_bad_configs_and_wrong_runs(cli, small_tsv, data):
     assert lm.exit_code == 0, lm.stderr
     r = cli("translate", "lm", input="I am cold.\n")
     assert r.exit_code != 0 and "not a translation model" in r.stderr
+
+
+def test_no_plot_and_no_legend_warning_without_points(tmp_path, recwarn):
+    from dlcli.train.plots import plot_curves
+
+    assert not plot_curves([{"step": 1}], tmp_path / "loss.png", {"loss": "train", "val_loss": "held-out"}, "loss")
+    assert not (tmp_path / "loss.png").exists() and not recwarn.list
+    assert plot_curves([{"step": 1, "loss": 2.0}], tmp_path / "loss.png", {"loss": "train", "val_loss": "held-out"},
+                       "loss")
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG" and not recwarn.list

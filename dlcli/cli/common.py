@@ -132,29 +132,48 @@ def _fmt_metrics(metrics: dict[str, Any]) -> str:
 
 
 class PlainProgress:
-    """Periodic one-line progress reports for logs and pipes."""
+    """Periodic one-line progress reports for logs and pipes: one every `every` seconds, and the line that
+    completes a task (its done reaching its total) whenever it comes. Rates and ETAs count from a task's
+    first tick, so loading and compiling before it do not slow them."""
 
     def __init__(self, every: float = 5.0) -> None:
         self.every = every
-        self.start = time.monotonic()
-        self.last = self.start
+        self.last = time.monotonic()
+        self.first: dict[str, tuple[float, float]] = {}  # desc -> (time, done) of its first tick
+        self.done: dict[str, float] = {}
+        self.finished: set[str] = set()
 
     def __call__(self, tick: Any) -> None:
         now = time.monotonic()
-        if now - self.last < self.every:
+        if tick.done < self.done.get(tick.desc, 0.0):  # the same task again (another evaluation pass)
+            self.first.pop(tick.desc, None)
+            self.finished.discard(tick.desc)
+        self.done[tick.desc] = tick.done
+        t0, done0 = self.first.setdefault(tick.desc, (now, tick.done))
+        complete = bool(tick.total) and tick.done >= tick.total
+        if complete and tick.desc in self.finished:
+            return
+        if now - self.last < self.every and not (complete and tick.done > done0):
             return
         self.last = now
-        elapsed = now - self.start
-        rate = tick.done / elapsed if elapsed > 0 else 0.0
-        line = f"{tick.desc}: {_fmt_amount(tick.done, tick.unit)}"
-        if tick.total:
-            line += f" / {_fmt_amount(tick.total, tick.unit)} ({100 * tick.done / tick.total:.0f}%)"
-        line += f", {_fmt_amount(rate, tick.unit)}/s" if tick.unit == "B" else f", {rate:,.1f} {tick.unit}s/s"
-        if tick.total and rate > 0:
-            line += f", ETA {_fmt_time((tick.total - tick.done) / rate)}"
-        if tick.metrics:
-            line += "  " + _fmt_metrics(tick.metrics)
-        print(line, file=sys.stderr, flush=True)
+        if complete:
+            self.finished.add(tick.desc)
+        print(progress_line(tick, (tick.done - done0) / (now - t0) if now > t0 else 0.0), file=sys.stderr, flush=True)
+
+
+def progress_line(tick: Any, rate: float) -> str:
+    """`train: 10 steps / 12 steps (83%), 0.3 steps/s, ETA 0:06  loss 2.1`: never past 100 %, never a
+    negative ETA (a total estimated from a time budget can fall behind the steps done)."""
+    text = f"{tick.desc}: {_fmt_amount(tick.done, tick.unit)}"
+    total = max(tick.total, tick.done) if tick.total else None
+    if total:
+        text += f" / {_fmt_amount(total, tick.unit)} ({min(100.0, 100 * tick.done / total):.0f}%)"
+    text += f", {_fmt_amount(rate, tick.unit)}/s" if tick.unit == "B" else f", {rate:,.1f} {tick.unit}s/s"
+    if total and rate > 0 and tick.done < total:
+        text += f", ETA {_fmt_time((total - tick.done) / rate)}"
+    if tick.metrics:
+        text += "  " + _fmt_metrics(tick.metrics)
+    return text
 
 
 class RichProgress:
@@ -186,12 +205,13 @@ class RichProgress:
         elapsed = max(time.monotonic() - self.start[tick.desc], 1e-9)
         rate = tick.done / elapsed
         amount = _fmt_amount(tick.done, tick.unit)
-        if tick.total:
-            amount += f"/{_fmt_amount(tick.total, tick.unit)}"
+        total = max(tick.total, tick.done) if tick.total else None  # an estimated total never behind the steps done
+        if total:
+            amount += f"/{_fmt_amount(total, tick.unit)}"
         self.progress.update(
             self.tasks[tick.desc],
             completed=tick.done,
-            total=tick.total,
+            total=total,
             amount=amount,
             rate="" if elapsed < 0.5 else (
                 f"{_fmt_amount(rate, tick.unit)}/s" if tick.unit == "B" else f"{rate:,.1f} {tick.unit}s/s"),

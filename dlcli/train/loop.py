@@ -60,10 +60,11 @@ class Budget:
         return elapsed / self.seconds if self.seconds else None
 
     def total(self, step: int, elapsed: float) -> int | None:
-        """The step count the budget allows (estimated from the rate so far for a time budget)."""
+        """The step count the budget allows (estimated from the rate so far for a time budget, never
+        fewer than the steps done: the last step of a time budget ends past it)."""
         if self.steps:
-            return self.steps
-        return int(step * self.seconds / max(elapsed, 1e-9)) if self.seconds and step else None
+            return max(self.steps, step)
+        return max(step, int(step * self.seconds / max(elapsed, 1e-9))) if self.seconds and step else None
 
 
 @dataclass
@@ -253,7 +254,27 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
         if log is not None:
             log.close()
 
+    def log_window(out: Update, final: bool = False) -> None:
+        """Log the window's means (metrics.jsonl, trackers) and report progress; `final` is a window the
+        budget cut short, whose step is the last (the bar shows it complete)."""
+        nonlocal window_t, count
+        m = check_finite()
+        now = time.perf_counter()
+        step = st["step"]
+        rec = stage.record({"step": step, **out.info, **m, "elapsed": elapsed()}, now - window_t)
+        window_t = now
+        sums.clear()
+        count = 0
+        if d.main:
+            assert log is not None
+            log.log(**rec)
+            history.append(rec)
+            bar = stage.show(rec, st["last_eval"]) if stage.show else {k: m[k] for k in list(m)[:3]}
+            total = step if final else budget.total(step, elapsed())
+            on_progress(Tick(stage.name, step, total, unit=stage.unit, metrics=bar))
+
     in_step = False
+    unlogged: Update | None = None  # the last step's update while its log window is open
     try:
         with held_interrupts() as ctrl_c:
             try:
@@ -278,20 +299,10 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
                         sums[k] = sums[k] + v * w if k in sums else v * w
                     count += w
                     last = step == budget.steps
+                    unlogged = out
                     if step % every.log == 0 or last:
-                        m = check_finite()
-                        now = time.perf_counter()
-                        rec = stage.record({"step": step, **out.info, **m, "elapsed": elapsed()}, now - window_t)
-                        window_t = now
-                        sums.clear()
-                        count = 0
-                        if d.main:
-                            assert log is not None
-                            log.log(**rec)
-                            history.append(rec)
-                            bar = stage.show(rec, st["last_eval"]) if stage.show else {k: m[k] for k in list(m)[:3]}
-                            on_progress(Tick(stage.name, step, budget.total(step, elapsed()), unit=stage.unit,
-                                             metrics=bar))
+                        log_window(out)
+                        unlogged = None
                     if every.eval and step % every.eval == 0 and not last:
                         do_eval()
                     if every.checkpoint and step % every.checkpoint == 0:
@@ -299,6 +310,8 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
                         save()
                     if _any(d, ctrl_c.pending) if d.enabled else ctrl_c.pending:
                         raise KeyboardInterrupt
+                if unlogged is not None:  # a time budget ended inside a log window: its steps are logged too
+                    log_window(unlogged, final=True)
                 check_finite()
                 if st["last_eval"].get("step") != st["step"] or not st["last_eval"]:
                     do_eval()
