@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,3 +176,16 @@ def test_progress_lines_never_pass_100_percent_or_show_a_negative_eta(capsys):
     show(Tick("embed", 40, 100, unit="word"))
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith("embed: 40 words / 100 words (40%), ") and ", ETA 0:" in last and "-" not in last
+
+
+def test_the_summary_tells_training_from_the_final_evaluation(cli, tm_ids):
+    from dlcli.cli.common import spent
+
+    assert spent({"elapsed": 83.2, "train_seconds": 40.4, "final_seconds": 42.8}) == \
+        "train 40 s + final evaluation 43 s"
+    assert spent({"elapsed": 83.2}) == "83 s"
+    r = cli("train-rnn", "-d", tm_ids, "-o", "run", "--max-steps", "3", "--hidden", "8", "--layers", "1")
+    assert r.exit_code == 0, r.stderr
+    assert re.search(r"^3 steps \(.* in train \d+ s \+ final evaluation \d+ s; validation loss", r.stderr, re.MULTILINE)
+    assert re.search(r"^evaluate: ([\d,]+) tokens / \1 tokens \(100%\)", r.stderr, re.MULTILINE)  # the final evaluation
+    assert re.search(r"^train: 3 steps / 3 steps \(100%\)", r.stderr, re.MULTILINE)

@@ -176,3 +176,12 @@ def test_a_time_budget_shorter_than_the_log_interval_logs_its_steps_and_ends_the
     records = rundir.read_metrics(tmp_path)
     assert records[-1]["step"] == result.steps and records[-1]["loss"] == 1.0
     assert (ticks[-1].done, ticks[-1].total) == (result.steps, result.steps)
+
+
+def test_the_final_evaluation_is_timed_apart_from_the_budget(tmp_path):
+    def evaluate(step: int) -> dict[str, float]:
+        time.sleep(0.3)
+        return {"val": 1.0}
+
+    result = fit(Stage("toy", lambda done: Update(1.0), Saved, evaluate=evaluate), tmp_path, Budget(3), Every(log=1))
+    assert result.final_seconds >= 0.3 and result.elapsed - result.final_seconds < 0.3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,12 @@ def test_no_plot_and_no_legend_warning_without_points(tmp_path, recwarn):
     assert plot_curves([{"step": 1, "loss": 2.0}], tmp_path / "loss.png", {"loss": "train", "val_loss": "held-out"},
                        "loss")
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG" and not recwarn.list
+
+
+def test_summary_and_progress_of_the_final_evaluation_and_bleu(cli, small_tsv):
+    r = cli("train-transformer", "--task", "translate", "-d", small_tsv, "-o", "run", "--max-steps", "3",
+            *[a for a in TINY if a != "-q"])
+    assert r.exit_code == 0, r.stderr
+    assert re.search(r"^3 steps in train \d+ s \+ final evaluation \d+ s; held-out BLEU", r.stderr, re.MULTILINE)
+    assert "BLEU greedy: 20 sentences / 20 sentences (100%)" in r.stderr and "train: 3 steps / 3 steps (100%)" in r.stderr
+    assert "No artists" not in r.stderr and Path("run/loss.png").is_file()

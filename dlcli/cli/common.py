@@ -138,7 +138,7 @@ class PlainProgress:
 
     def __init__(self, every: float = 5.0) -> None:
         self.every = every
-        self.last = time.monotonic()
+        self.start = self.last = time.monotonic()
         self.first: dict[str, tuple[float, float]] = {}  # desc -> (time, done) of its first tick
         self.done: dict[str, float] = {}
         self.finished: set[str] = set()
@@ -153,12 +153,14 @@ class PlainProgress:
         complete = bool(tick.total) and tick.done >= tick.total
         if complete and tick.desc in self.finished:
             return
-        if now - self.last < self.every and not (complete and tick.done > done0):
+        if now - self.last < self.every and not complete:
             return
         self.last = now
         if complete:
             self.finished.add(tick.desc)
-        print(progress_line(tick, (tick.done - done0) / (now - t0) if now > t0 else 0.0), file=sys.stderr, flush=True)
+        # a task's one tick (a short run's last) is measured from the start
+        rate = (tick.done - done0) / (now - t0) if tick.done > done0 and now > t0 else tick.done / (now - self.start)
+        print(progress_line(tick, rate), file=sys.stderr, flush=True)
 
 
 def progress_line(tick: Any, rate: float) -> str:
@@ -241,6 +243,14 @@ def info(message: str, quiet: bool) -> None:
 def count(n: int, word: str, plural: str = "") -> str:
     """`1 line`, `2 lines`, `1,000 lines`."""
     return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
+def spent(s: dict[str, Any]) -> str:
+    """`train 40 s + final evaluation 43 s` (what --max-time bounds, then what comes after it), or the
+    summary's `elapsed` seconds where it does not tell them apart."""
+    if "train_seconds" in s and "final_seconds" in s:
+        return f"train {s['train_seconds']:.0f} s + final evaluation {s['final_seconds']:.0f} s"
+    return f"{s['elapsed']:.0f} s"
 
 
 def result(value: str) -> None:

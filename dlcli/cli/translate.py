@@ -29,7 +29,7 @@ def train_translator(job: Job) -> None:
         if s["truncated"]:
             c.err.print(f"warning: {s['truncated']:,} training sentences were longer than model.max_len and were "
                         "truncated", markup=False, highlight=False)
-        return (f"{s['steps']:,} steps in {s['elapsed']:.0f} s; held-out BLEU (greedy) {s['bleu_greedy']:.2f} on "
+        return (f"{s['steps']:,} steps in {c.spent(s)}; held-out BLEU (greedy) {s['bleu_greedy']:.2f} on "
                 f"{s['held_out']:,} pairs [{s['signature']}]; {s['precision']}")
 
     job.run(train, report)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from dlcli.core.precision import Precision
+from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.lm.data import eval_streams
 from dlcli.lm.mlm import IGNORE, mask_tokens
 from dlcli.models.gpt import GPT
@@ -18,13 +19,17 @@ from dlcli.models.rnn import RNNLM
 
 
 def evaluate_ids(model: RNNLM | GPT, ids: np.ndarray, batch_size: int, seq_len: int, device: torch.device,
-                 precision: Precision | None = None) -> tuple[float, int]:
-    """Mean cross-entropy (nats/token) over `ids`, an RNN's state carried across batches."""
+                 precision: Precision | None = None, on_progress: OnProgress = nothing) -> tuple[float, int]:
+    """Mean cross-entropy (nats/token) over `ids`, an RNN's state carried across batches; a Tick
+    ("evaluate", tokens) after each batch."""
     was_training = model.training
     model.eval()
     total, count, h = 0.0, 0, None
     with torch.no_grad():
-        for x, y in eval_streams(ids, batch_size, seq_len):
+        batches = eval_streams(ids, batch_size, seq_len)
+        size = sum(y.size for _, y in batches)
+        on_progress(Tick("evaluate", 0, size, unit="token"))
+        for x, y in batches:
             state = h if isinstance(model, RNNLM) else None
             with precision.autocast() if precision else contextlib.nullcontext():
                 logits, _, h = model(torch.from_numpy(x).to(device), state)
@@ -33,22 +38,28 @@ def evaluate_ids(model: RNNLM | GPT, ids: np.ndarray, batch_size: int, seq_len: 
                                    reduction="sum")
             total += float(loss)
             count += y.size
+            on_progress(Tick("evaluate", count, size, unit="token"))
     model.train(was_training)
     return total / max(1, count), count
 
 
 def evaluate_mlm(model: GPT, ids: np.ndarray, batch_size: int, seq_len: int, device: torch.device, mask_id: int,
-                 special_ids: tuple[int, ...] = (), seed: int = 0) -> dict[str, Any]:
+                 special_ids: tuple[int, ...] = (), seed: int = 0, on_progress: OnProgress = nothing) -> dict[str, Any]:
     """Masked-token loss and accuracy on `ids` with a fixed masking, beside the
-    accuracy of always guessing the most frequent masked token."""
+    accuracy of always guessing the most frequent masked token; a Tick ("evaluate", tokens) per batch."""
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed)
-    total, correct, count = 0.0, 0, 0
+    total, correct, count, done = 0.0, 0, 0, 0
     seen: list[torch.Tensor] = []
     with torch.no_grad():
-        for x, _ in eval_streams(ids, batch_size, seq_len):
+        batches = eval_streams(ids, batch_size, seq_len)
+        size = sum(x.size for x, _ in batches)
+        on_progress(Tick("evaluate", 0, size, unit="token"))
+        for x, _ in batches:
             xb, yb = mask_tokens(torch.from_numpy(x), mask_id, model.cfg.vocab_size, g, special_ids=special_ids)
+            done += x.size
+            on_progress(Tick("evaluate", done, size, unit="token"))
             logits, _, _ = model(xb.to(device))
             m = yb != IGNORE
             if not m.any():

@@ -204,10 +204,11 @@ def _train(cfg: LMArgs, kind: Kind, device: torch.device, dist: Dist, force: boo
     def evaluate(done: int) -> dict[str, float]:
         if kind.masked:
             assert isinstance(model, GPT)
-            r = evaluate_mlm(model, data.val, cfg.batch_size, cfg.seq_len, device, mask_id, specials)
+            r = evaluate_mlm(model, data.val, cfg.batch_size, cfg.seq_len, device, mask_id, specials,
+                             on_progress=on_progress)
             return {"val_loss": r["loss"], "val_ppl": ppl(r["loss"]), "val_masked_accuracy": r["accuracy"],
                     "val_majority_accuracy": r["majority_accuracy"]}
-        loss, _ = evaluate_ids(model, data.val, cfg.batch_size, cfg.seq_len, device, prec)
+        loss, _ = evaluate_ids(model, data.val, cfg.batch_size, cfg.seq_len, device, prec, on_progress)
         return {"val_loss": loss, "val_ppl": ppl(loss)}
 
     def plots(history: list[dict[str, Any]]) -> None:
@@ -232,11 +233,14 @@ def _train(cfg: LMArgs, kind: Kind, device: torch.device, dist: Dist, force: boo
                   hint="try a lower optim.lr or optim.grad_clip")
     model.train()
     result = fit(stage, run, budget, cfg.every(), dist, on_progress, resumed)
+    t_saved = time.perf_counter()
     if dist.main:
         rundir.save_tensors(model.state_dict(), run / "model.safetensors")
+    final = result.final_seconds + time.perf_counter() - t_saved  # outside --max-time: evaluation and saving
     val_loss = result.last_eval.get("val_loss", math.nan)
     return {"run": str(run), "steps": result.steps, "epochs": feed.epoch + feed.batch / max(1, feed.size),
-            "val_loss": val_loss, "val_ppl": ppl(val_loss), "elapsed": result.elapsed,
+            "val_loss": val_loss, "val_ppl": ppl(val_loss), "elapsed": result.elapsed - result.final_seconds + final,
+            "train_seconds": result.elapsed - result.final_seconds, "final_seconds": final,
             "tokens": result.steps * tokens_per_step, "params": sum(p.numel() for p in model.parameters()),
             "init_embeddings": coverage, "precision": prec.describe()}
 

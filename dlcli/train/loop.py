@@ -115,9 +115,10 @@ class Every:
 @dataclass
 class Result:
     steps: int
-    elapsed: float  # training seconds, across resumes
+    elapsed: float  # training seconds, across resumes, the final evaluation and checkpoint included
     last_eval: dict[str, Any]
     history: list[dict[str, Any]]  # every record of metrics.jsonl
+    final_seconds: float = 0.0  # of `elapsed`, the final evaluation and checkpoint (a budget bounds the rest)
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,7 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
             on_progress(Tick(stage.name, step, total, unit=stage.unit, metrics=bar))
 
     in_step = False
+    t_final = 0.0  # when the budget ended (the final evaluation and checkpoint began)
     unlogged: Update | None = None  # the last step's update while its log window is open
     try:
         with held_interrupts() as ctrl_c:
@@ -312,6 +314,7 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
                         raise KeyboardInterrupt
                 if unlogged is not None:  # a time budget ended inside a log window: its steps are logged too
                     log_window(unlogged, final=True)
+                t_final = time.perf_counter()
                 check_finite()
                 if st["last_eval"].get("step") != st["step"] or not st["last_eval"]:
                     do_eval()
@@ -337,7 +340,7 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
         box = [last_eval]
         torch.distributed.broadcast_object_list(box)
         last_eval = box[0]
-    return Result(st["step"], elapsed(), last_eval, history)
+    return Result(st["step"], elapsed(), last_eval, history, time.perf_counter() - t_final if t_final else 0.0)
 
 
 def _forget_after(run: Path, resumed: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from dlcli.core import rundir
+from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.core.runtime import resolve_device
 from dlcli.models.seq2seq import Seq2Seq
 from dlcli.text import normalize as norm
@@ -58,25 +59,39 @@ def translate_lines(run: str | Path | TranslationRun, lines: list[str], beam: in
 
 
 def held_out_bleu(run: str | Path, beam: int = 1, device: str = "auto", limit: int = 0,
-                  length_penalty: float = 0.6) -> dict[str, Any]:
-    """BLEU of a translation run on its held-out pairs (greedy, and beam when asked), with sentences/s."""
+                  length_penalty: float = 0.6, on_progress: OnProgress = nothing) -> dict[str, Any]:
+    """BLEU of a translation run on its held-out pairs (greedy, and beam when asked), with sentences/s;
+    a Tick ("BLEU greedy", sentences) every CHUNK sentences decoded."""
     run = Path(run)
     rows = [ln.split("\t") for ln in (run / "heldout.tsv").read_text(encoding="utf-8").splitlines() if ln]
     rows = rows[:limit] if limit else rows
     src, ref = [r[0] for r in rows], [r[1] for r in rows]
     tr = open_translation_run(run, device)
     t0 = time.perf_counter()
-    hyp, _ = translate_normalized(tr, src)
+    hyp = _decode(tr, src, "BLEU greedy", on_progress)
     dt = time.perf_counter() - t0
     score, sig = bleu(hyp, ref)
     out: dict[str, Any] = {"held_out": len(rows), "bleu_greedy": score, "sentences_per_s_greedy": len(rows) / dt,
                            "signature": sig}
     if beam > 1:
         t0 = time.perf_counter()
-        hyp_b, _ = translate_normalized(tr, src, beam, length_penalty)
+        hyp_b = _decode(tr, src, f"BLEU beam {beam}", on_progress, beam, length_penalty)
         out.update({"bleu_beam": bleu(hyp_b, ref)[0], "beam": beam, "length_penalty": length_penalty,
                     "sentences_per_s_beam": len(rows) / (time.perf_counter() - t0)})
     return out
+
+
+CHUNK = 256  # sentences decoded between progress ticks (the decoder batches within a chunk)
+
+
+def _decode(tr: TranslationRun, src: list[str], desc: str, on_progress: OnProgress, beam: int = 1,
+            alpha: float = 0.6) -> list[str]:
+    hyp: list[str] = []
+    on_progress(Tick(desc, 0, len(src), unit="sentence"))
+    for i in range(0, len(src), CHUNK):
+        hyp += translate_normalized(tr, src[i: i + CHUNK], beam, alpha)[0]
+        on_progress(Tick(desc, len(hyp), len(src), unit="sentence"))
+    return hyp
 
 
 def evaluate_run(run: str | Path, beam: int = 1, device: str = "auto") -> dict[str, Any]:

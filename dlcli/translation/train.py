@@ -182,13 +182,16 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
             rundir.save_tensors(model.state_dict(), run / "model.safetensors")
             plot_curves(done.history, run / "loss.png", {"loss": "train (label-smoothed)", "val_loss": "held-out"},
                         "loss", "translation")
-            result = held_out_bleu(run, device=str(device))
+            result = held_out_bleu(run, device=str(device), on_progress=on_progress)
             with rundir.MetricsLog(run) as log:
                 log.log(step=done.steps, **{k: v for k, v in result.items() if isinstance(v, (int, float))})
             result.update({"run": str(run), "steps": done.steps,
                            "epochs": epoch + batch_i / max(1, len(batches)), "pairs": len(train_pairs),
                            "truncated": cut_s + cut_t,
                            "elapsed": done.elapsed + time.perf_counter() - t_fit,  # the final BLEU included
+                           # --max-time bounds the training; the final evaluation, saving and BLEU come after
+                           "train_seconds": done.elapsed - done.final_seconds,
+                           "final_seconds": done.final_seconds + time.perf_counter() - t_fit,
                            "precision": prec.describe()})
             (run / "bleu.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     finally:
