@@ -430,3 +430,21 @@ def test_pca_plot(tmp_path):
     s = plot.plot(v, ["w1", "w2", "nope"], tmp_path / "p.png", top=5)
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG" and s["unknown"] == ["nope"]
     assert s["words"] == ["w1", "w2", "w0", "w3", "w4"]
+
+
+def test_progress_counts_words_after_each_slice_and_the_plain_lines_end_complete(planted, tmp_path, monkeypatch,
+                                                                                 capsys):
+    from dlcli.cli.common import PlainProgress
+
+    monkeypatch.setattr(tr, "SLICE_WORDS", 2000)
+    ticks = []
+    s = tr.train(_cfg(planted, tmp_path / "run"), on_progress=ticks.append)
+    words = [t.done for t in ticks if t.desc == "train skipgram"]
+    slices = len(rundir.read_metrics(tmp_path / "run"))
+    assert len(words) == slices + 1 and words[0] == 0 and words == sorted(set(words))  # one tick per slice
+    assert words[-1] == ticks[-1].total == s["epochs_done"] * s["trained_words"]
+    show = PlainProgress(every=3600)  # a short run: only the completing line (reading the file: none)
+    for t in ticks:
+        show(t)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"train skipgram: {words[-1]:,} words / {words[-1]:,} words (100%)")

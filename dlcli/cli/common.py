@@ -142,6 +142,7 @@ class PlainProgress:
         self.first: dict[str, tuple[float, float]] = {}  # desc -> (time, done) of its first tick
         self.done: dict[str, float] = {}
         self.finished: set[str] = set()
+        self.shown: set[str] = set()  # the tasks that printed a line
 
     def __call__(self, tick: Any) -> None:
         now = time.monotonic()
@@ -150,16 +151,19 @@ class PlainProgress:
             self.finished.discard(tick.desc)
         self.done[tick.desc] = tick.done
         t0, done0 = self.first.setdefault(tick.desc, (now, tick.done))
-        complete = bool(tick.total) and tick.done >= tick.total
+        # the line that completes a task, except a quick byte-counted one (reading, counting a file) that
+        # showed no line before
+        complete = bool(tick.total) and tick.done >= tick.total and (tick.unit != "B" or tick.desc in self.shown)
         if complete and tick.desc in self.finished:
             return
         if now - self.last < self.every and not complete:
             return
         self.last = now
+        self.shown.add(tick.desc)
         if complete:
             self.finished.add(tick.desc)
         # a task's one tick (a short run's last) is measured from the start
-        rate = (tick.done - done0) / (now - t0) if tick.done > done0 and now > t0 else tick.done / (now - self.start)
+        rate = (tick.done - done0) / (now - t0) if tick.done > done0 and now > t0 else tick.done / max(now - self.start, 1e-9)
         print(progress_line(tick, rate), file=sys.stderr, flush=True)
 
 
