@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcli.core import rundir
+from dlcli.core import rundir, runguard
 from dlcli.errors import InputError, OutputExistsError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def old_run(path: Path, stage: str = "train-rnn") -> Path:
 
 def contents(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
-            if p.is_file() and p.name != rundir.LOCK}
+            if p.is_file() and p.name != runguard.LOCK}
 
 
 @rundir.removed_on_failure
@@ -48,7 +48,7 @@ def start(path: Path, stage: str = "train-rnn", force: bool = True, fail: str = 
     run = rundir.create(path, Cfg(), stage, force=force)
     if save:
         (run / "checkpoint.safetensors").write_bytes(b"new checkpoint")
-        rundir.saved(run)
+        runguard.saved(run)
     if fail:
         raise InputError(fail)
     (run / "model.safetensors").write_bytes(b"new weights")
@@ -86,7 +86,7 @@ def test_a_new_run_that_fails_before_saving_puts_the_old_one_back(tmp_path):
     with pytest.raises(InputError, match="bad data"):
         start(run, fail="bad data")
     assert contents(run) == before
-    assert not (run / rundir.ASIDE).exists()
+    assert not (run / runguard.ASIDE).exists()
 
 
 def test_the_old_run_goes_once_the_new_one_has_saved_work(tmp_path):
@@ -94,11 +94,11 @@ def test_the_old_run_goes_once_the_new_one_has_saved_work(tmp_path):
     with pytest.raises(InputError):
         start(run, save=True, fail="later failure")  # after the first checkpoint: the new run is kept
     assert (run / "checkpoint.safetensors").read_bytes() == b"new checkpoint"
-    assert not (run / "snapshots").exists() and not (run / rundir.ASIDE).exists()
+    assert not (run / "snapshots").exists() and not (run / runguard.ASIDE).exists()
     run2 = old_run(tmp_path / "r2")
     start(run2)
     assert (run2 / "model.safetensors").read_bytes() == b"new weights"
-    assert not (run2 / "snapshots").exists() and not (run2 / rundir.ASIDE).exists()
+    assert not (run2 / "snapshots").exists() and not (run2 / runguard.ASIDE).exists()
     assert json.loads((run2 / "meta.json").read_text())["stage"] == "train-rnn"
 
 
@@ -108,32 +108,32 @@ def test_a_users_own_files_in_a_replaced_run_come_back(tmp_path):
     start(run)
     assert (run / "notes.txt").read_text() == "mine\n"
     assert (run / "model.safetensors").read_bytes() == b"new weights"
-    assert not (run / "snapshots").exists() and not (run / rundir.ASIDE).exists()
+    assert not (run / "snapshots").exists() and not (run / runguard.ASIDE).exists()
 
 
 def test_a_crash_before_saving_is_undone_by_the_next_create(tmp_path):
     """kill -9 after the old run was moved aside: the next run finds and restores it first."""
     run = old_run(tmp_path / "r")
     before = contents(run)
-    rundir._move_aside(run)
+    runguard.move_aside(run)
     (run / "config.yaml").write_text("the crashed new run's\n")
     with pytest.raises(OutputExistsError, match="not empty"):  # restored, so not empty
         start(run, force=False)
     assert contents(run) == before
     # stopped while moving: the moved files come back too
-    (run / rundir.MOVING).mkdir()
-    os.replace(run / "model.safetensors", run / rundir.MOVING / "model.safetensors")
+    (run / runguard.MOVING).mkdir()
+    os.replace(run / "model.safetensors", run / runguard.MOVING / "model.safetensors")
     rundir.lock(run)
     try:
-        rundir.recover(run)
+        runguard.recover(run)
     finally:
-        rundir.unlock(run)
+        runguard.unlock(run)
     assert contents(run) == before
 
 
 def test_lock_is_released_when_the_training_function_returns(tmp_path):
     run = start(tmp_path / "r")
-    assert not rundir._held
+    assert not runguard._held
     start(run)  # a second run in the same process may take it again
 
 
@@ -216,4 +216,4 @@ def test_cli_force_over_a_users_folder_or_with_bad_data_loses_nothing(cli, tm_id
     r = cli("train-rnn", "-d", tm_ids, "-o", "good", "--force", *CLI_TINY, "--seed", "5")
     assert r.exit_code == 0, r.stderr
     assert contents(tmp_path / "good")["model.safetensors"] != before["model.safetensors"]
-    assert sorted(p.name for p in (tmp_path / "good").iterdir() if p.name.startswith(".")) == [rundir.LOCK]
+    assert sorted(p.name for p in (tmp_path / "good").iterdir() if p.name.startswith(".")) == [runguard.LOCK]

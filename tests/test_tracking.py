@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from dlcli.core import rundir
+from dlcli.core import rundir, runguard
 from dlcli.errors import ConfigError, DlcliError, DlcliWarning
 from dlcli.train import checkpoint, tracking
 from dlcli.train.loop import Budget, Every, Saved, Stage, Update, fit
@@ -170,11 +170,11 @@ def test_wandb_failing_to_start_is_one_line(tmp_path, monkeypatch):
 
 
 def test_force_does_not_keep_the_old_runs_tracker_files(tmp_path):
-    aside = tmp_path / rundir.ASIDE
+    aside = tmp_path / runguard.ASIDE
     (aside / "tensorboard").mkdir(parents=True)
     (aside / "wandb").mkdir()
     (aside / "notes.txt").write_text("mine")
-    rundir.saved(tmp_path)
+    runguard.saved(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 

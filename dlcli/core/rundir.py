@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
-import fnmatch
 import functools
 import json
 import math
@@ -32,17 +30,12 @@ from typing import Any, TypeVar
 from dlcli import __version__
 from dlcli.core.config import diff, from_dict, load_yaml, to_yaml
 from dlcli.core.io import atomic_write, write_text_atomic
+from dlcli.core.runguard import OURS, has_saved_work, move_aside, recover, saved, unlock
+from dlcli.core.runguard import lock as _take
 from dlcli.errors import ConfigError, InputError, OutputExistsError
 
 T = TypeVar("T")
 
-LOCK = ".dlcli.lock"
-ASIDE = ".dlcli-replaced"  # the replaced run's files while the new run has saved nothing
-MOVING = ".dlcli-replacing"  # the same while they are being moved (a crash then moves them back)
-_OURS = (LOCK, ASIDE, MOVING)
-# A run holding one of these has saved work (a checkpoint or final weights): never removed.
-KEEP = ("checkpoint.json", "checkpoint.safetensors", "model.safetensors", "generator.safetensors",
-        "embeddings.safetensors")
 
 
 def check_output(path: str | os.PathLike[str], stage: str, force: bool = False, resume: bool = False) -> None:
@@ -61,7 +54,7 @@ def check_output(path: str | os.PathLike[str], stage: str, force: bool = False, 
 
 
 def _holds_files(run: Path) -> bool:
-    return run.is_dir() and any(p.name not in _OURS for p in run.iterdir())
+    return run.is_dir() and any(p.name not in OURS for p in run.iterdir())
 
 
 def _stage_of(run: Path) -> str | None:
@@ -80,7 +73,7 @@ def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str]
     run = Path(path)
     frame = _frames[-1] if _frames else None
     try:
-        if run.is_dir() and any((run / name).exists() for name in _OURS):
+        if run.is_dir() and any((run / name).exists() for name in OURS):
             lock(run)  # a run directory in use: say so before anything else
             recover(run)  # a replacement a crash interrupted
         check_output(run, stage, force, resume)
@@ -91,7 +84,7 @@ def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str]
         recover(run)
         check_output(run, stage, force, resume)  # as it is now that no other process can change it
         if force and not resume and _holds_files(run):
-            _move_aside(run)
+            move_aside(run)
             if frame is None:  # nobody would see the new run fail; its stage has checked its inputs
                 saved(run)
             else:
@@ -112,100 +105,17 @@ def create(path: str | os.PathLike[str], cfg: Any, stage: str, inputs: list[str]
     return run
 
 
-# ------------------------------------------------------------------ the lock
-
-_held: dict[Path, int] = {}  # locked run directories (resolved) -> the lock file's descriptor
-
-
 def lock(run: str | os.PathLike[str]) -> None:
-    """Take RUN/.dlcli.lock (flock, exclusive) for this process, or fail at once naming the pid that
-    holds it. Held until the `removed_on_failure` function running now returns (or `unlock`)."""
-    run = Path(run)
-    key = run.resolve()
-    if key in _held:
-        return
-    fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        pid = os.read(fd, 32).decode("ascii", "replace").strip()
-        os.close(fd)
-        raise OutputExistsError(f"{run} is in use by pid {pid}" if pid.isdigit() else
-                                f"{run} is in use by another process") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _held[key] = fd
+    """Lock RUN (runguard.lock) until the `removed_on_failure` function running now returns."""
+    key = _take(run)
     if _frames:
         _frames[-1].locks.append(key)
-
-
-def unlock(run: str | os.PathLike[str]) -> None:
-    fd = _held.pop(Path(run).resolve(), None)
-    if fd is not None:
-        os.close(fd)  # closing the only descriptor releases the flock
 
 
 def _main_process() -> bool:
     """Not a second process of a torchrun group (they share the main one's run directory)."""
     return os.environ.get("RANK", "0") in ("", "0")
 
-
-# ------------------------------------------------------------------ --force: the old run moved aside
-
-def _move_aside(run: Path) -> None:
-    moving = run / MOVING
-    moving.mkdir(exist_ok=True)
-    for p in list(run.iterdir()):
-        if p.name not in _OURS:
-            os.replace(p, moving / p.name)
-    os.replace(moving, run / ASIDE)
-
-
-def _has_saved_work(run: Path) -> bool:
-    return any((run / k).exists() for k in KEEP)
-
-
-def _put_back(run: Path, aside: Path) -> None:
-    """The replaced run back in place of what the failed new one wrote."""
-    for p in list(run.iterdir()):
-        if p.name not in _OURS:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-    for p in list(aside.iterdir()):
-        os.replace(p, run / p.name)
-    aside.rmdir()
-
-
-def recover(run: Path) -> None:
-    """Finish a replacement a crash interrupted (the caller holds the lock): the old run goes back
-    unless the new one has saved work, in which case it goes."""
-    moving, aside = run / MOVING, run / ASIDE
-    if moving.is_dir():  # stopped while moving: nothing new was written yet
-        for p in list(moving.iterdir()):
-            os.replace(p, run / p.name)
-        moving.rmdir()
-    if aside.is_dir():
-        if _has_saved_work(run):
-            shutil.rmtree(aside)
-        else:
-            _put_back(run, aside)
-
-
-# What dlcli writes into a run directory; anything else there is the user's, kept across --force.
-WRITTEN = ("config.yaml", "meta.json", "metrics.jsonl", "*.safetensors", "checkpoint.json", "tokenizer.json",
-           "*_tokenizer.json", "heldout.tsv", "*.json", "predictions.csv", "vectors.vec", "vectors.bin", "*.png",
-           "*.gif", "*.mp4", "snapshots", "val", "tensorboard", "wandb")
-
-
-def saved(run: str | os.PathLike[str]) -> None:
-    """The run now holds saved work (its first checkpoint): the run it replaced can go, all but the
-    files dlcli did not write (a user's notes), which come back."""
-    run = Path(run)
-    aside = run / ASIDE
-    if aside.is_dir():
-        for p in list(aside.iterdir()):
-            if not any(fnmatch.fnmatch(p.name, w) for w in WRITTEN) and not (run / p.name).exists():
-                os.replace(p, run / p.name)
-        shutil.rmtree(aside, ignore_errors=True)
 
 
 @dataclass
@@ -241,7 +151,7 @@ def removed_on_failure(fn: Callable[..., T]) -> Callable[..., T]:
                 with contextlib.suppress(OSError):
                     recover(run)
             for run, existed in frame.fresh:
-                if run.is_dir() and not _has_saved_work(run):
+                if run.is_dir() and not has_saved_work(run):
                     for p in list(run.iterdir()) if existed else []:
                         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
                     if not existed:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dlcli.core import rundir, runtime
+from dlcli.core import rundir, runguard, runtime
 from dlcli.core.io import atomic_write, write_text_atomic
 from dlcli.core.parallel import default_workers
 from dlcli.core.progress import OnProgress, Tick, nothing
@@ -164,7 +164,7 @@ def _save_checkpoint(run: Path, W_in: np.ndarray, W_out: np.ndarray, state: dict
         f.write(vecfile.tensors_bytes(tensors, meta))
     write_text_atomic(run / checkpoint.STATE, json.dumps(json.loads(meta[checkpoint.KEY]), indent=2) + "\n",
                       force=True)
-    rundir.saved(run)
+    runguard.saved(run)
 
 
 class _Stepper:

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlcli.core import rundir
+from dlcli.core import rundir, runguard
 from dlcli.core.io import write_text_atomic
 from dlcli.errors import InputError
 
@@ -59,7 +59,7 @@ def save(run: str | Path, model: nn.Module | None, optimizer: torch.optim.Optimi
     meta = metadata(doc, list(tensors))
     rundir.save_tensors(tensors, run / TENSORS, metadata=meta)  # the checkpoint: one rename
     write_text_atomic(run / STATE, json.dumps(json.loads(meta[KEY]), indent=2) + "\n", force=True)
-    rundir.saved(run)
+    runguard.saved(run)
 
 
 def _dedupe(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
