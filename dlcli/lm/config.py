@@ -47,17 +47,13 @@ class LMArgs(TrainArgs):
     eval_interval: int = 250
     checkpoint_interval: int = 500
 
-    @property
-    def seq_len(self) -> int:
-        """Tokens per row of a batch (a subclass's key or its model's context)."""
-        raise NotImplementedError
-
-    def check_lm(self) -> None:
-        """Checks every language-model config shares."""
+    def check_lm(self, seq_len: int) -> None:
+        """Checks every language-model config shares; `seq_len` is the tokens per row of a batch (the RNN's
+        key, the GPT's context)."""
         if not self.data.train:
             raise ConfigError("data.train: give an id file to train on (from 'dlcli vocab encode')")
         self.check_train()
-        if min(self.batch_size, self.seq_len, self.grad_accum) < 1:
+        if min(self.batch_size, seq_len, self.grad_accum) < 1:
             raise ConfigError("batch_size, seq_len and grad_accum must be >= 1")
         if not 0 < self.data.val_fraction < 1 and self.data.val is None:
             raise ConfigError("data.val_fraction: must be between 0 and 1")
@@ -73,7 +69,7 @@ class TrainRNNConfig(LMArgs):
     seq_len: int = 64  # truncated BPTT length
 
     def validate(self) -> None:
-        self.check_lm()
+        self.check_lm(self.seq_len)
         m = self.model
         if m.cell not in CELLS:
             raise ConfigError(f"model.cell: '{m.cell}' is not one of {', '.join(CELLS)}")
@@ -106,7 +102,7 @@ class TrainTransformerConfig(LMArgs):
         return self.model.block_size
 
     def validate(self) -> None:
-        self.check_lm()
+        self.check_lm(self.seq_len)
         if self.objective not in ("clm", "mlm"):
             raise ConfigError(f"objective: '{self.objective}' is not one of clm, mlm")
         self.model.causal = self.objective == "clm"
@@ -119,6 +115,9 @@ class TrainTransformerConfig(LMArgs):
             raise ConfigError("model.dropout: must be in [0, 1)")
         if min(m.n_layer, m.n_head, m.n_embd, m.block_size) < 1:
             raise ConfigError("model.n_layer, n_head, n_embd and block_size must be >= 1")
+
+
+LMConfig = TrainRNNConfig | TrainTransformerConfig  # what the shared language-model training takes
 
 
 @dataclass

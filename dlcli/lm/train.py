@@ -31,7 +31,7 @@ from dlcli.core import precision, rundir
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.core.runtime import seed_everything
 from dlcli.errors import ConfigError, InputError
-from dlcli.lm.config import LMArgs, TrainRNNConfig, TrainTransformerConfig
+from dlcli.lm.config import LMConfig, TrainRNNConfig, TrainTransformerConfig
 from dlcli.lm.data import LMBatches, load_data
 from dlcli.lm.embeddings import load_pretrained
 from dlcli.lm.metrics import evaluate_ids, evaluate_mlm
@@ -110,7 +110,7 @@ def ppl(loss: float) -> float:
 
 
 @rundir.removed_on_failure
-def train_lm(cfg: LMArgs, kind: Kind, force: bool = False, resume: bool = False,
+def train_lm(cfg: LMConfig, kind: Kind, force: bool = False, resume: bool = False,
           on_progress: OnProgress = nothing) -> dict[str, Any]:
     """Train the model `kind` builds on the loop; write the run directory; return a summary."""
     device, dist = distributed.setup_device(cfg.device)
@@ -120,7 +120,7 @@ def train_lm(cfg: LMArgs, kind: Kind, force: bool = False, resume: bool = False,
         distributed.cleanup(dist)
 
 
-def _train(cfg: LMArgs, kind: Kind, device: torch.device, dist: Dist, force: bool, resume: bool,
+def _train(cfg: LMConfig, kind: Kind, device: torch.device, dist: Dist, force: bool, resume: bool,
            on_progress: OnProgress) -> dict[str, Any]:
     if cfg.batch_size % dist.world:
         raise ConfigError(f"batch_size {cfg.batch_size} does not divide by {dist.world} processes")
