@@ -80,3 +80,14 @@ def ts_ids(tmp_path_factory) -> Path:
 def _in_tmp(tmp_path, monkeypatch):
     """Every test runs in its own empty working directory."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest (and share the machine best) on one torch thread."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 REL = Path("tests/fixtures/old_runs")
 FIXTURES = REPO / REL
 CPU = ("--device", "cpu", "-q")
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 def _digest(root: Path) -> str:
@@ -60,15 +61,6 @@ def ok(*args, input: str | None = None):
     return r
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The fixture models are tiny: one thread is fastest (and shares the machine best)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture
