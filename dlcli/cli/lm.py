@@ -163,7 +163,7 @@ def evaluate(
     print(json.dumps(run_evaluate(cfg), indent=2))
 
 
-@command(lambda: _lm().TrainTransformerConfig, options=LM, resume=True, switches=("task",))
+@command(lambda: _lm().TrainTransformerConfig, options=LM | o.LORA, resume=True, switches=("task",))
 def train_transformer(
     data__train: Annotated[str | None, o.opt("--data", "-d", help="Id file to train on (from 'dlcli vocab encode'); "
                                              "a parallel TSV with --task translate.")] = None,
@@ -179,6 +179,9 @@ def train_transformer(
     batch_size: Annotated[int | None, _train("--batch-size", "-b", help="Sequences per micro-batch.")] = None,
     grad_accum: Annotated[int | None, _train("--grad-accum", help="Micro-batches per step.")] = None,
     compile: Annotated[bool | None, _train("--compile/--no-compile", help="torch.compile the model.")] = None,
+    init: Annotated[str | None, _model("--init", help="Start from a GPT run (trained here, an earlier stage or "
+                                       "imported): its weights, model shape and tokenizer, which the id file must "
+                                       "be encoded with; with --lora-rank only adapters train.")] = None,
     *, job: Job,
 ) -> None:
     """Train a GPT-style Transformer language model on an id file.

@@ -81,3 +81,22 @@ TRAINING: dict[str, Any] = {"max_steps": MaxSteps, "epochs": Epochs, "max_time":
 def training(*without: str) -> dict[str, Any]:
     """The training options, less those a stage does not have (e.g. `epochs`)."""
     return {k: v for k, v in TRAINING.items() if k not in without}
+
+
+# LoRA (keys of lm.config.LoRAConfig): on train-transformer --init and rlhf sft, reward and dpo.
+LORA_PANEL = "LoRA"
+LORA: dict[str, Any] = {
+    "lora__rank": Annotated[int | None, opt("--lora-rank", help="Train low-rank adapters of this rank only, the "
+                                            "other weights frozen; the run saves adapter.safetensors (0 = off).",
+                                            panel=LORA_PANEL)],
+    "lora__alpha": Annotated[float | None, opt("--lora-alpha", help="Adapter scale numerator: the update is "
+                                               "(alpha / rank) B A.", panel=LORA_PANEL)],
+    "lora__dropout": Annotated[float | None, opt("--lora-dropout", help="Dropout on the adapters' input.",
+                                                 panel=LORA_PANEL)],
+    "lora__targets": Annotated[str | None, opt("--lora-targets", help="Linear layers to adapt, comma-separated "
+                                               "dotted name parts: attn (Q/K/V and output), mlp, or e.g. "
+                                               "attn.qkv,mlp.fc.", panel=LORA_PANEL)],
+    "lora__merge": Annotated[bool | None, opt("--lora-merge/--no-lora-merge", "--merge", help="Also write the "
+                                              "merged full weights (model.safetensors): a run that needs no "
+                                              "base.", panel=LORA_PANEL)],
+}

@@ -44,7 +44,7 @@ def _skipped(s: dict) -> str:
 
 
 @app.command("sft")
-@command(lambda: _rlhf().SFTConfig, options=STAGE | o.training(), resume=True)
+@command(lambda: _rlhf().SFTConfig, options=STAGE | o.training() | o.LORA, resume=True)
 def sft(
     base: Annotated[str, typer.Argument(help="A causal GPT run (from 'dlcli train-transformer').")],
     data: Annotated[str, typer.Argument(help='JSONL: {"prompt", "completion"} or {"messages": [...]} lines.')],
@@ -61,7 +61,7 @@ def sft(
 
 
 @app.command("reward")
-@command(lambda: _rlhf().RewardConfig, options=STAGE | o.training(), resume=True)
+@command(lambda: _rlhf().RewardConfig, options=STAGE | o.training() | o.LORA, resume=True)
 def reward(
     base: Annotated[str, typer.Argument(help="A causal GPT run: tokenizer, model shape and starting weights.")],
     data: Annotated[str, typer.Argument(help='JSONL: {"prompt", "chosen", "rejected"}, or HH-RLHF '
@@ -134,7 +134,7 @@ def ppo(
 
 
 @app.command("dpo")
-@command(lambda: _rlhf().DPOConfig, options=STAGE | o.training(), resume=True)
+@command(lambda: _rlhf().DPOConfig, options=STAGE | o.training() | o.LORA, resume=True)
 def dpo(
     sft: Annotated[str, typer.Argument(help="The SFT run: the starting policy and the frozen reference.")],
     data: Annotated[str, typer.Argument(help="JSONL preference pairs (as for 'dlcli rlhf reward').")],

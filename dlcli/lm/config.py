@@ -23,6 +23,31 @@ SAMPLING = ("sequential", "random")
 
 
 @dataclass
+class LoRAConfig:
+    """Low-rank adapters (models/lora.py): with rank > 0 only they train and the run saves only them."""
+
+    rank: int = 0  # 0 = off: every weight trains
+    # the update is scaled by alpha / rank; a fixed alpha (the LoRA paper's practice) keeps the step size
+    # about the same when the rank changes, so the learning rate need not be tuned again; 16 at rank 8 = 2x
+    alpha: float = 16.0
+    dropout: float = 0.0  # on the adapter's input
+    # linear layers whose dotted names contain one of these: attn (Q/K/V and the output projection) and mlp
+    # (every MLP projection, whatever a model family calls them); e.g. attn.qkv for Q/K/V only
+    targets: list[str] = field(default_factory=lambda: ["attn", "mlp"])
+    merge: bool = False  # also write the merged full weights (model.safetensors) at the end
+
+    def validate(self) -> None:
+        if self.rank < 0:
+            raise ConfigError("lora.rank: must be >= 0 (0 = off)")
+        if self.rank and self.alpha <= 0:
+            raise ConfigError("lora.alpha: must be > 0")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError("lora.dropout: must be in [0, 1)")
+        if self.rank and not self.targets:
+            raise ConfigError("lora.targets: name at least one module (e.g. attn,mlp)")
+
+
+@dataclass
 class DataConfig:
     train: str = ""  # id file from `dlcli vocab encode`
     val: str | None = None  # separate validation id file; else the last val_fraction of train
@@ -96,6 +121,8 @@ class TrainTransformerConfig(LMArgs):
     sampling: str = "random"
     compile: bool = False  # torch.compile the model
     objective: str = "clm"  # clm: next-token (causal) | mlm: masked tokens (bidirectional encoder)
+    init: str = ""  # a GPT language-model run to start from: its weights, model shape and tokenizer
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # with init: train low-rank adapters only
 
     @property
     def seq_len(self) -> int:
@@ -106,6 +133,9 @@ class TrainTransformerConfig(LMArgs):
         if self.objective not in ("clm", "mlm"):
             raise ConfigError(f"objective: '{self.objective}' is not one of clm, mlm")
         self.model.causal = self.objective == "clm"
+        self.lora.validate()
+        if self.lora.rank and not self.init:
+            raise ConfigError("lora.rank: LoRA fine-tunes a trained model; give one with --init RUN")
         m = self.model
         if m.n_embd % m.n_head:
             raise ConfigError(f"model.n_head: {m.n_head} heads do not divide model.n_embd {m.n_embd}")

@@ -18,6 +18,8 @@ from dlcli.core import rundir
 from dlcli.core.config import from_dict, load_yaml
 from dlcli.core.runtime import resolve_device
 from dlcli.errors import ConfigError, InputError
+from dlcli.lm import lora
+from dlcli.lm.config import LoRAConfig
 from dlcli.models.config import GPTConfig, RNNConfig
 from dlcli.models.gpt import GPT
 from dlcli.models.rnn import RNNLM
@@ -58,7 +60,8 @@ def open_run(path: str | Path, device: str = "auto") -> LMRun:
     stage = rundir.read_meta(run).get("stage")
     if stage not in KIND:
         raise InputError(f"{run}: a '{stage}' run is not a language model (expected one of {', '.join(KIND)})")
-    for name in ("config.yaml", "tokenizer.json", "model.safetensors"):
+    adapter_only = not (run / "model.safetensors").is_file() and (run / lora.ADAPTER).is_file()  # LoRA
+    for name in ("config.yaml", "tokenizer.json") + (() if adapter_only else ("model.safetensors",)):
         if not (run / name).is_file():
             raise InputError(f"{run}: missing {name} (was the run finished? a checkpoint alone is not enough)")
     where = run / "config.yaml"
@@ -78,11 +81,28 @@ def open_run(path: str | Path, device: str = "auto") -> LMRun:
     n = tok.get_vocab_size(with_added_tokens=True)
     if cfg.vocab_size != n:
         raise InputError(f"{run}: tokenizer.json has {n} entries but the model was trained with {cfg.vocab_size}")
-    model = RNNLM(cfg) if isinstance(cfg, RNNConfig) else GPT(cfg)
-    rundir.load_weights(model, run / "model.safetensors")
+    model: RNNLM | GPT
+    if adapter_only:
+        model = _adapted(run, raw, cfg, tok)
+    else:
+        model = RNNLM(cfg) if isinstance(cfg, RNNConfig) else GPT(cfg)
+        rundir.load_weights(model, run / "model.safetensors")
     dev = resolve_device(device)
     model.to(dev).eval()
     return LMRun(run, stage, model, tok, dev, batch_size, seq_len)
+
+
+def _adapted(run: Path, raw: dict[str, Any], cfg: RNNConfig | GPTConfig, tok: Tokenizer) -> RNNLM | GPT:
+    """A LoRA run saved as its adapter alone: its base run's model with the adapter merged in."""
+    base = open_run(lora.base_of(run), "cpu")
+    if base.model.cfg != cfg or vocabulary.vocab_hash(base.tokenizer) != vocabulary.vocab_hash(tok):
+        raise InputError(f"{run}: its base run {base.path} has another model shape or tokenizer")
+    try:
+        lcfg = from_dict(LoRAConfig, raw.get("lora") or {})
+    except ConfigError as e:
+        raise InputError(f"{run / 'config.yaml'}: {e}") from None
+    lora.apply_saved(base.model, run, lcfg)
+    return base.model
 
 
 def _int(raw: dict[str, Any], key: str) -> int:

@@ -25,20 +25,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from dlcli.core import precision, rundir
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.core.runtime import seed_everything
 from dlcli.errors import ConfigError, InputError
-from dlcli.lm.config import LMConfig, TrainRNNConfig, TrainTransformerConfig
+from dlcli.lm import lora as lm_lora
+from dlcli.lm.config import LMConfig, LoRAConfig, TrainRNNConfig, TrainTransformerConfig
 from dlcli.lm.data import LMBatches, load_data
 from dlcli.lm.embeddings import load_pretrained
 from dlcli.lm.metrics import evaluate_ids, evaluate_mlm
 from dlcli.lm.mlm import mask_ids, mask_tokens
+from dlcli.lm.run import LMRun, open_run
 from dlcli.models.config import GPTConfig, RNNConfig
 from dlcli.models.gpt import GPT
 from dlcli.models.rnn import RNNLM, Hidden, detach, state_from_tensors, state_tensors
+from dlcli.text.vocabulary import vocab_hash
 from dlcli.train import checkpoint, distributed
 from dlcli.train.distributed import Dist
 from dlcli.train.loop import Saved, Stage, Update, fit
@@ -59,6 +63,9 @@ class Kind:
     what: str  # the model in errors: "the LSTM"
     title: str  # of the perplexity plot
     masked: bool = False  # masked-LM pretraining
+    tokenizer: Tokenizer | None = None  # the one the starting run (--init) was trained with: the data must use it
+    lora: LoRAConfig | None = None  # adapters only train (the model starts from a run: `init`)
+    init: str = ""  # the run it starts from
 
 
 def train_rnn(cfg: TrainRNNConfig, force: bool = False, resume: bool = False,
@@ -75,16 +82,37 @@ def train_transformer(cfg: TrainTransformerConfig, force: bool = False, resume: 
                       on_progress: OnProgress = nothing) -> dict[str, Any]:
     """Train a GPT (or, with objective mlm, a masked-LM encoder); write the run directory; return a summary."""
     cfg.validate()
+    start = _start(cfg) if cfg.init else None
 
     def build() -> GPT:
         model = GPT(cfg.model)
+        if start is not None:  # its weights; with LoRA, adapters in and the rest frozen
+            model.load_state_dict(start.model.state_dict())
+            if cfg.lora.rank:
+                lm_lora.adapt(model, cfg.lora)
         if cfg.compile:
             model.forward = torch.compile(model.forward)  # type: ignore[method-assign]
         return model
 
     kind = Kind("train-transformer", cfg.model, build, False, cfg.model.n_embd, "transformer", "the Transformer",
-                "Transformer language model", masked=cfg.objective == "mlm")
+                "Transformer language model", masked=cfg.objective == "mlm",
+                tokenizer=start.tokenizer if start else None, lora=cfg.lora if cfg.lora.rank else None,
+                init=cfg.init)
     return train_lm(cfg, kind, force, resume, on_progress)
+
+
+def _start(cfg: TrainTransformerConfig) -> LMRun:
+    """The run `cfg.init` names (a GPT of the same objective); its model shape becomes the config's."""
+    start = open_run(cfg.init, "cpu")
+    if not isinstance(start.model, GPT):
+        raise InputError(f"{cfg.init}: --init needs a Transformer run (this is an RNN)")
+    if start.model.cfg.causal != cfg.model.causal:
+        raise ConfigError(f"objective: {cfg.objective} does not fit {cfg.init}, a "
+                          f"{'causal' if start.model.cfg.causal else 'masked'} language model")
+    if cfg.init_embeddings:
+        raise ConfigError("init_embeddings: the model starts from --init's weights; give one or the other")
+    cfg.model = start.model.cfg
+    return start
 
 
 class Feed:
@@ -127,6 +155,9 @@ def _train(cfg: LMConfig, kind: Kind, device: torch.device, dist: Dist, force: b
     prec = precision.resolve(cfg.precision, device, width=kind.width, family=kind.family)
     data = load_data(cfg.data, cfg.seq_len)
     tok = data.tokenizer
+    if kind.tokenizer is not None and vocab_hash(tok) != vocab_hash(kind.tokenizer):
+        raise InputError(f"{data.tokenizer_path}: the data's tokenizer differs from the one of {kind.init} (token "
+                         "ids would not match; encode the data with its tokenizer.json)")
     kind.model.vocab_size = tok.get_vocab_size(with_added_tokens=True)
     run = Path(cfg.output)
     if resume:
@@ -153,7 +184,7 @@ def _train(cfg: LMConfig, kind: Kind, device: torch.device, dist: Dist, force: b
     optimizer = build_optimizer(model, cfg.optim, device)
     resumed = None
     if resume:
-        resumed, extra = checkpoint.load(run, model, optimizer, device)
+        resumed, extra = checkpoint.load(run, model, optimizer, device, trainable_only=kind.lora is not None)
         feed = Feed(batches, resumed["epoch"], resumed["batch"])
         if extra:  # the state of every row of the batch; this process carries its own rows on
             full = state_from_tensors(extra)
@@ -199,7 +230,7 @@ def _train(cfg: LMConfig, kind: Kind, device: torch.device, dist: Dist, force: b
 
     def saved() -> Saved:
         state = gathered(feed.state, dist) if kind.carries_state and feed.state is not None else {}
-        return Saved(model, optimizer, {"epoch": feed.epoch, "batch": feed.batch}, state)
+        return Saved(model, optimizer, {"epoch": feed.epoch, "batch": feed.batch}, state, kind.lora is not None)
 
     def evaluate(done: int) -> dict[str, float]:
         if kind.masked:
@@ -234,7 +265,9 @@ def _train(cfg: LMConfig, kind: Kind, device: torch.device, dist: Dist, force: b
     model.train()
     result = fit(stage, run, budget, cfg.every(), dist, on_progress, resumed)
     t_saved = time.perf_counter()
-    if dist.main:
+    if dist.main and kind.lora is not None:
+        lm_lora.write(run, model, kind.lora, kind.init)
+    elif dist.main:
         rundir.save_tensors(model.state_dict(), run / "model.safetensors")
     final = result.final_seconds + time.perf_counter() - t_saved  # outside --max-time: evaluation and saving
     val_loss = result.last_eval.get("val_loss", math.nan)
@@ -242,6 +275,7 @@ def _train(cfg: LMConfig, kind: Kind, device: torch.device, dist: Dist, force: b
             "val_loss": val_loss, "val_ppl": ppl(val_loss), "elapsed": result.elapsed - result.final_seconds + final,
             "train_seconds": result.elapsed - result.final_seconds, "final_seconds": final,
             "tokens": result.steps * tokens_per_step, "params": sum(p.numel() for p in model.parameters()),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "init_embeddings": coverage, "precision": prec.describe()}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dlcli.errors import ConfigError
+from dlcli.lm.config import LoRAConfig
 from dlcli.models.config import GPTConfig
 from dlcli.train.args import TrainArgs
 from dlcli.train.config import OptimConfig
@@ -58,12 +59,22 @@ class StageConfig(TrainArgs):
 class SFTConfig(StageConfig):
     base: str = ""  # a causal `train-transformer` run (or an earlier SFT run)
     output: str = "runs/sft"
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # rank > 0: train low-rank adapters only
+
+    def validate(self) -> None:
+        super().validate()
+        self.lora.validate()
 
 
 @dataclass
 class RewardConfig(StageConfig):
     base: str = ""  # a causal GPT run: tokenizer, model shape and starting weights
     output: str = "runs/reward"
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # rank > 0: adapters on the trunk; the head trains too
+
+    def validate(self) -> None:
+        super().validate()
+        self.lora.validate()
 
 
 def _ppo_optim() -> OptimConfig:
@@ -131,8 +142,10 @@ class DPOConfig(StageConfig):
     rpo_alpha: float = 0.0  # > 0 adds alpha * the chosen responses' NLL per token (RPO; keeps mass on them)
     max_steps: int = 200
     kl_samples: int = 64  # held-out prompts answered at each evaluation to measure the KL to the reference
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # rank > 0: train low-rank adapters only
 
     def validate(self) -> None:
         super().validate()
+        self.lora.validate()
         if self.beta <= 0 or self.rpo_alpha < 0:
             raise ConfigError("beta must be > 0 and rpo_alpha >= 0")

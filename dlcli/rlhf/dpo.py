@@ -57,6 +57,7 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
                                                       force, resume, (*RESUMABLE, "kl_samples"))
     gpt = sft.model
     reference = copy.deepcopy(gpt).eval().requires_grad_(False)  # pi_ref, frozen
+    lora = runs.adapt(gpt, cfg.lora)  # after the copy: the reference has no adapters
     pad_id = end_id = tokens.end_token(sft.tokenizer, cfg.sft)
 
     def both(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,11 +117,11 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
                     "DPO: KL")
 
     loop = Loop("dpo", gpt, len(train_i), step, evaluate, plots, extra={"reference_logprobs": ref},
-                       show=("val_kl",))
+                show=("val_kl",), trainable_only=lora)
     steps, last, secs = train_loop(cfg, out, loop, prec, on_progress, resume, dist)
     gpt.eval()
     if dist.main:
-        runs.write_lm(out, gpt, Path(cfg.sft) / "tokenizer.json")
+        runs.write_lm(out, gpt, Path(cfg.sft) / "tokenizer.json", cfg.lora, cfg.sft)
     return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "truncated": len(recs.truncated), "elapsed": secs,
             "steps_per_s": steps / max(secs, 1e-9),
             "precision": prec.describe(),

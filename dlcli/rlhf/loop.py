@@ -59,6 +59,7 @@ class Loop:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # kept in checkpoints (restored in place)
     show: tuple[str, ...] = ()  # held-out figures the progress line shows
     unused_parameters: bool = False  # some parameters get no gradient (DDP must look for them)
+    trainable_only: bool = False  # LoRA: checkpoints hold the trainable parameters alone (the rest is the base's)
 
 
 def train_loop(cfg: StageConfig, run: Path, loop: Loop, prec: Precision, on_progress: OnProgress, resume: bool,
@@ -73,7 +74,7 @@ def train_loop(cfg: StageConfig, run: Path, loop: Loop, prec: Precision, on_prog
     order: list[int] = []
     resumed = None
     if resume:
-        resumed, extra = checkpoint.load(run, model, optimizer, device)
+        resumed, extra = checkpoint.load(run, model, optimizer, device, loop.trainable_only)
         order = list(resumed.get("order", []))
         g.set_state(extra.pop("shuffle").cpu())
         for k, v in extra.items():
@@ -106,7 +107,7 @@ def train_loop(cfg: StageConfig, run: Path, loop: Loop, prec: Precision, on_prog
         return {**{k: rec[k] for k in keys}, **{k: last_eval[k] for k in loop.show if k in last_eval}}
 
     stage = Stage(loop.name, step, lambda: Saved(model, optimizer, {"order": order},
-                                                  {"shuffle": g.get_state(), **loop.extra}),
+                                                  {"shuffle": g.get_state(), **loop.extra}, loop.trainable_only),
                   evaluate=evaluate, plots=loop.plots, show=show)
     model.train()
     try:

@@ -11,6 +11,9 @@ Reported: held-out pairwise accuracy (r_chosen > r_rejected) and mean margin.
 
     RM/config.yaml  RM/meta.json (stage rlhf-reward)  RM/tokenizer.json
     RM/model.safetensors  (gpt.* trunk, head.* scalar head)  RM/metrics.jsonl  RM/loss.png
+
+With LoRA (lora.rank > 0) the trunk's adapters and the whole head train, and RM/adapter.safetensors holds
+them (gpt.*.lora_A, gpt.*.lora_B, head.*) in place of model.safetensors (see lm/lora.py).
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from dlcli.core import rundir
 from dlcli.core.io import open_output
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.core.runtime import resolve_device
+from dlcli.lm import lora as lm_lora
 from dlcli.models.config import GPTConfig
 from dlcli.models.gpt import GPT
+from dlcli.models.lora import merge as lora_merge
 from dlcli.rlhf import data, runs, tokens
 from dlcli.rlhf.config import RewardConfig
 from dlcli.rlhf.loop import Loop, mean_over_processes, split, train_loop
@@ -76,6 +81,7 @@ def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progres
                                                        force, resume)
     rm = RewardModel(cfg.model).to(dev)
     rm.gpt.load_state_dict(base.model.state_dict())
+    lora = runs.adapt(rm.gpt, cfg.lora)  # the head stays trainable
     pad_id = tokens.end_token(base.tokenizer, cfg.base)
     train_i, val_i = split(len(enc), cfg.val_fraction, cfg.seed)
 
@@ -102,10 +108,11 @@ def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progres
                     "pairwise accuracy", "Reward model (Bradley-Terry)")
 
     # the trunk's language-model head (when not tied to the embedding) gets no gradient
-    loop = Loop("reward", rm, len(train_i), step, evaluate, plots, unused_parameters=not cfg.model.tie_weights)
+    loop = Loop("reward", rm, len(train_i), step, evaluate, plots, unused_parameters=not cfg.model.tie_weights,
+                trainable_only=lora)
     steps, last, secs = train_loop(cfg, out, loop, prec, on_progress, resume, dist)
     if dist.main:
-        rundir.save_tensors(rm.state_dict(), out / "model.safetensors")
+        runs.write_weights(out, rm, cfg.lora, cfg.base)
         shutil.copyfile(Path(cfg.base) / "tokenizer.json", out / "tokenizer.json")
     return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "truncated": len(recs.truncated), "elapsed": secs,
             "val_pairs": len(val_i), "precision": prec.describe(),
@@ -122,10 +129,17 @@ class LoadedRM:
 
 def open_rm(path: str, device: str = "auto") -> LoadedRM:
     p = Path(path)
+    adapter_only = not (p / "model.safetensors").is_file() and (p / lm_lora.ADAPTER).is_file()
     cfg, _ = rundir.open_run(p, "rlhf-reward", RewardConfig, "a reward model from 'dlcli rlhf reward'",
-                             needs=("model.safetensors", "tokenizer.json"))
+                             needs=(lm_lora.ADAPTER if adapter_only else "model.safetensors", "tokenizer.json"))
     rm = RewardModel(cfg.model)
-    rundir.load_weights(rm, p / "model.safetensors")
+    if adapter_only:  # LoRA: the base run's trunk, the adapter (and head) merged in
+        rm.gpt.load_state_dict(runs.open_lm(str(lm_lora.base_of(p)), "cpu").model.state_dict())
+        lm_lora.adapt(rm.gpt, cfg.lora)
+        lm_lora.load(rm, p)
+        lora_merge(rm)
+    else:
+        rundir.load_weights(rm, p / "model.safetensors")
     dev = resolve_device(device)
     return LoadedRM(rm.to(dev).eval(), vocabulary.load(p / "tokenizer.json"), dev, p)
 

@@ -13,6 +13,8 @@ import torch
 from dlcli.core import precision, rundir
 from dlcli.core.runtime import seed_everything
 from dlcli.errors import ConfigError, InputError
+from dlcli.lm import lora as lm_lora
+from dlcli.lm.config import LoRAConfig
 from dlcli.lm.run import LMRun, open_run
 from dlcli.models.gpt import GPT
 from dlcli.rlhf import data, tokens
@@ -87,8 +89,24 @@ def begin(cfg: StageConfig, stage: str, base: str, kind: str, responses: tuple[s
     return Begun(dev, dist, start, recs, enc, out, prec)
 
 
-def write_lm(run: Path, gpt: GPT, tokenizer_from: Path) -> None:
-    """model.safetensors (the bare GPT, so `generate` and `evaluate` read it) and tokenizer.json."""
-    rundir.save_tensors(gpt.state_dict(), run / "model.safetensors")
+def adapt(model: torch.nn.Module, cfg: LoRAConfig) -> bool:
+    """With `cfg.rank` > 0, adapters in `model` (its other weights frozen); whether it has them."""
+    if cfg.rank:
+        lm_lora.adapt(model, cfg)
+    return cfg.rank > 0
+
+
+def write_weights(run: Path, model: torch.nn.Module, cfg: LoRAConfig, base: str) -> None:
+    """model.safetensors, or for a LoRA run adapter.safetensors (and the merged model.safetensors with
+    lora.merge) with its base run recorded."""
+    if cfg.rank:
+        lm_lora.write(run, model, cfg, base)
+    else:
+        rundir.save_tensors(model.state_dict(), run / "model.safetensors")
+
+
+def write_lm(run: Path, gpt: GPT, tokenizer_from: Path, cfg: LoRAConfig | None = None, base: str = "") -> None:
+    """The weights (`write_weights`: `generate` and `evaluate` read them) and tokenizer.json."""
+    write_weights(run, gpt, cfg or LoRAConfig(), base)
     if tokenizer_from.resolve() != (run / "tokenizer.json").resolve():
         shutil.copyfile(tokenizer_from, run / "tokenizer.json")

@@ -34,6 +34,7 @@ def run(cfg: SFTConfig, force: bool = False, resume: bool = False, on_progress: 
     dev, dist, base, recs, enc, out, prec = runs.begin(cfg, "rlhf-sft", cfg.base, "sft", ("completion",), force,
                                                        resume)
     gpt = base.model
+    lora = runs.adapt(gpt, cfg.lora)
     pad_id = tokens.end_token(base.tokenizer, cfg.base)
     train_i, val_i = split(len(enc), cfg.val_fraction, cfg.seed)
 
@@ -54,10 +55,10 @@ def run(cfg: SFTConfig, force: bool = False, resume: bool = False, on_progress: 
 
     with torch.no_grad():
         before = evaluate()["val_loss"]
-    loop = Loop("sft", gpt, len(train_i), step, evaluate, plots)
+    loop = Loop("sft", gpt, len(train_i), step, evaluate, plots, trainable_only=lora)
     steps, last, secs = train_loop(cfg, out, loop, prec, on_progress, resume, dist)
     gpt.eval()
     if dist.main:
-        runs.write_lm(out, gpt, Path(cfg.base) / "tokenizer.json")
+        runs.write_lm(out, gpt, Path(cfg.base) / "tokenizer.json", cfg.lora, cfg.base)
     return {"run": str(out), "steps": steps, "examples": len(enc), "skipped": len(recs.skipped), "truncated": len(recs.truncated),
             "val_loss_before": before, "val_loss": last["val_loss"], "elapsed": secs, "precision": prec.describe()}

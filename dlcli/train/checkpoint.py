@@ -38,11 +38,13 @@ def metadata(doc: dict[str, Any], names: list[str]) -> dict[str, str]:
 
 
 def save(run: str | Path, model: nn.Module | None, optimizer: torch.optim.Optimizer | None,
-         state: dict[str, Any], extra: dict[str, torch.Tensor] | None = None) -> None:
+         state: dict[str, Any], extra: dict[str, torch.Tensor] | None = None, trainable_only: bool = False) -> None:
+    """`trainable_only`: the model's trainable parameters alone (LoRA adapters; the frozen rest comes from
+    the run it started from)."""
     import torch
 
     run = Path(run)
-    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in (model.state_dict() if model else {}).items()}
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in _weights(model, trainable_only).items()}
     opt = optimizer.state_dict() if optimizer else {"state": {}, "param_groups": []}
     for idx, per_param in opt["state"].items():
         for name, value in per_param.items():
@@ -60,6 +62,14 @@ def save(run: str | Path, model: nn.Module | None, optimizer: torch.optim.Optimi
     rundir.save_tensors(tensors, run / TENSORS, metadata=meta)  # the checkpoint: one rename
     write_text_atomic(run / STATE, json.dumps(json.loads(meta[KEY]), indent=2) + "\n", force=True)
     runguard.saved(run)
+
+
+def _weights(model: nn.Module | None, trainable_only: bool) -> dict[str, torch.Tensor]:
+    if model is None:
+        return {}
+    if trainable_only:
+        return {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+    return model.state_dict()
 
 
 def _dedupe(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
@@ -125,9 +135,10 @@ def read(run: str | Path, needs: tuple[str, ...] = ("step",)) -> dict[str, Any]:
     return parse(text, run / STATE, needs)
 
 
-def load(run: str | Path, model: nn.Module | None, optimizer: torch.optim.Optimizer | None, device: torch.device
-         ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Restore model, optimizer and RNG; return (state, extra tensors)."""
+def load(run: str | Path, model: nn.Module | None, optimizer: torch.optim.Optimizer | None, device: torch.device,
+         trainable_only: bool = False) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Restore model (its trainable parameters alone with `trainable_only`), optimizer and RNG; return
+    (state, extra tensors)."""
     import torch
 
     run = Path(run)
@@ -148,7 +159,9 @@ def load(run: str | Path, model: nn.Module | None, optimizer: torch.optim.Optimi
         raise InputError(f"{where}: damaged checkpoint (no rng.torch)")
     model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
-        if model is not None:
+        if model is not None and trainable_only:
+            _load_trainable(model, model_sd)
+        elif model is not None:
             model.load_state_dict(model_sd)
     except RuntimeError as e:
         raise InputError(f"{where}: does not fit the model: {str(e).splitlines()[0]}") from None
@@ -172,3 +185,16 @@ def load(run: str | Path, model: nn.Module | None, optimizer: torch.optim.Optimi
         torch.cuda.set_rng_state_all(cuda)
     extra = {k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("extra.")}
     return doc["state"], extra
+
+
+def _load_trainable(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy `tensors` into the model's trainable parameters: exactly those, of the same shapes."""
+    import torch
+
+    params = {k: p for k, p in model.named_parameters() if p.requires_grad}
+    odd = sorted(set(params) ^ set(tensors)) or [k for k in params if params[k].shape != tensors[k].shape]
+    if odd:
+        raise RuntimeError(f"its trainable weights differ from the model's at {odd[0]}")
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(tensors[k])

@@ -85,6 +85,7 @@ class Saved:
     optimizer: torch.optim.Optimizer | None = None
     state: dict[str, Any] = field(default_factory=dict)  # JSON: data position, schedules
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # RNG streams, carried state
+    trainable_only: bool = False  # the model's trainable parameters alone (LoRA: the frozen rest is the base run's)
 
 
 @dataclass
@@ -248,7 +249,8 @@ def fit(stage: Stage, run: Path, budget: Budget, every: Every, dist: Dist | None
             if d.main:
                 from dlcli.train import checkpoint as ckpt
 
-                ckpt.save(run, saved.model, saved.optimizer, {**saved.state, **counters}, saved.tensors)
+                ckpt.save(run, saved.model, saved.optimizer, {**saved.state, **counters}, saved.tensors,
+                          saved.trainable_only)
         st["last_saved"] = st["step"]
 
     def close() -> None:

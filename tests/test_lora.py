@@ -1,0 +1,284 @@
+"""LoRA: the layer (models/lora.py), LoRA runs (lm/lora.py) on `rlhf sft|reward|dpo` and `train-transformer --init`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_rlhf_cli import CHARS, FAST, make_base, same_weights, stage_run, write_jsonl
+
+from dlcli.core.rundir import load_tensors
+from dlcli.errors import ConfigError, InputError, Interrupted
+from dlcli.lm.config import LoRAConfig
+from dlcli.models import lora
+from dlcli.models.config import GPTConfig
+from dlcli.models.gpt import GPT
+from dlcli.rlhf import toytask
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16)
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> dict[str, str]:
+    return {"base": make_base(tmp_path, CHARS),
+            "sft": write_jsonl(tmp_path / "sft.jsonl", toytask.sft_pairs(40)),
+            "prefs": write_jsonl(tmp_path / "prefs.jsonl", toytask.preference_pairs(40)),
+            "prompts": write_jsonl(tmp_path / "prompts.jsonl", toytask.prompts(20))}
+
+
+# ------------------------------------------------------------------------------------------------ the layer
+
+
+def test_lora_linear_starts_as_the_base_layer_and_merges_to_the_same_function() -> None:
+    torch.manual_seed(0)
+    base = torch.nn.Linear(12, 7)
+    x = torch.randn(3, 5, 12)
+    want = base(x)
+    layer = lora.LoRALinear(base, rank=4, alpha=8)
+    assert torch.equal(layer(x), want)  # B = 0: exactly the base layer
+    assert layer.weight is base.weight and not layer.weight.requires_grad and layer.lora_A.requires_grad
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    h = layer(x)
+    by_hand = x @ base.weight.T + base.bias + (8 / 4) * (x @ layer.lora_A.T) @ layer.lora_B.T  # W x + b + (a/r) B A x
+    assert torch.allclose(h, by_hand, atol=1e-5) and not torch.allclose(h, want, atol=1e-3)
+    merged = layer.merged()
+    assert type(merged) is torch.nn.Linear
+    assert (merged(x) - h).abs().max() < 1e-5
+
+
+def test_inject_freezes_all_but_the_adapters_and_only_they_get_gradients_and_optimizer_state() -> None:
+    from dlcli.train.config import OptimConfig
+    from dlcli.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    keys = set(model.state_dict())
+    names = lora.inject(model, ["attn", "mlp"], rank=2, alpha=4)
+    assert names == [f"blocks.{i}.{m}" for i in range(2) for m in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")]
+    adapters = lora.adapter_names(model)
+    assert adapters == [f"{n}.lora_{ab}" for n in names for ab in "AB"]
+    assert set(model.state_dict()) == keys | set(adapters)  # the base keys unchanged
+    opt = build_optimizer(model, OptimConfig(), torch.device("cpu"))
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert in_opt == {id(p) for n, p in model.named_parameters() if n in adapters}
+    ids = torch.randint(0, 11, (2, 8))
+    _, loss, _ = model(ids, targets=ids)
+    loss.backward()
+    assert {n for n, p in model.named_parameters() if p.grad is not None} == set(adapters)
+    nonzero = {n for n in adapters if model.get_parameter(n).grad.abs().sum() > 0}
+    assert nonzero == {n for n in adapters if n.endswith("lora_B")}  # A's gradient is B^T (...) = 0 while B = 0
+    trainable, total = lora.count(model)
+    assert trainable == sum(2 * (i + o) for i, o in [(16, 48), (16, 16), (16, 64), (64, 16)]) * 2 and total > trainable
+
+
+def test_targets_are_whole_dotted_name_parts_and_nothing_matched_is_one_line() -> None:
+    from dlcli.lm.lora import adapt
+
+    assert lora.inject(GPT(TINY), ["mlp.proj"], 2, 4) == ["blocks.0.mlp.proj", "blocks.1.mlp.proj"]
+    assert lora.inject(GPT(TINY), ["proj"], 2, 4) == [f"blocks.{i}.{m}.proj" for i in range(2) for m in ("attn", "mlp")]
+    assert lora.inject(GPT(TINY), ["q"], 2, 4) == []  # not "qkv": whole parts only
+    with pytest.raises(ConfigError, match=r"lora.targets: gate,up match none of the model's linear layers "
+                                          r"\(blocks.0.attn.qkv, blocks.0.attn.proj"):
+        adapt(GPT(TINY), LoRAConfig(rank=2, targets=["gate", "up"]))
+
+
+def test_merge_gives_the_plain_model_back_with_the_same_logits() -> None:
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    lora.inject(model, ["attn", "mlp"], 4, 8)
+    for n, p in model.named_parameters():
+        if n.endswith("lora_B"):
+            p.data.normal_(0, 0.1)
+    ids = torch.randint(0, 11, (2, 16))
+    before = model(ids)[0]
+    lora.merge(model)
+    assert not any(isinstance(m, lora.LoRALinear) for m in model.modules())
+    plain = GPT(TINY)
+    plain.load_state_dict(model.state_dict())  # the keys of a plain GPT
+    assert (plain(ids)[0] - before).abs().max() < 1e-5
+
+
+def test_config_checks_and_old_configs_load_without_lora() -> None:
+    from dlcli.core.config import build_config, from_dict
+    from dlcli.lm.config import TrainTransformerConfig
+    from dlcli.rlhf.config import DPOConfig, SFTConfig
+
+    assert from_dict(SFTConfig, {"base": "b"}).lora.rank == 0
+    cfg = build_config(DPOConfig, sets=["lora.rank=8", "lora.targets=attn.qkv,mlp.fc", "data=p.jsonl"])
+    assert cfg.lora.rank == 8 and cfg.lora.targets == ["attn.qkv", "mlp.fc"] and cfg.lora.alpha == 16
+    for bad, msg in [({"rank": -1}, "lora.rank"), ({"rank": 4, "alpha": 0}, "lora.alpha"),
+                     ({"rank": 4, "dropout": 1.0}, "lora.dropout"), ({"rank": 4, "targets": []}, "lora.targets")]:
+        with pytest.raises(ConfigError, match=msg):
+            from_dict(LoRAConfig, bad).validate()
+    t = TrainTransformerConfig(lora=LoRAConfig(rank=4))
+    t.data.train = "x.ids"
+    with pytest.raises(ConfigError, match="--init RUN"):
+        t.validate()
+
+
+# ------------------------------------------------------------------------------------------------- LoRA runs
+
+
+def _adapter_run(toy: dict[str, str], out: str = "sft", **kw):
+    from dlcli.rlhf.sft import run
+
+    _, cfg = stage_run("sft", toy, out, **{"lora": LoRAConfig(rank=4), **kw})
+    return run(cfg)
+
+
+def test_sft_with_lora_saves_only_the_adapter_and_loads_back_on_its_base(toy) -> None:
+    from dlcli.lm.run import open_run
+
+    s = _adapter_run(toy, "sft", max_steps=3)
+    run = Path("sft")
+    assert (run / "adapter.safetensors").is_file() and not (run / "model.safetensors").exists()
+    adapter = load_tensors(run / "adapter.safetensors")
+    assert adapter and all(k.endswith(("lora_A", "lora_B")) for k in adapter)
+    assert (run / "adapter.safetensors").stat().st_size < (Path(toy["base"]) / "model.safetensors").stat().st_size / 3
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["lora_base"]["path"] == str(Path(toy["base"]).resolve())
+    loaded, base = open_run("sft", "cpu"), open_run(toy["base"], "cpu")
+    assert not any(isinstance(m, lora.LoRALinear) for m in loaded.model.modules())
+    by_hand = open_run(toy["base"], "cpu").model  # the base with the saved adapter, merged by hand
+    lora.inject(by_hand, ["attn", "mlp"], 4, 16)
+    lora.load_adapter_state(by_hand, adapter)
+    ids = torch.randint(1, 20, (2, 12))
+    assert torch.allclose(loaded.model(ids)[0], by_hand(ids)[0], atol=1e-5)
+    assert not torch.allclose(loaded.model(ids)[0], base.model(ids)[0], atol=1e-4)  # it did learn something
+    assert s["steps"] == 3
+
+
+def test_a_lora_run_needs_its_own_base(toy, tmp_path: Path) -> None:
+    import shutil
+
+    from dlcli.lm.run import open_run
+
+    _adapter_run(toy, "sft", max_steps=1)
+    shutil.move(toy["base"], tmp_path / "moved")
+    with pytest.raises(InputError, match="its base run .* is gone"):
+        open_run("sft", "cpu")
+    make_base(tmp_path, CHARS)  # another run in the base's place
+    meta = json.loads((Path(toy["base"]) / "meta.json").read_text())
+    meta["created"] = "2000-01-01T00:00:00+00:00"
+    (Path(toy["base"]) / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="was replaced after the adapter was trained"):
+        open_run("sft", "cpu")
+
+
+def test_lora_sft_on_a_pretrained_base_lowers_the_held_out_completion_loss(tmp_path: Path) -> None:
+    """The base learns the toy language first (a random base's frozen tied head, 0.02-sized embeddings behind
+    a LayerNorm, leaves an adapter almost nothing to move); then LoRA SFT alone lowers the completion loss."""
+    from conftest import _char_ids
+
+    from dlcli.lm.config import TrainTransformerConfig
+    from dlcli.lm.train import train_transformer
+    from dlcli.train.config import OptimConfig
+
+    pairs = toytask.sft_pairs(40)
+    (tmp_path / "c.txt").write_text(toytask.corpus(400) + "".join(x["prompt"] + x["completion"] for x in pairs))
+    cfg = TrainTransformerConfig(output="base", model=GPTConfig(block_size=96, n_layer=1, n_head=2, n_embd=32),
+                                 batch_size=8, max_steps=80, eval_interval=0, device="cpu",
+                                 optim=OptimConfig(lr=3e-3, warmup_steps=5))
+    cfg.data.train = str(_char_ids(tmp_path / "c.txt", tmp_path, "c", []))
+    train_transformer(cfg)
+    toy = {"base": "base", "sft": write_jsonl(tmp_path / "sft.jsonl", pairs)}
+    s = _adapter_run(toy, "sft", max_steps=30, batch_size=16, eval_interval=0, optim=OptimConfig(lr=1e-2),
+                     lora=LoRAConfig(rank=8))
+    assert s["val_loss"] < 0.9 * s["val_loss_before"]
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "dpo"])
+def test_lora_resume_continues_exactly(toy, tmp_path: Path, stage: str) -> None:
+    """Ctrl-C at step 3 of 4 (adapter dropout on, so the random state must come back), then --resume: the
+    adapter an uninterrupted run saves, bit for bit; the checkpoint holds the trainable tensors only."""
+    from dlcli.train import checkpoint
+
+    kw = {"max_steps": 4, "eval_interval": 2, "lora": LoRAConfig(rank=4, dropout=0.1)}
+    run, cfg = stage_run(stage, toy, "whole", **kw)
+    run(cfg)
+
+    def stop_at_3(tick) -> None:
+        if tick.done == 3:
+            raise KeyboardInterrupt
+
+    run, cfg = stage_run(stage, toy, "cut", **kw)
+    with pytest.raises(Interrupted, match="interrupted at step 3"):
+        run(cfg, on_progress=stop_at_3)
+    model_keys = [k for k in load_tensors(Path("cut") / checkpoint.TENSORS) if k.startswith("model.")]
+    assert model_keys and all(k.endswith(("lora_A", "lora_B")) or k.startswith("model.head.") for k in model_keys)
+    assert any(k.startswith("model.head.") for k in model_keys) == (stage == "reward")  # the head trains too
+    run, cfg = stage_run(stage, toy, "cut", **kw)
+    assert run(cfg, resume=True)["steps"] == 4
+    same_weights("whole/adapter.safetensors", "cut/adapter.safetensors")
+
+
+def test_merge_flag_writes_full_weights_that_need_no_base(cli, toy, tmp_path: Path) -> None:
+    import shutil
+
+    from dlcli.lm.run import open_run
+
+    r = cli("rlhf", "sft", toy["base"], toy["sft"], "-o", "sft", "--max-steps", "2", "--lora-rank", "4", "--merge",
+            *FAST)
+    assert r.exit_code == 0, r.output
+    ids = torch.randint(1, 20, (2, 12))
+    adapted = open_run("sft", "cpu").model(ids)[0]
+    (Path("sft") / "adapter.safetensors").unlink()
+    shutil.rmtree(toy["base"])  # the merged run stands alone
+    assert torch.allclose(open_run("sft", "cpu").model(ids)[0], adapted, atol=1e-5)
+
+
+def test_cli_lora_on_sft_reward_dpo_then_ppo_generate_and_score(cli, toy) -> None:
+    lo = ["--lora-rank", "4", "--lora-alpha", "8", "--max-steps", "2", *FAST]
+    r = cli("rlhf", "sft", toy["base"], toy["sft"], "-o", "sft", "--lora-targets", "attn.qkv,mlp.fc", *lo)
+    assert r.exit_code == 0, r.output
+    assert sorted({k.split(".", 2)[2] for k in load_tensors("sft/adapter.safetensors")}) == [
+        "attn.qkv.lora_A", "attn.qkv.lora_B", "mlp.fc.lora_A", "mlp.fc.lora_B"]
+    r = cli("rlhf", "dpo", "sft", toy["prefs"], "-o", "dpo", *lo)  # on the LoRA SFT run: its base is that run
+    assert r.exit_code == 0, r.output
+    assert json.loads(Path("dpo/meta.json").read_text())["lora_base"]["path"] == str(Path("sft").resolve())
+    r = cli("rlhf", "reward", toy["base"], toy["prefs"], "-o", "rm", *lo)
+    assert r.exit_code == 0, r.output
+    assert {"head.weight", "head.bias"} <= set(load_tensors("rm/adapter.safetensors"))
+    assert not Path("rm/model.safetensors").exists()
+    r = cli("rlhf", "score", "rm", toy["sft"])
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.splitlines()) == 40
+    r = cli("rlhf", "ppo", "dpo", "rm", "--prompts", toy["prompts"], "-o", "ppo", "--max-steps", "1",
+            "--max-new-tokens", "4", *FAST)
+    assert r.exit_code == 0, r.output
+    r = cli("generate", "dpo", "-p", "about cats:", "-n", "5", "--seed", "1", "--device", "cpu")
+    assert r.exit_code == 0 and r.stdout.startswith("about cats:"), r.output
+    cfg = cli("rlhf", "dpo", "sft", toy["prefs"], "--lora-rank", "8", "--set", "lora.dropout=0.05", "--print-config")
+    assert "lora:\n  rank: 8\n  alpha: 16.0\n  dropout: 0.05\n  targets:\n  - attn\n  - mlp\n  merge: false" in cfg.stdout
+
+
+def test_train_transformer_init_with_lora(cli, tmp_path: Path) -> None:
+    from conftest import _char_ids
+
+    text = tmp_path / "t.txt"
+    text.write_text(toytask.corpus(300), encoding="utf-8")
+    ids = _char_ids(text, tmp_path, "t", [])
+    tiny = ["--layers", "1", "--heads", "2", "--embd", "16", "--block-size", "16", "-b", "4", "--device", "cpu", "-q"]
+    assert cli("train-transformer", "-d", ids, "-o", "base", "--max-steps", "2", *tiny).exit_code == 0
+    r = cli("train-transformer", "-d", ids, "-o", "ft", "--init", "base", "--lora-rank", "2", "--max-steps", "3",
+            "-b", "4", "--device", "cpu", "-q", "--set", "eval_interval=0")
+    assert r.exit_code == 0, r.output
+    assert Path("ft/adapter.safetensors").is_file() and not Path("ft/model.safetensors").exists()
+    r = cli("evaluate", "ft", "--ids", ids, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["loss"] > 0
+    r = cli("train-transformer", "-d", ids, "-o", "ft", "--init", "base", "--lora-rank", "2", "--max-steps", "5",
+            "-b", "4", "--device", "cpu", "-q", "--set", "eval_interval=0", "--resume")
+    assert r.exit_code == 0, r.output
+    assert json.loads(Path("ft/metrics.jsonl").read_text().splitlines()[-1])["step"] == 5
+    other = tmp_path / "o.txt"
+    other.write_text("xyz " * 100, encoding="utf-8")
+    (tmp_path / "o").mkdir()
+    oids = _char_ids(other, tmp_path / "o", "o", [])
+    r = cli("train-transformer", "-d", oids, "-o", "bad", "--init", "base", "--lora-rank", "2", "--device", "cpu")
+    assert r.exit_code != 0 and "tokenizer differs from the one of base" in r.stderr and not Path("bad").exists()
