@@ -15,10 +15,18 @@ from dlcli.translation.data import bucket_batches
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_bleu_is_sacrebleu_13a_on_detokenised_text():
-    score, sig = bleu(["je suis froid ."], ["je suis froid."])
-    assert score == pytest.approx(100.0) and "tok:13a" in sig
-    assert detokenize("va ! qui ? oui , non .") == "va! qui? oui, non."
+def test_bleu_is_sacrebleu_13a_cased_with_case_insensitive_beside_it():
+    b = bleu(["Je ne sais pas ce que tu veux dire."], ["je ne sais pas ce que tu veux dire."])
+    assert b.lowercase == pytest.approx(100.0) and b.cased < 90.0  # only the case of the first word differs
+    assert "tok:13a" in b.signature and "case:mixed" in b.signature and "case:lc" in b.signature_lowercase
+    same = bleu(["Je ne sais pas ce que tu veux dire\u202f!"], ["Je ne sais pas ce que tu veux dire !"])
+    assert same.cased == pytest.approx(100.0)  # 13a splits on any space, non-breaking ones too
+
+
+def test_detokenize_undoes_only_what_the_normaliser_did():
+    assert detokenize("va ! qui ? oui , non .", ["nmt", "lower"]) == "va! qui? oui, non."
+    raw = "Cours\u202f! Qui ? Oui, non."  # the data's own spacing: kept as it is
+    assert detokenize(raw, []) == raw
 
 
 def test_length_buckets_cover_everything_once():
@@ -69,7 +77,10 @@ def test_train_translate_evaluate(cli):
     assert sorted(p.name for p in Path("att").iterdir()) == ["attention-1.png", "attention-2.png"]
     assert Path("att/attention-1.png").read_bytes()[:4] == b"\x89PNG"
     ev = json.loads(cli("evaluate", "run", "--beam", "2").stdout)
-    assert ev["held_out"] == 50 and 0 <= ev["bleu_greedy"] <= 100 and "bleu_beam" in ev
+    assert ev["held_out"] == 50 and 0 <= ev["bleu_greedy"] <= ev["bleu_greedy_lowercase"] <= 100
+    assert 0 <= ev["bleu_beam"] <= ev["bleu_beam_lowercase"] <= 100
+    assert list(ev).index("bleu_greedy") < list(ev).index("bleu_greedy_lowercase")  # cased first
+    assert "case:mixed" in ev["signature"] and "case:lc" in ev["signature_lowercase"]
     g = cli("generate", "run", "-p", "go")
     assert g.exit_code != 0 and "not a language model" in g.stderr
 
@@ -171,3 +182,39 @@ def test_summary_and_progress_of_the_final_evaluation_and_bleu(cli, small_tsv):
     assert re.search(r"^3 steps in train \d+ s \+ final evaluation \d+ s; held-out BLEU", r.stderr, re.MULTILINE)
     assert "BLEU greedy: 20 sentences / 20 sentences (100%)" in r.stderr and "train: 3 steps / 3 steps (100%)" in r.stderr
     assert "No artists" not in r.stderr and Path("run/loss.png").is_file()
+
+
+PAIRS = ["Hi.\tSalut !", "Run!\tCours\u202f!", "Who?\tQui ?", "Wow!\tÇa alors\u202f!", "Help!\tÀ l'aide\u202f!",
+         "I see.\tJe comprends.", "Tom ran.\tTom a couru.", "Tom won.\tTom a gagné."]
+
+
+def test_cased_output_keeps_the_datas_capitals_and_spacing(cli):
+    """With data.normalize [] (the recommended config's), a tiny model that learns its training pairs by heart writes them back exactly: capitals, accents,
+    the plain and the non-breaking spaces of the data (no BPE spacing artefacts); the summary and
+    evaluate give cased BLEU first, case-insensitive beside it."""
+    Path("tiny.tsv").write_text("\n".join(PAIRS * 4) + "\n", encoding="utf-8")
+    r = cli("train-transformer", "--task", "translate", "-d", "tiny.tsv", "-o", "run", "--layers", "1", "--heads",
+            "2", "--embd", "32", "--block-size", "16", "--max-steps", "150", "--max-time", "0", "--device", "cpu",
+            "--lr", "0.01", "--set", "data.held_out=2", "--set", "data.vocab_size=300", "--set",
+            "optim.warmup_steps=5", "--set", "model.dropout=0", "--set", "label_smoothing=0", "-b", "8",
+            "--set", "data.normalize=[]")
+    assert r.exit_code == 0, r.stderr
+    assert re.search(r"held-out BLEU \(greedy\) [\d.]+ \(cased; [\d.]+ case-insensitive\) on 2 pairs "
+                     r"\[nrefs:1\|case:mixed", r.stderr), r.stderr
+    out = cli("translate", "run", input="".join(p.split("\t")[0] + "\n" for p in PAIRS))
+    assert out.exit_code == 0, out.stderr
+    assert out.stdout.splitlines() == [p.split("\t")[1] for p in PAIRS]
+    ev = json.loads(cli("evaluate", "run", "--beam", "2").stdout)  # the held-out pairs are repeats of trained ones
+    assert ev["bleu_greedy"] == pytest.approx(100.0) and ev["bleu_greedy_lowercase"] == pytest.approx(100.0)
+    assert ev["bleu_beam"] <= ev["bleu_beam_lowercase"]
+
+
+def test_default_normalisation_still_lowercases(cli, small_tsv):
+    r = cli("train-transformer", "--task", "translate", "-d", small_tsv, "-o", "low", "--max-steps", "3", *TINY)
+    assert r.exit_code == 0, r.stderr
+    held = Path("low/heldout.tsv").read_text(encoding="utf-8")
+    assert held == held.lower() and "\u202f" not in held and " !" in held
+    out = cli("translate", "low", input="Go.\nWho?\n")
+    assert out.exit_code == 0 and len(out.stdout.splitlines()) == 2, out.stderr
+    ev = json.loads(cli("evaluate", "low").stdout)
+    assert ev["bleu_greedy"] == pytest.approx(ev["bleu_greedy_lowercase"])  # nothing cased to lose

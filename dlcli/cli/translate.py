@@ -29,10 +29,15 @@ def train_translator(job: Job) -> None:
         if s["truncated"]:
             c.err.print(f"warning: {s['truncated']:,} training sentences were longer than model.max_len and were "
                         "truncated", markup=False, highlight=False)
-        return (f"{s['steps']:,} steps in {c.spent(s)}; held-out BLEU (greedy) {s['bleu_greedy']:.2f} on "
+        return (f"{s['steps']:,} steps in {c.spent(s)}; held-out BLEU (greedy) {bleu_pair(s, 'greedy')} on "
                 f"{s['held_out']:,} pairs [{s['signature']}]; {s['precision']}")
 
     job.run(train, report)
+
+
+def bleu_pair(s: dict[str, Any], search: str) -> str:
+    """`38.10 (cased; 41.00 case-insensitive)` from a BLEU report's bleu_<search> keys."""
+    return f"{s[f'bleu_{search}']:.2f} (cased; {s[f'bleu_{search}_lowercase']:.2f} case-insensitive)"
 
 
 def _model(*names: str, help: str) -> Any:

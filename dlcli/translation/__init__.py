@@ -7,7 +7,7 @@
     data.py       read and check the TSV, hold out pairs, tokenizers (shared or separate BPE), length buckets
     train.py      the stage on the shared loop: teacher forcing, label smoothing, BLEU during training, DDP
     search.py     greedy and batched beam search over the decoder's key/value cache
-    bleu.py       corpus BLEU with sacrebleu on detokenised text
+    bleu.py       corpus BLEU with sacrebleu, cased and case-insensitive; detokenising what `nmt` did
     run.py        open a run; translate sentences; BLEU of a run on its held-out pairs (`evaluate_run`)
     attention.py  heatmaps of encoder self-attention and decoder cross-attention
 

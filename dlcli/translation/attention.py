@@ -44,7 +44,8 @@ def plot_attention(run: str | Path, sentences: list[str], out_dir: str | Path, d
             ax.set_xticks(range(len(label)), label, rotation=60, ha="right", fontsize=8)
             ax.set_yticks(range(len(ys)), ys, fontsize=8)
             ax.set_title(title)
-        fig.suptitle(f"{sent}  ->  {detokenize(t.tgt.decode(hyp, skip_special_tokens=True).strip())}", fontsize=9)
+        out_text = detokenize(t.tgt.decode(hyp, skip_special_tokens=True).strip(), tr.cfg.data.normalize)
+        fig.suptitle(f"{sent}  ->  {out_text}", fontsize=9)
         fig.tight_layout()
         path = out / f"attention-{n}.png"
         with atomic_write(path, force=force) as f:

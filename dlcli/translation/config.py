@@ -18,6 +18,8 @@ from dlcli.train.config import OptimConfig
 @dataclass
 class ParallelData:
     tsv: str = ""  # source<TAB>target[<TAB>anything else]
+    # the d2l.ai recipe, lowercased; [] keeps the text as it is, cased (configs/translate-fra-eng-cpu.yaml).
+    # Changing this default would stop old runs resuming with the command that made them.
     normalize: list[str] = field(default_factory=lambda: ["nmt", "lower"])
     held_out: int = 1000  # random pairs kept for BLEU
     vocab_size: int = 8000  # byte-level BPE size (for each side when not shared)

@@ -46,7 +46,8 @@ def translate_normalized(tr: TranslationRun, sents: list[str], beam: int = 1, al
     t = tr.toks
     ids, cut = encode_sentences(t.src, sents, tr.cfg.model.max_len, strict, "input")
     out = translate_ids(tr.model, ids, tr.device, t.bos, t.eos, t.pad, batch_size, beam, alpha)
-    return [detokenize(t.tgt.decode(o, skip_special_tokens=True).strip()) for o in out], cut
+    steps = tr.cfg.data.normalize
+    return [detokenize(t.tgt.decode(o, skip_special_tokens=True).strip(), steps) for o in out], cut
 
 
 def translate_lines(run: str | Path | TranslationRun, lines: list[str], beam: int = 1, length_penalty: float = 0.6,
@@ -60,24 +61,27 @@ def translate_lines(run: str | Path | TranslationRun, lines: list[str], beam: in
 
 def held_out_bleu(run: str | Path, beam: int = 1, device: str = "auto", limit: int = 0,
                   length_penalty: float = 0.6, on_progress: OnProgress = nothing) -> dict[str, Any]:
-    """BLEU of a translation run on its held-out pairs (greedy, and beam when asked), with sentences/s;
-    a Tick ("BLEU greedy", sentences) every CHUNK sentences decoded."""
+    """BLEU of a translation run on its held-out pairs, cased and case-insensitive (greedy, and beam when
+    asked), with sentences/s; a Tick ("BLEU greedy", sentences) every CHUNK sentences decoded."""
     run = Path(run)
     rows = [ln.split("\t") for ln in (run / "heldout.tsv").read_text(encoding="utf-8").splitlines() if ln]
     rows = rows[:limit] if limit else rows
-    src, ref = [r[0] for r in rows], [r[1] for r in rows]
     tr = open_translation_run(run, device)
+    src, ref = [r[0] for r in rows], [detokenize(r[1], tr.cfg.data.normalize) for r in rows]
     t0 = time.perf_counter()
     hyp = _decode(tr, src, "BLEU greedy", on_progress)
     dt = time.perf_counter() - t0
-    score, sig = bleu(hyp, ref)
-    out: dict[str, Any] = {"held_out": len(rows), "bleu_greedy": score, "sentences_per_s_greedy": len(rows) / dt,
-                           "signature": sig}
+    b = bleu(hyp, ref)
+    out: dict[str, Any] = {"held_out": len(rows), "bleu_greedy": b.cased, "bleu_greedy_lowercase": b.lowercase,
+                           "sentences_per_s_greedy": len(rows) / dt, "signature": b.signature,
+                           "signature_lowercase": b.signature_lowercase}
     if beam > 1:
         t0 = time.perf_counter()
         hyp_b = _decode(tr, src, f"BLEU beam {beam}", on_progress, beam, length_penalty)
-        out.update({"bleu_beam": bleu(hyp_b, ref)[0], "beam": beam, "length_penalty": length_penalty,
-                    "sentences_per_s_beam": len(rows) / (time.perf_counter() - t0)})
+        dt = time.perf_counter() - t0
+        bb = bleu(hyp_b, ref)
+        out.update({"bleu_beam": bb.cased, "bleu_beam_lowercase": bb.lowercase, "beam": beam,
+                    "length_penalty": length_penalty, "sentences_per_s_beam": len(rows) / dt})
     return out
 
 

@@ -29,7 +29,7 @@ from dlcli.train.loop import Saved, Stage, Update, fit
 from dlcli.train.optim import apply_gradients, build_optimizer, lr_at, set_lr
 from dlcli.train.plots import plot_curves
 from dlcli.translation import data as pdata
-from dlcli.translation.bleu import bleu
+from dlcli.translation.bleu import bleu, detokenize
 from dlcli.translation.config import TrainTranslateConfig
 from dlcli.translation.run import TranslationRun, held_out_bleu, translate_normalized
 
@@ -135,7 +135,8 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
         return Update(loss.detach(), info={"epoch": epoch, "lr": lr})
 
     def evaluate(done: int) -> dict[str, float]:
-        """Held-out loss (teacher forcing, no smoothing) and greedy BLEU on `bleu_sample` pairs, at the
+        """Held-out loss (teacher forcing, no smoothing) and greedy BLEU (cased, and case-insensitive
+        beside it) on `bleu_sample` pairs, at the
         eval intervals. The final evaluation is BLEU on every held-out pair, after the weights are saved."""
         at_interval = bool(cfg.eval_interval) and done % cfg.eval_interval == 0 \
             and not (budget.steps and done >= budget.steps)
@@ -152,7 +153,8 @@ def train(cfg: TrainTranslateConfig, force: bool = False, resume: bool = False,
                 count += int((tgt_out != toks.pad).sum())
         hyp, _ = translate_normalized(TranslationRun(model, toks, cfg, device), [s for s, _ in sample])
         model.train()
-        return {"val_loss": total / count, "val_bleu": bleu(hyp, [t for _, t in sample])[0]}
+        b = bleu(hyp, [detokenize(t, cfg.data.normalize) for _, t in sample])
+        return {"val_loss": total / count, "val_bleu": b.cased, "val_bleu_lowercase": b.lowercase}
 
     def plots(history: list[dict[str, Any]]) -> None:
         plot_curves(history, run / "bleu.png", {"val_bleu": f"held-out BLEU ({len(sample)} pairs, greedy)"},
