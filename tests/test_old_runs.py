@@ -180,6 +180,8 @@ def test_translate_run(old) -> None:
     ev = json.loads(ok("evaluate", run, "--beam", "2").stdout)  # BLEU on the run's heldout.tsv
     assert ev["held_out"] == 8 and ev["beam"] == 2 and "tok:13a" in ev["signature"], ev
     assert 0 <= ev["bleu_greedy"] <= 100 and 0 <= ev["bleu_beam"] <= 100, ev
+    # a lowercased run: cased and case-insensitive BLEU are both reported, and equal
+    assert ev["bleu_greedy_lowercase"] == ev["bleu_greedy"] and ev["bleu_beam_lowercase"] == ev["bleu_beam"], ev
     resumed(run, 9, *TRANSLATE, "--max-steps", "9")
     assert len(ok("translate", run, input="Go.\n").stdout.splitlines()) == 1
 

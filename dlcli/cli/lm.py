@@ -147,7 +147,9 @@ def evaluate(
     Prints JSON on stdout: mean loss (nats/token), perplexity, bits per
     character (char-level runs) and the token count; for masked-LM runs the
     masked-token accuracy beside the majority baseline; for translation runs
-    greedy and beam BLEU on the held-out pairs (sacrebleu, signature included).
+    greedy and beam BLEU on the held-out pairs, cased (bleu_greedy, bleu_beam)
+    with case-insensitive beside it (bleu_greedy_lowercase, ...; sacrebleu,
+    both signatures included).
 
     Example: dlcli evaluate runs/ts --text held_out.txt
     """
