@@ -228,14 +228,17 @@ class RichProgress:
 @contextlib.contextmanager
 def progress(quiet: bool) -> Iterator[Any]:
     """An `on_progress` callback suited to where stderr goes."""
-    if quiet:
+    from dlcli.core import progress as p
+
+    how = p.mode(_tty(), quiet)
+    if how == "off":
         yield lambda tick: None
-    elif _tty():
+    elif how == "bar":
         rp = RichProgress()
         with rp.progress:
             yield rp
     else:
-        yield PlainProgress()
+        yield PlainProgress(p.every())
 
 
 def info(message: str, quiet: bool) -> None:

@@ -162,7 +162,9 @@ def evaluate(
 
         print(json.dumps({"run": cfg.run, **evaluate_run(cfg.run, beam=cfg.beam, device=cfg.device)}, indent=2))
         return
-    print(json.dumps(run_evaluate(cfg), indent=2))
+    with c.progress(job.quiet) as on_progress:
+        out = run_evaluate(cfg, on_progress)
+    print(json.dumps(out, indent=2))
 
 
 @command(lambda: _lm().TrainTransformerConfig, options=LM | o.LORA, resume=True, switches=("task",))

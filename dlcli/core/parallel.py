@@ -173,7 +173,7 @@ def run_jobs(fn: Callable[[A], R], jobs: list[A], workers: int = 0,
     """Run `fn(job)` for each job in worker processes; results in job order.
 
     Jobs call `report_bytes` as they go; `on_bytes(total)` is called in this
-    process a few times a second with the running total.
+    process a few times a second with the running total, and once at the end.
     """
     global _PROGRESS
     n = min(workers or default_workers(), len(jobs))
@@ -195,6 +195,8 @@ def run_jobs(fn: Callable[[A], R], jobs: list[A], workers: int = 0,
                 if on_bytes:
                     on_bytes(counter.value)
         results = [p.get() for p in pending]
+        if on_bytes:
+            on_bytes(counter.value)  # the final count: the last poll may have come before the last report
         pool.close()
         return results
     finally:

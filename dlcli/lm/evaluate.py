@@ -11,6 +11,7 @@ import numpy as np
 
 from dlcli.core import io
 from dlcli.core.idfile import IdFile
+from dlcli.core.progress import OnProgress, nothing
 from dlcli.errors import ConfigError, InputError
 from dlcli.lm.config import EvaluateConfig
 from dlcli.lm.metrics import evaluate_ids, evaluate_mlm
@@ -20,9 +21,10 @@ from dlcli.models.gpt import GPT
 from dlcli.text import vocabulary
 
 
-def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
+def evaluate(cfg: EvaluateConfig, on_progress: OnProgress = nothing) -> dict[str, Any]:
     """Loss and perplexity (bits per character for a character vocabulary) of a language-model run on
-    `cfg.ids` or `cfg.text`; masked-token accuracy beside the majority baseline for a masked-LM run."""
+    `cfg.ids` or `cfg.text`; masked-token accuracy beside the majority baseline for a masked-LM run.
+    Ticks ("evaluate", tokens) once a batch."""
     cfg.validate()
     if cfg.ids is None and cfg.text is None:
         raise ConfigError("give an id file (--ids) or a text file (--text) to evaluate a language model on")
@@ -47,10 +49,10 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     if run.masked:
         assert isinstance(run.model, GPT)
         mask_id, specials = mask_ids(run.tokenizer, str(Path(cfg.run) / "tokenizer.json"))
-        r = evaluate_mlm(run.model, ids, batch, seq, run.device, mask_id, specials)
+        r = evaluate_mlm(run.model, ids, batch, seq, run.device, mask_id, specials, on_progress=on_progress)
         return {"run": str(cfg.run), "data": source, "objective": "mlm", "masked_tokens": r["masked"],
                 "loss": r["loss"], "masked_accuracy": r["accuracy"], "majority_accuracy": r["majority_accuracy"]}
-    loss, n = evaluate_ids(run.model, ids, batch, seq, run.device)
+    loss, n = evaluate_ids(run.model, ids, batch, seq, run.device, on_progress=on_progress)
     out: dict[str, Any] = {"run": str(cfg.run), "data": source, "tokens": n, "loss": loss,
                            "perplexity": math.exp(min(loss, 700))}
     if run.level == "char":

@@ -58,17 +58,16 @@ def evaluate_mlm(model: GPT, ids: np.ndarray, batch_size: int, seq_len: int, dev
         on_progress(Tick("evaluate", 0, size, unit="token"))
         for x, _ in batches:
             xb, yb = mask_tokens(torch.from_numpy(x), mask_id, model.cfg.vocab_size, g, special_ids=special_ids)
-            done += x.size
-            on_progress(Tick("evaluate", done, size, unit="token"))
             logits, _, _ = model(xb.to(device))
             m = yb != IGNORE
-            if not m.any():
-                continue
-            picked, target = logits.float().cpu()[m], yb[m]
-            total += float(F.cross_entropy(picked, target, reduction="sum"))
-            correct += int((picked.argmax(-1) == target).sum())
-            count += int(m.sum())
-            seen.append(target)
+            if m.any():
+                picked, target = logits.float().cpu()[m], yb[m]
+                total += float(F.cross_entropy(picked, target, reduction="sum"))
+                correct += int((picked.argmax(-1) == target).sum())
+                count += int(m.sum())
+                seen.append(target)
+            done += x.size
+            on_progress(Tick("evaluate", done, size, unit="token"))
     model.train(was_training)
     targets = torch.cat(seen) if seen else torch.zeros(0, dtype=torch.long)
     majority = int(torch.bincount(targets).max()) if count else 0

@@ -84,7 +84,7 @@ def render(run: str | Path, output: str, path: str = "orbit", frames: int = 60, 
         k = _intrinsics(info, width, height)
     bg = background(cfg, dev)
     rgb, dep = [], []
-    views = [render_view(model, c2w, k, bg) for c2w in _progress(poses, on_progress)]
+    views = [render_view(model, c2w, k, bg) for c2w in _progress(poses, on_progress, "render", "frame")]
     # One depth range for the whole path, so the colours do not flicker from frame to frame.
     all_d = torch.cat([(v["depth"] / v["acc"].clamp(min=1e-6))[v["acc"] > 0.5] for v in views])
     lo, hi = (float(torch.quantile(all_d[:100000], 0.01)), float(torch.quantile(all_d[:100000], 0.99))) \
@@ -119,10 +119,11 @@ def render(run: str | Path, output: str, path: str = "orbit", frames: int = 60, 
     return {"output": str(out), "frames": len(rgb), "width": k.width, "height": k.height}
 
 
-def _progress(poses: torch.Tensor, on_progress: OnProgress) -> Any:
+def _progress(poses: torch.Tensor, on_progress: OnProgress, desc: str, unit: str) -> Any:
+    """The poses, a Tick after each one's view is made."""
     for i, c2w in enumerate(poses):
         yield c2w
-        on_progress(Tick("rendering", i + 1, len(poses), unit="frame"))
+        on_progress(Tick(desc, i + 1, len(poses), unit=unit))
 
 
 def evaluate(run: str | Path, split: str = "test", images: str | None = None, device: str = "auto",
@@ -134,7 +135,7 @@ def evaluate(run: str | Path, split: str = "test", images: str | None = None, de
     if images:
         Path(images).mkdir(parents=True, exist_ok=True)
     per_view = []
-    for i, c2w in enumerate(_progress(scene.poses, on_progress)):
+    for i, c2w in enumerate(_progress(scene.poses, on_progress, "eval", "view")):
         v = render_view(model, c2w, scene.intrinsics, bg)
         gt = scene.images[i].to(dev)
         per_view.append({"image": scene.names[i], "psnr": psnr(v["rgb"], gt), "ssim": ssim(v["rgb"], gt)})

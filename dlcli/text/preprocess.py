@@ -154,6 +154,9 @@ def run(cfg: PreprocessConfig, force: bool = False, on_progress: OnProgress = no
             if spec.whole:
                 out.write(b"\n")
                 lines += 1
+    # the completing tick: stdin's total is known only now, and the last worker poll may lag
+    if state["bytes"]:
+        on_progress(Tick("preprocess", state["bytes"], state["bytes"]))
     if cfg.output != io.STDIO:
         meta = {
             "format": STREAM_FORMAT,

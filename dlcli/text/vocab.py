@@ -114,6 +114,8 @@ def _chunks(paths: list[str], on_progress: OnProgress, desc: str) -> Iterator[by
             on_progress(Tick(desc, done, total))
             yield chunk
         checker.finish()
+    if total is None and done:  # stdin: the total is known at its end
+        on_progress(Tick(desc, done, done))
 
 
 def _count_range(rng: Range) -> Counter[bytes]:
@@ -246,7 +248,7 @@ def _encode_raw_chunk(chunk: bytes) -> tuple[np.ndarray, np.ndarray]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    lines = [ln.removesuffix("\r") for ln in lines]
     encs = _W["tok"].encode_batch_fast(lines, add_special_tokens=False)
     lens = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
     ids = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64, count=int(lens.sum()))
@@ -367,4 +369,6 @@ def decode(cfg: DecodeConfig, force: bool = False, on_progress: OnProgress = not
             n += 1
             if n % 65536 == 0:
                 on_progress(Tick("decode", n, ids_file.offsets.size - 1, unit="line"))
+    if n:
+        on_progress(Tick("decode", n, n, unit="line"))
     return {"output": cfg.output, "lines": n}
