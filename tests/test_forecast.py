@@ -286,3 +286,71 @@ def test_config_validation():
         build_config(TimeSeriesConfig, sets=["data=x.csv", "horizons=[0,4]"])
     cfg = build_config(TimeSeriesConfig, sets=["data=x.csv", "model=gru", "horizons=16,1"]).resolved()
     assert (cfg.hidden, cfg.epochs, cfg.horizons) == (32, 20, [1, 16])
+
+
+# --------------------------------------------------------------------------
+# The naive baseline and the command's output
+
+
+def test_predict_scores_mae_and_the_last_value_baseline_on_the_same_targets(linear_run):
+    run, _ = linear_run
+    got = predict(run, device="cpu")
+    x = read_series(SINE, "x").values
+    n = got["n_train"]
+    for k in (1, 4, 64):
+        d = x[n:] - x[n - k:len(x) - k]  # held-out targets all have a k-step prediction
+        naive = got["test"]["last_value"]
+        assert naive["mse"][str(k)] == pytest.approx(float(np.mean(d * d)), rel=1e-12)
+        assert naive["mae"][str(k)] == pytest.approx(float(np.mean(np.abs(d))), rel=1e-12)
+        assert naive["points"][str(k)] == got["test"]["points"][str(k)] == 400
+    assert got["test"]["last_value"]["mse_1step"] == got["test"]["last_value"]["mse"]["1"]
+    # on every point the baseline skips the first tau + k - 1 targets, as the model does
+    assert got["all"]["last_value"]["points"] == got["all"]["points"] == {"1": 996, "4": 993, "16": 981, "64": 933}
+    m = got["test"]
+    assert 0 < m["mae"]["4"] < m["mae"]["64"] and m["mae_1step"] == m["mae"]["1"]
+    assert m["mse"]["1"] < m["last_value"]["mse"]["1"]  # the model beats the naive forecast one step ahead
+
+
+def _table(stdout: str) -> dict[str, list[str]]:
+    lines = stdout.splitlines()
+    assert lines[1].split() == ["horizon", "points", "mse", "mae", "last_value_mse", "last_value_mae"], lines
+    return {r.split()[0]: r.split()[1:] for r in lines[2:] if not r.startswith("wrote ")}
+
+
+def test_cli_predict_prints_a_table_and_json_on_request(cli, linear_run, tmp_path):
+    run, _ = linear_run
+    r = cli("forecast", run, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "{" not in r.stdout and "written" not in r.stdout and "wrote" not in r.stdout
+    assert r.stdout.splitlines()[0] == (f"linear forecaster (tau 4) on {SINE}, column x: held-out points "
+                                        "601-1000")
+    rows = _table(r.stdout)
+    assert list(rows) == ["1", "4", "16", "64"]
+
+    out = json.loads(cli("forecast", run, "--device", "cpu", "--json").stdout)
+    t = out["test"]
+    for k, (points, mse, mae, naive_mse, naive_mae) in rows.items():
+        assert int(points) == t["points"][k] == 400
+        assert [float(mse), float(mae)] == [float(format(t["mse"][k], ".4g")), float(format(t["mae"][k], ".4g"))]
+        assert [float(naive_mse), float(naive_mae)] == [float(format(t["last_value"][m][k], ".4g"))
+                                                        for m in ("mse", "mae")]
+    assert out["written"] == [] and len(out["future"]) == 64
+
+    other = _write(tmp_path / "other.csv", "y\n" + "".join(f"{np.sin(0.01 * t):.6f}\n" for t in range(1, 101)))
+    r = cli("forecast", "predict", run, other, "--column", "y", "--horizons", "2", "-o", tmp_path / "p.csv",
+            "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0].endswith("column y: all 100 points")
+    rows = _table(r.stdout)
+    assert list(rows) == ["1", "2"] and rows["1"][0] == "96" and rows["2"][0] == "95"
+    assert r.stdout.splitlines()[-1] == f"wrote {tmp_path / 'p.csv'}"
+
+
+def test_cli_train_summary_lists_the_horizons_plainly(cli, tmp_path):
+    r = cli("forecast", "train", "-d", SINE, "-m", "linear", "--epochs", "1", "--horizons", "1,4,16",
+            "--device", "cpu", "-o", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    summary = [line for line in r.stderr.splitlines() if line.startswith("held-out MSE")]
+    assert len(summary) == 1 and ";" not in summary[0] and ", ," not in summary[0], r.stderr
+    assert [p.split()[0] for p in summary[0].split(", ")[1:]] == ["1-step", "4-step", "16-step"], summary
+    assert r.stdout.strip() == str(tmp_path / "run")

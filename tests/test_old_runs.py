@@ -193,7 +193,7 @@ FORECAST = ("train-rnn", "--task", "forecast", "-d", REL / "inputs/sine.csv", "-
 def test_forecast_run(old) -> None:
     root = old("forecast")
     run = root / "forecast"
-    out = json.loads(ok("forecast", run, "--horizons", "1,4", "-o", "pred.csv", "--device", "cpu").stdout)
+    out = json.loads(ok("forecast", run, "--horizons", "1,4", "-o", "pred.csv", "--device", "cpu", "--json").stdout)
     assert out["model"] == "gru" and out["tau"] == 4 and out["points"] == 1000 and out["n_train"] == 600, out
     assert out["all"]["points"] == {"1": 996, "4": 993}, out
     rows = Path("pred.csv").read_text(encoding="utf-8").splitlines()
@@ -202,7 +202,8 @@ def test_forecast_run(old) -> None:
     assert set(test_mse) >= {"1", "4"} and all(math.isfinite(v) for v in test_mse.values()), out
     resumed(run, 3, *FORECAST, "--epochs", "3", key="epoch")
     assert [m["epoch"] for m in metrics(run)] == [1, 2, 3]
-    json.loads(ok("forecast", run, "--device", "cpu").stdout)
+    table = ok("forecast", run, "--device", "cpu").stdout.splitlines()  # the default: the table
+    assert table[1].split()[0] == "horizon" and [r.split()[0] for r in table[2:]] == ["1", "4", "16"], table
 
 
 # --------------------------------------------------------------------------- GAN, embeddings, NeRF

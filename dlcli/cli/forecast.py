@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Annotated, Any
 
 from dlcli.cli import common as c
@@ -81,12 +83,17 @@ def predict(
     device: o.UseDevice = "auto",
     anomalies: Annotated[bool, o.opt("--anomalies", help="Also flag anomalies as 'dlcli forecast anomalies' "
                                       "does with its defaults (anomalies.csv and anomalies.png).")] = False,
+    as_json: Annotated[bool, o.opt("--json", help="Print the full result as JSON instead of the table (the "
+                                   "stable machine-readable form: every part, the forecast past the end).")] = False,
     *, job: Job,
 ) -> None:
     """Forecast a series with a trained time-series run: 1-step and k-step-ahead.
 
-    Prints JSON on stdout: the MSE per horizon (and the forecast past the end). 'dlcli forecast RUN ...' is
-    short for 'dlcli forecast predict RUN ...'.
+    Prints a table: per horizon, the MSE and MAE of the model and of the
+    naive last-value forecast, on the held-out part (another CSV: all of it).
+    --json prints the full result instead (also the forecast past the end).
+
+    'dlcli forecast RUN ...' is short for 'dlcli forecast predict RUN ...'.
 
     Example: dlcli forecast predict runs/sine --horizons 1,4,16,64 -o predictions.csv
     """
@@ -107,7 +114,62 @@ def predict(
         found = detect(build_config(AnomalyConfig, flags={"run": run, "data": data, "column": column,
                                                           "device": device}), force=job.force)
         job.info(f"{report(found)}\nwrote {', '.join(found['written'])}")
-    print(json.dumps(out, indent=2, default=str))
+    if as_json:
+        print(json.dumps(out, indent=2, default=str))
+        return
+    title, rows = score_rows(out)
+    if sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+        _rich_table(title, rows)
+    else:
+        print(title)
+        print(plain_table(rows))
+    if out["written"]:
+        print(f"wrote {', '.join(out['written'])}")
+
+
+COLUMNS = ("horizon", "points", "mse", "mae", "last_value_mse", "last_value_mae")
+HEADINGS = ("horizon", "points", "MSE", "MAE", "last-value MSE", "last-value MAE")
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else format(v, ".4g")
+
+
+def score_rows(out: dict[str, Any]) -> tuple[str, list[tuple[str, ...]]]:
+    """The title and one row per horizon (the cells of COLUMNS) of a `predict` result: its held-out part
+    when it has one, else every point."""
+    held_out = "test" in out
+    s = out["test" if held_out else "all"]
+    n = s["last_value"]
+    where = (f"held-out points {out['n_train'] + 1}-{out['points']}" if held_out
+             else f"all {out['points']} points")
+    title = f"{out['model']} forecaster (tau {out['tau']}) on {out['data']}, column {out['column']}: {where}"
+    rows = [("1", str(s["points_1step"]), _num(s["mse_1step"]), _num(s["mae_1step"]), _num(n["mse_1step"]),
+             _num(n["mae_1step"]))]
+    rows += [(k, str(s["points"][k]), _num(s["mse"][k]), _num(s["mae"][k]), _num(n["mse"][k]), _num(n["mae"][k]))
+             for k in map(str, out["horizons"]) if k != "1"]  # horizon 1 is the 1-step row
+    return title, rows
+
+
+def plain_table(rows: list[tuple[str, ...]]) -> str:
+    """COLUMNS and the rows, space-aligned: one line a horizon, for grep and awk."""
+    lines = [COLUMNS, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _rich_table(title: str, rows: list[tuple[str, ...]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table()
+    for h in HEADINGS:
+        t.add_column(h, justify="right")
+    for r in rows:
+        t.add_row(*r)
+    out = Console(highlight=False)
+    out.print(title, markup=False)  # above the table, not wrapped to its width
+    out.print(t)
 
 
 def anomaly_config() -> type:
