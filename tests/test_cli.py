@@ -176,6 +176,8 @@ def test_progress_lines_never_pass_100_percent_or_show_a_negative_eta(capsys):
     show(Tick("embed", 40, 100, unit="word"))
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.startswith("embed: 40 words / 100 words (40%), ") and ", ETA 0:" in last and "-" not in last
+    show(Tick("train gru", 1, 1, unit="epoch"))
+    assert capsys.readouterr().err.startswith("train gru: 1 epoch / 1 epoch (100%), ")  # not "1 epochs"
 
 
 def test_the_summary_tells_training_from_the_final_evaluation(cli, tm_ids):

@@ -116,7 +116,9 @@ def _fmt_bytes(n: float) -> str:
 
 
 def _fmt_amount(n: float, unit: str) -> str:
-    return _fmt_bytes(n) if unit == "B" else f"{n:,.0f} {unit}s"
+    if unit == "B":
+        return _fmt_bytes(n)
+    return f"{n:,.0f} {unit}" + ("" if round(n) == 1 else "s")
 
 
 def _fmt_time(s: float) -> str:
