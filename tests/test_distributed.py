@@ -142,6 +142,7 @@ def ddp(tmp_path_factory, request) -> dict:
            "prefs": write_jsonl(d / "prefs.jsonl", toytask.preference_pairs(40)),
            "prompts": write_jsonl(d / "prompts.jsonl", toytask.prompts(20))}
     runs = [shlex.join([*rlhf_args(stage, toy), "-o", f"two-{stage}"]) for stage in RLHF_DATA]
+    runs.append(shlex.join([*rlhf_args("sft", toy), "--lora-rank", "4", "-o", "two-sft-lora"]))  # LoRA
     reward.run(reward.RewardConfig(base=toy["base"], data=toy["prefs"], output=str(d / "rm"), max_steps=1,
                                    batch_size=8, device="cpu"))
     ppo = ppo_args(toy)
@@ -204,6 +205,25 @@ def test_ddp_rlhf_two_processes_match_one(ddp, stage: str) -> None:
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5 if k != "head.bias" else 1e-3), k
+
+
+def test_ddp_lora_sft_two_processes_match_one(ddp) -> None:
+    """LoRA under DDP: the two processes hold the same adapters, those one process trains (frozen weights
+    take no part in the all-reduce)."""
+    from test_rlhf_cli import stage_run
+
+    from dlcli.lm.config import LoRAConfig
+
+    run, cfg = stage_run("sft", ddp["toy"], "one", max_steps=4, log_interval=2, eval_interval=0,
+                         lora=LoRAConfig(rank=4))
+    run(cfg)
+    two = ddp["dir"] / "two-sft-lora"
+    a, b = load_tensors("one/adapter.safetensors"), load_tensors(two / "adapter.safetensors")
+    assert a.keys() == b.keys() and all(k.endswith(("lora_A", "lora_B")) for k in a)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    r0, r1 = (load_tensors(ddp["dir"] / f"two-sft-lora.rank{r}.safetensors") for r in (0, 1))
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
 
 
 def update_fixed_rollouts(rank: int = 0, world: int = 1) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

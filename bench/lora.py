@@ -1,0 +1,107 @@
+"""Benchmark: LoRA against full fine-tuning of a GPT-2-shaped model (124M parameters), in one process.
+
+The model is dlcli's GPT at GPT-2 small's shape (12 layers, 12 heads, width 768, vocabulary 50,257, tied
+head; --block tokens of context) with random weights: speed and memory do not depend on what the weights
+hold. Each mode builds the model afresh from the same seed and trains it on the same random batches
+(--batch x --block tokens) with AdamW as the stages build it (train/optim.build_optimizer):
+
+    full   every weight trains
+    lora   adapters of rank --rank (alpha 16) on every attention and MLP projection, the rest frozen
+
+and reports the trainable parameters, the optimizer state (AdamW's two moments per trainable parameter, in
+bytes, read from the optimizer after its first step), the gradients' bytes, and the median time of a whole
+step (forward, backward, optimizer step) over --steps steps after one untimed step. The modes alternate
+--repeats times and the medians of each mode's step times are printed, with LoRA / full ratios.
+
+    python bench/lora.py                       # 2 x 128 tokens, 3 timed steps, 2 rounds
+    python bench/lora.py --batch 1 --block 64 --steps 2 --repeats 1   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from dlcli.models import lora
+from dlcli.models.config import GPTConfig
+from dlcli.models.gpt import GPT
+from dlcli.train.config import OptimConfig
+from dlcli.train.optim import build_optimizer
+
+
+def cpu_kind() -> str:
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            info = f.read()
+        name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
+        flags = next((ln for ln in info.splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        name = platform.processor()
+    isa = "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "x86"
+    return f"{name} ({isa}{', AVX512-BF16' if 'avx512_bf16' in flags else ''}), {torch.get_num_threads()} threads"
+
+
+def build(mode: str, cfg: GPTConfig, rank: int) -> GPT:
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    if mode == "lora":
+        lora.inject(model, ["attn", "mlp"], rank, 16.0)
+    return model.train()
+
+
+def run(mode: str, cfg: GPTConfig, rank: int, batch: int, steps: int) -> dict[str, float]:
+    model = build(mode, cfg, rank)
+    opt = build_optimizer(model, OptimConfig(lr=1e-4), torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    times = []
+    for i in range(steps + 1):
+        x = torch.randint(0, cfg.vocab_size, (batch, cfg.block_size), generator=g)
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        _, loss, _ = model(x[:, :-1], targets=x[:, 1:])
+        loss.backward()
+        opt.step()
+        if i:  # the first step allocates the optimizer's state
+            times.append(time.perf_counter() - t)
+    trainable, total = lora.count(model)
+    state = sum(v.numel() * v.element_size() for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
+    return {"trainable": trainable, "total": total, "optim_bytes": state, "grad_bytes": grads,
+            "step_s": statistics.median(times)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--block", type=int, default=128)
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
+    a = ap.parse_args()
+    cfg = GPTConfig(vocab_size=50257, block_size=a.block, n_layer=12, n_head=12, n_embd=768, dropout=0.0)
+    print(f"CPU: {cpu_kind()}; torch {torch.__version__}")
+    print(f"GPT-2 shape: 12 layers, 12 heads, width 768, vocab 50257; batch {a.batch} x {a.block} tokens, fp32")
+    res: dict[str, list[dict[str, float]]] = {"full": [], "lora": []}
+    for _ in range(a.repeats):
+        for mode, rs in res.items():
+            rs.append(run(mode, cfg, a.rank, a.batch, a.steps))
+    out = {}
+    for mode, rs in res.items():
+        r = dict(rs[0], step_s=statistics.median(x["step_s"] for x in rs))
+        out[mode] = r
+        print(f"{mode:>4}: trainable {r['trainable']:>12,} of {r['total']:,} | optimizer state "
+              f"{r['optim_bytes'] / 2**20:8.1f} MiB | gradients {r['grad_bytes'] / 2**20:7.1f} MiB | step "
+              f"{r['step_s']:.2f} s (median of {a.steps} x {a.repeats})")
+    f, lo = out["full"], out["lora"]
+    print(f"LoRA r={a.rank} / full: trainable {lo['trainable'] / f['trainable']:.4f} "
+          f"({100 * lo['trainable'] / f['trainable']:.2f}%), optimizer state {lo['optim_bytes'] / f['optim_bytes']:.4f}, "
+          f"step time {lo['step_s'] / f['step_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
