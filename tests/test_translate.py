@@ -184,6 +184,17 @@ def test_summary_and_progress_of_the_final_evaluation_and_bleu(cli, small_tsv):
     assert "No artists" not in r.stderr and Path("run/loss.png").is_file()
 
 
+def test_an_empty_translation_is_explained(cli, small_tsv, monkeypatch):
+    from dlcli.translation import run as trun
+
+    r = cli("train-transformer", "--task", "translate", "-d", small_tsv, "-o", "run", "--max-steps", "1", *TINY)
+    assert r.exit_code == 0, r.stderr
+    monkeypatch.setattr(trun, "translate_lines", lambda *a, **k: (["", "Je vois."], 0))  # as a 1-step model does
+    r = cli("translate", "run", "run", input="I am cold.\nI see.\n")
+    assert r.exit_code == 0 and r.stdout == "\nJe vois.\n"
+    assert "warning: 1 of 2 translations came out empty" in r.stderr and "train it longer" in r.stderr
+
+
 PAIRS = ["Hi.\tSalut !", "Run!\tCours\u202f!", "Who?\tQui ?", "Wow!\tÇa alors\u202f!", "Help!\tÀ l'aide\u202f!",
          "I see.\tJe comprends.", "Tom ran.\tTom a couru.", "Tom won.\tTom a gagné."]
 

@@ -101,7 +101,12 @@ def translate_run(
     lines = text.splitlines()
     out, cut = translate_lines(run, lines, beam, length_penalty, device, strict)
     if cut:
-        c.err.print(f"warning: {cut} input sentences were longer than the model's maximum and were truncated",
+        c.err.print(f"warning: {c.count(cut, 'input sentence')} longer than the model's maximum "
+                    f"{'was' if cut == 1 else 'were'} truncated", markup=False, highlight=False)
+    empty = sum(1 for src, tgt in zip(lines, out, strict=True) if src.strip() and not tgt.strip())
+    if empty:
+        c.err.print(f"warning: {empty} of {c.count(len(lines), 'translation')} came out empty: the model ends the "
+                    f"sentence at once, as an untrained or barely trained one does ({run}: train it longer)",
                     markup=False, highlight=False)
     with io.open_output(output, job.force) as f:
         f.write(("\n".join(out) + ("\n" if out else "")).encode("utf-8"))
