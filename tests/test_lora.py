@@ -234,8 +234,10 @@ def test_merge_flag_writes_full_weights_that_need_no_base(cli, toy, tmp_path: Pa
 
 def test_cli_lora_on_sft_reward_dpo_then_ppo_generate_and_score(cli, toy) -> None:
     lo = ["--lora-rank", "4", "--lora-alpha", "8", "--max-steps", "2", *FAST]
-    r = cli("rlhf", "sft", toy["base"], toy["sft"], "-o", "sft", "--lora-targets", "attn.qkv,mlp.fc", *lo)
+    r = cli("rlhf", "sft", toy["base"], toy["sft"], "-o", "sft", "--lora-targets", "attn.qkv,mlp.fc",
+            *[a for a in lo if a != "-q"])
     assert r.exit_code == 0, r.output
+    assert "LoRA rank 4: 576 of " in r.stderr  # A and B of qkv (16 + 48) x 4 and of fc (16 + 64) x 4
     assert sorted({k.split(".", 2)[2] for k in load_tensors("sft/adapter.safetensors")}) == [
         "attn.qkv.lora_A", "attn.qkv.lora_B", "mlp.fc.lora_A", "mlp.fc.lora_B"]
     r = cli("rlhf", "dpo", "sft", toy["prefs"], "-o", "dpo", *lo)  # on the LoRA SFT run: its base is that run
@@ -266,8 +268,9 @@ def test_train_transformer_init_with_lora(cli, tmp_path: Path) -> None:
     tiny = ["--layers", "1", "--heads", "2", "--embd", "16", "--block-size", "16", "-b", "4", "--device", "cpu", "-q"]
     assert cli("train-transformer", "-d", ids, "-o", "base", "--max-steps", "2", *tiny).exit_code == 0
     r = cli("train-transformer", "-d", ids, "-o", "ft", "--init", "base", "--lora-rank", "2", "--max-steps", "3",
-            "-b", "4", "--device", "cpu", "-q", "--set", "eval_interval=0")
+            "-b", "4", "--device", "cpu", "--set", "eval_interval=0")
     assert r.exit_code == 0, r.output
+    assert "parameters, 512 of them trained" in r.stderr  # rank 2 x (in + out): qkv 64, proj 32, fc 80, mlp.proj 80
     assert Path("ft/adapter.safetensors").is_file() and not Path("ft/model.safetensors").exists()
     r = cli("evaluate", "ft", "--ids", ids, "--device", "cpu")
     assert r.exit_code == 0, r.output

@@ -51,6 +51,8 @@ def _lm_line(s: dict[str, Any]) -> str:
         c.info(f"initialised {cov['covered']:,} of {cov['total']:,} embedding rows ({100 * cov['coverage']:.1f}%) "
                f"from {cov['path']}", False)
     params = f", {s['params']:,} parameters" if "params" in s else ""
+    if s.get("trainable", s.get("params")) != s.get("params"):  # LoRA
+        params += f", {s['trainable']:,} of them trained"
     return (f"{s['steps']:,} steps ({s['epochs']:.2f} epochs{params}) in {c.spent(s)}; validation loss "
             f"{s['val_loss']:.4f}, perplexity {s['val_ppl']:.3f}; {s['precision']}")
 

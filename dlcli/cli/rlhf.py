@@ -37,8 +37,10 @@ def _rlhf() -> ModuleType:
 
 
 def _skipped(s: dict) -> str:
-    """What happened to the lines that did not fit as they were."""
-    return ((f"left out {c.count(s['skipped'], 'bad line')} (--skip-bad); " if s.get("skipped") else "")
+    """What happened to the lines that did not fit as they were (and, for a LoRA run, what trained)."""
+    return ((f"LoRA rank {s['lora_rank']}: {s['trainable']:,} of {s['params']:,} weights trained; "
+             if s.get("lora_rank") else "")
+            + (f"left out {c.count(s['skipped'], 'bad line')} (--skip-bad); " if s.get("skipped") else "")
             + (f"truncated {c.count(s['truncated'], 'line')} to the context (--truncate keep-end); "
                if s.get("truncated") else ""))
 

@@ -122,7 +122,7 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
     gpt.eval()
     if dist.main:
         runs.write_lm(out, gpt, Path(cfg.sft) / "tokenizer.json", cfg.lora, cfg.sft)
-    return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "truncated": len(recs.truncated), "elapsed": secs,
+    return {**runs.lora_summary(gpt, cfg.lora), "run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "truncated": len(recs.truncated), "elapsed": secs,
             "steps_per_s": steps / max(secs, 1e-9),
             "precision": prec.describe(),
             **{k: v for k, v in last.items() if k != "step"}}

@@ -114,7 +114,7 @@ def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progres
     if dist.main:
         runs.write_weights(out, rm, cfg.lora, cfg.base)
         shutil.copyfile(Path(cfg.base) / "tokenizer.json", out / "tokenizer.json")
-    return {"run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "truncated": len(recs.truncated), "elapsed": secs,
+    return {**runs.lora_summary(rm, cfg.lora), "run": str(out), "steps": steps, "pairs": len(enc), "skipped": len(recs.skipped), "truncated": len(recs.truncated), "elapsed": secs,
             "val_pairs": len(val_i), "precision": prec.describe(),
             **{k: v for k, v in last.items() if k != "step"}}
 

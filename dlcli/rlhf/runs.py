@@ -96,6 +96,14 @@ def adapt(model: torch.nn.Module, cfg: LoRAConfig) -> bool:
     return cfg.rank > 0
 
 
+def lora_summary(model: torch.nn.Module, cfg: LoRAConfig) -> dict[str, int]:
+    """For a LoRA run's summary: the rank, the weights trained and all weights."""
+    if not cfg.rank:
+        return {}
+    return {"lora_rank": cfg.rank, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "params": sum(p.numel() for p in model.parameters())}
+
+
 def write_weights(run: Path, model: torch.nn.Module, cfg: LoRAConfig, base: str) -> None:
     """model.safetensors, or for a LoRA run adapter.safetensors (and the merged model.safetensors with
     lora.merge) with its base run recorded."""

@@ -60,5 +60,5 @@ def run(cfg: SFTConfig, force: bool = False, resume: bool = False, on_progress: 
     gpt.eval()
     if dist.main:
         runs.write_lm(out, gpt, Path(cfg.base) / "tokenizer.json", cfg.lora, cfg.base)
-    return {"run": str(out), "steps": steps, "examples": len(enc), "skipped": len(recs.skipped), "truncated": len(recs.truncated),
+    return {**runs.lora_summary(gpt, cfg.lora), "run": str(out), "steps": steps, "examples": len(enc), "skipped": len(recs.skipped), "truncated": len(recs.truncated),
             "val_loss_before": before, "val_loss": last["val_loss"], "elapsed": secs, "precision": prec.describe()}
