@@ -170,12 +170,12 @@ def test_nerf_eval_and_render_report_views_and_frames(cli, lines_mode, old_runs)
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["results"]["num_views"] == 2
     ms = progress_lines(r.stderr, "eval")
-    assert [m["done"] for m in ms] == ["1 views", "2 views"] and ms[-1]["pct"] == "100", r.stderr
+    assert [m["done"] for m in ms] == ["1 view", "2 views"] and ms[-1]["pct"] == "100", r.stderr
     r = cli("nerf", "render", root / "nerf", "-o", "frames", "-n", "3", "--device", "cpu")
     assert r.exit_code == 0, r.stderr
     assert r.stdout == "frames\n"
     ms = progress_lines(r.stderr, "render")
-    assert [m["done"] for m in ms] == ["1 frames", "2 frames", "3 frames"] and ms[-1]["pct"] == "100", r.stderr
+    assert [m["done"] for m in ms] == ["1 frame", "2 frames", "3 frames"] and ms[-1]["pct"] == "100", r.stderr
 
 
 @pytest.mark.slow
