@@ -285,3 +285,28 @@ def test_train_transformer_init_with_lora(cli, tmp_path: Path) -> None:
     oids = _char_ids(other, tmp_path / "o", "o", [])
     r = cli("train-transformer", "-d", oids, "-o", "bad", "--init", "base", "--lora-rank", "2", "--device", "cpu")
     assert r.exit_code != 0 and "tokenizer differs from the one of base" in r.stderr and not Path("bad").exists()
+
+
+def test_train_transformer_init_starts_from_the_run_and_refuses_what_does_not_fit(cli, tmp_path: Path) -> None:
+    from conftest import _char_ids
+
+    text = tmp_path / "t.txt"
+    text.write_text(toytask.corpus(200), encoding="utf-8")
+    ids = _char_ids(text, tmp_path, "t", [])
+    tiny = ["-b", "4", "--device", "cpu", "-q", "--set", "eval_interval=0"]
+    assert cli("train-transformer", "-d", ids, "-o", "base", "--max-steps", "2", "--layers", "1", "--heads", "2",
+               "--embd", "16", "--block-size", "16", *tiny).exit_code == 0
+    # a step of lr 1e-9: the weights stay the run's (the model flags are the run's too: --layers 3 is overridden)
+    r = cli("train-transformer", "-d", ids, "-o", "same", "--init", "base", "--lr", "1e-9", "--max-steps", "1",
+            "--layers", "3", *tiny)
+    assert r.exit_code == 0, r.output
+    a, b = load_tensors("base/model.safetensors"), load_tensors("same/model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-7) for k in a)
+    assert "model:\n  vocab_size: " in Path("same/config.yaml").read_text() and "n_layer: 1" in Path(
+        "same/config.yaml").read_text()
+    r = cli("train-transformer", "-d", ids, "-o", "m", "--init", "base", "--objective", "mlm", *tiny)
+    assert r.exit_code != 0 and "objective: mlm does not fit base, a causal language model" in r.stderr
+    assert cli("train-rnn", "-d", ids, "-o", "rnn", "--max-steps", "1", "--hidden", "8", "--layers", "1",
+               "--seq-len", "8", *tiny).exit_code == 0
+    r = cli("train-transformer", "-d", ids, "-o", "x", "--init", "rnn", *tiny)
+    assert r.exit_code != 0 and "rnn: --init needs a Transformer run" in r.stderr and not Path("x").exists()
