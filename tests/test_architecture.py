@@ -17,6 +17,7 @@ LAYER = {
     "models": 2, "text": 2, "train": 2, "tabular": 2,
     "datasets": 2,  # the public data sets and their downloads (core.progress only)
     "lm": 3, "translation": 3, "forecast": 3, "embed": 3, "gan": 3, "nerf": 3,
+    "anomaly": 3,  # NAB scoring of anomaly scores; the streaming detectors plug in beside it
     "runs": 3,  # reads run directories of every stage (core.rundir) and plots them (train.plots)
     "rlhf": 4,
     "cli": 5,

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from dlcli import __version__
-from dlcli.cli import data, embed, forecast, gan, lm, nerf, preprocess, rlhf, runs, tabular, translate, vocab
+from dlcli.cli import anomaly, data, embed, forecast, gan, lm, nerf, preprocess, rlhf, runs, tabular, translate, vocab
 from dlcli.cli.command import Command, Group
 
 # (name, command): a function becomes a command; a Typer app a group.
@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, object]] = [
     ("generate", lm.generate),
     ("evaluate", lm.evaluate),
     ("forecast", forecast.app),
+    ("anomaly", anomaly.app),
     ("translate", translate.app),
     ("rlhf", rlhf.app),
     ("embed", embed.app),

@@ -1,0 +1,91 @@
+"""`dlcli anomaly score`: time-series anomaly detection scored as the Numenta Anomaly Benchmark scores it.
+
+(`dlcli anomaly detect`, the streaming detector, plugs in beside it: see dlcli/anomaly/detect.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated
+
+from dlcli.cli import common as c
+from dlcli.cli import options as o
+from dlcli.cli.command import App, Job, command
+
+app = App("Time-series anomaly detection, scored as the Numenta Anomaly Benchmark (NAB) scores it.")
+
+
+def score_config() -> type:
+    from dlcli.anomaly.config import ScoreConfig
+
+    return ScoreConfig
+
+
+@app.command("score")
+@command(score_config, switches=("as_json",))
+def score(
+    results: Annotated[str, o.arg("Score CSVs (timestamp, anomaly_score): a folder <category>/<file>.csv[.gz], as "
+                                  "NAB's results, or one CSV.")],
+    labels: Annotated[str | None, o.opt("--labels", help="NAB's combined_windows.json (default: each CSV's "
+                                        "0/1 'label' column; its runs of 1 are the windows).")] = None,
+    data: Annotated[str | None, o.opt("--data", "-d", help="The series the scores were made from (a folder "
+                                      "<category>/<file>.csv or one CSV): check that each score file has its "
+                                      "rows.")] = None,
+    profiles: Annotated[list[str] | None, o.opt("--profile", help="standard, reward_low_FP_rate or "
+                                                "reward_low_FN_rate (repeatable; default all three).")] = None,
+    profiles_file: Annotated[str | None, o.opt("--profiles", help="A NAB profiles.json with other cost "
+                                               "matrices.")] = None,
+    probation: Annotated[float | None, o.opt("--probation", help="Leading share of each file not scored (NAB's "
+                                             "probationary period, at most 5000 x this rows).")] = None,
+    as_json: Annotated[bool, o.opt("--json", help="Print the full result as JSON (every profile, every file) "
+                                   "instead of the table.")] = False,
+    *, job: Job,
+) -> None:
+    """Score a detector's anomaly scores against labelled windows as NAB does: the threshold optimised over
+    all files together, the score normalised so that the null detector gets 0 and a perfect one 100.
+
+    Prints a table on stdout, one row per profile: the NAB score, its raw total, the threshold, the
+    windows found, the false positives (flagged rows outside every window) and event-wise precision,
+    recall and F1 at that threshold (each window counts once; no point adjustment).
+
+    Example: dlcli anomaly score results/numenta --labels labels/combined_windows.json
+    """
+    from dlcli.anomaly.score import COLUMNS, report, rows
+    from dlcli.anomaly.score import score as run
+
+    s = job.run(run, report, result=None)
+    if as_json:
+        c.result(json.dumps(s, indent=2))
+        return
+    title = f"NAB scores of {s['results']} ({s['labels']})"
+    if sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+        _rich_table(title, HEADINGS, rows(s))
+    else:
+        c.result(title)
+        c.result(_plain_table(COLUMNS, rows(s)))
+
+
+HEADINGS = ("profile", "NAB score", "raw", "threshold", "windows found", "false positives", "event P", "event R",
+            "event F1")
+
+
+def _plain_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """The columns and rows, space-aligned: one line a profile, for grep and awk."""
+    lines = [columns, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _rich_table(title: str, headings: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table()
+    for h in headings:
+        t.add_column(h, justify="left" if h == "profile" else "right")
+    for r in rows:
+        t.add_row(*r)
+    out = Console(highlight=False)
+    out.print(title, markup=False)
+    out.print(t)
