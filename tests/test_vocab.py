@@ -177,6 +177,8 @@ def test_mismatched_vocabulary_is_refused(cli, tm_pipeline):
          "c.ids: missing sidecar"),
         (None, ["build", "nothing.tok", "-o", "o.json"], "nothing.tok: no such file"),
         (None, ["build", "c.tok", "-o", "o.json", "--unk", "<oov>"], "unk: '<oov>' must be one of the specials"),
+        (None, ["build", "c.tok", "-o", "o.json", "-s", "<mask>"],
+         "name it too (-s '<unk>' -s '<mask>'; -s replaces the default list)"),
         (None, ["train", "c.tok", "-m", "bpx", "-o", "o.json"], "model: 'bpx' is not one of"),
     ],
 )

@@ -47,7 +47,9 @@ class BuildConfig:
         if self.normalize is not None:
             norm.check_steps(self.normalize)
         if self.unk and self.unk not in self.specials:
-            raise ConfigError(f"unk: '{self.unk}' must be one of the specials ({', '.join(self.specials) or 'none'})")
+            given = " ".join(f"-s '{t}'" for t in self.specials)
+            raise ConfigError(f"unk: '{self.unk}' must be one of the specials ({', '.join(self.specials) or 'none'}): "
+                              f"name it too (-s '{self.unk}' {given}; -s replaces the default list), or give --unk '' for none")
         if len(set(self.specials)) != len(self.specials):
             raise ConfigError("specials: duplicate special tokens")
         if self.min_freq < 1 or self.max_size < 0:
