@@ -310,3 +310,58 @@ def test_train_transformer_init_starts_from_the_run_and_refuses_what_does_not_fi
                "--seq-len", "8", *tiny).exit_code == 0
     r = cli("train-transformer", "-d", ids, "-o", "x", "--init", "rnn", *tiny)
     assert r.exit_code != 0 and "rnn: --init needs a Transformer run" in r.stderr and not Path("x").exists()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_lora_sft_on_an_imported_model_lowers_the_held_out_loss(cli, tmp_path: Path, family: str) -> None:
+    """A random GPT-2 / Llama-style model built by `transformers` (weights of std 0.3, so it has something to
+    say), imported with `dlcli import-hf`, fine-tuned with LoRA on every attention and MLP projection (Llama's
+    gate/up/down included): the held-out completion loss drops; generate and DPO take the LoRA run."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("dlcli.hf")  # import-hf (issue 19, items 1-4)
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from dlcli.rlhf.config import SFTConfig
+    from dlcli.rlhf.sft import run
+    from dlcli.train.config import OptimConfig
+
+    lines = ["the keeper of the light walked up the stairs", "a ship came in at night and the sea was calm",
+             "she wrote the numbers down one by one", "light and dark, night and day, the tide comes and goes"]
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(lines * 4, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(folder / "tokenizer.json"))
+    v = tok.get_vocab_size()
+    torch.manual_seed(0)
+    if family == "gpt2":
+        m = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=v,
+                                                                 n_positions=64, bos_token_id=0, eos_token_id=0,
+                                                                 initializer_range=0.3))
+    else:
+        m = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+            num_hidden_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=96,
+            vocab_size=v, max_position_embeddings=64, bos_token_id=0, eos_token_id=0, initializer_range=0.3,
+            tie_word_embeddings=True))
+    m.save_pretrained(folder)
+    r = cli("import-hf", folder, "-o", "base", "-q")
+    assert r.exit_code == 0, r.output
+    pairs = [{"prompt": a[:k], "completion": a[k:]} for a in lines for k in range(8, 28, 2)]
+    write_jsonl(tmp_path / "sft.jsonl", pairs)
+    s = run(SFTConfig(base="base", data=str(tmp_path / "sft.jsonl"), output="sft", max_steps=30, batch_size=8,
+                      eval_interval=0, device="cpu", val_fraction=0.2, optim=OptimConfig(lr=1e-2),
+                      lora=LoRAConfig(rank=8)))
+    assert s["val_loss"] < 0.8 * s["val_loss_before"] and s["trainable"] < s["params"] / 5
+    assert not Path("sft/model.safetensors").exists()
+    if family == "llama":
+        adapted = {k.split(".", 2)[2].rsplit(".", 1)[0] for k in load_tensors("sft/adapter.safetensors")}
+        assert adapted == {"attn.qkv", "attn.proj", "mlp.gate", "mlp.fc", "mlp.proj"}
+    r = cli("generate", "sft", "-p", "the keeper", "-n", "4", "--seed", "1", "--device", "cpu")
+    assert r.exit_code == 0 and r.stdout.startswith("the keeper"), r.output
+    prefs = [{"prompt": a[:10], "chosen": a[10:], "rejected": b[10:]} for a, b in zip(lines, lines[1:] + lines[:1])]
+    write_jsonl(tmp_path / "prefs.jsonl", prefs * 3)
+    r = cli("rlhf", "dpo", "sft", tmp_path / "prefs.jsonl", "-o", "dpo", "--lora-rank", "4", "--max-steps", "2", *FAST)
+    assert r.exit_code == 0, r.output
