@@ -103,6 +103,30 @@ def test_merge_gives_the_plain_model_back_with_the_same_logits() -> None:
     assert (plain(ids)[0] - before).abs().max() < 1e-5
 
 
+def test_without_adapters_is_the_base_model() -> None:
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    ids = torch.randint(0, 11, (2, 16))
+    want = model(ids)[0]
+    lora.inject(model, ["attn", "mlp"], 4, 8)
+    for n, p in model.named_parameters():
+        if n.endswith("lora_B"):
+            p.data.normal_(0, 0.1)
+    assert torch.equal(lora.without_adapters(model)(ids)[0], want)
+    assert not torch.allclose(model(ids)[0], want, atol=1e-3)  # and on again after it
+
+
+def test_lora_dpo_reference_is_the_base_without_a_copy(toy) -> None:
+    """DPO's reference log-probs with LoRA (the policy, adapters off) are those of a copy of the base."""
+    from dlcli.train import checkpoint
+
+    for out, kw in (("full", {}), ("lo", {"lora": LoRAConfig(rank=4)})):
+        run, cfg = stage_run("dpo", toy, out, max_steps=1, **kw)
+        run(cfg)
+    a, b = (load_tensors(Path(d) / checkpoint.TENSORS)["extra.reference_logprobs"] for d in ("full", "lo"))
+    assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_config_checks_and_old_configs_load_without_lora() -> None:
     from dlcli.core.config import build_config, from_dict
     from dlcli.lm.config import TrainTransformerConfig

@@ -16,7 +16,10 @@ trainable parameters only (the adapters, and anything left trainable on purpose,
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,9 +46,12 @@ class LoRALinear(nn.Module):
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, device=dev, dtype=dtype))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear initialises its weight
         self.dropout = nn.Dropout(dropout)
+        self.enabled = True  # False: the base layer alone (see `disabled`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.linear(x, self.weight, self.bias)  # W x + b
+        if not self.enabled:
+            return h
         return h + self.scale * F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B)  # (alpha/r) B A x
 
     def delta(self) -> torch.Tensor:
@@ -96,6 +102,29 @@ def merge(model: nn.Module) -> nn.Module:
             parent, _, leaf = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, leaf, m.merged())
     return model
+
+
+@contextlib.contextmanager
+def disabled(model: nn.Module) -> Iterator[None]:
+    """Inside the block the model is its base: every adapter is off."""
+    layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    for m in layers:
+        m.enabled = False
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.enabled = True
+
+
+def without_adapters(model: nn.Module) -> Callable[..., Any]:
+    """`model` called with its adapters off: the frozen base (DPO's reference) with no copy of its weights."""
+
+    def base(*args: Any, **kwargs: Any) -> Any:
+        with disabled(model):
+            return model(*args, **kwargs)
+
+    return base
 
 
 def adapter_names(model: nn.Module) -> list[str]:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from dlcli.core import rundir
 from dlcli.core.progress import OnProgress, nothing
+from dlcli.models.lora import without_adapters
 from dlcli.rlhf import runs, tokens
 from dlcli.rlhf.config import RESUMABLE, DPOConfig
 from dlcli.rlhf.loop import Loop, mean_over_processes, split, train_loop
@@ -56,8 +57,10 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
     dev, dist, sft, recs, enc, out, prec = runs.begin(cfg, "rlhf-dpo", cfg.sft, "prefs", ("chosen", "rejected"),
                                                       force, resume, (*RESUMABLE, "kl_samples"))
     gpt = sft.model
-    reference = copy.deepcopy(gpt).eval().requires_grad_(False)  # pi_ref, frozen
-    lora = runs.adapt(gpt, cfg.lora)  # after the copy: the reference has no adapters
+    if runs.adapt(gpt, cfg.lora):  # LoRA: pi_ref is the policy with its adapters off (no second copy)
+        reference: Any = without_adapters(gpt)
+    else:
+        reference = copy.deepcopy(gpt).eval().requires_grad_(False)  # pi_ref, frozen
     pad_id = end_id = tokens.end_token(sft.tokenizer, cfg.sft)
 
     def both(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +120,7 @@ def run(cfg: DPOConfig, force: bool = False, resume: bool = False, on_progress: 
                     "DPO: KL")
 
     loop = Loop("dpo", gpt, len(train_i), step, evaluate, plots, extra={"reference_logprobs": ref},
-                show=("val_kl",), trainable_only=lora)
+                show=("val_kl",), trainable_only=cfg.lora.rank > 0)
     steps, last, secs = train_loop(cfg, out, loop, prec, on_progress, resume, dist)
     gpt.eval()
     if dist.main:
