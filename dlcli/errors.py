@@ -23,6 +23,14 @@ class InputError(DlcliError):
     """An input file is missing, unreadable or malformed."""
 
 
+class MissingFileError(InputError):
+    """An input file that is not there; `path` is what was asked for."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"{path}: no such file")
+        self.path = str(path)
+
+
 class OutputExistsError(DlcliError):
     """An output exists and neither --force nor --resume was given."""
 

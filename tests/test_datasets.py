@@ -338,3 +338,13 @@ def test_tar_and_gz_without_checksum_say_not_verified(cli, monkeypatch, tmp_path
     assert (tmp_path / "out/toy/train.jsonl").read_bytes() == b'{"chosen": "x"}\n'
     assert not (tmp_path / "out/toy/train.jsonl.gz").exists()
     assert "not verified (2 of 2 files have no checksum in the catalog)" in r.stderr
+
+
+def test_a_missing_input_named_like_a_data_set_says_how_to_get_it(cli):
+    r = cli("preprocess", "timemachine.txt", "-o", "tm.tok")
+    assert r.exit_code != 0
+    assert r.stderr.strip() == "error: timemachine.txt: no such file (it is in a public data set: dlcli data get " \
+        "timemachine -o data)"
+    assert "dlcli data get fra-eng" in cli("translate", "train", "-d", "fra-eng.txt", "-o", "r").stderr
+    r = cli("preprocess", "notes.txt", "-o", "n.tok")
+    assert r.stderr.strip() == "error: notes.txt: no such file"

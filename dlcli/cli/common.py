@@ -36,6 +36,18 @@ def _tty() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
+def _data_hint(e: Exception) -> str:
+    """For a missing file named like a public data set: how to get it."""
+    from dlcli.errors import MissingFileError
+
+    if not isinstance(e, MissingFileError):
+        return ""
+    from dlcli.datasets.catalog import providing
+
+    d = providing(e.path)
+    return f" (it is in a public data set: dlcli data get {d.name} -o data)" if d else ""
+
+
 @contextlib.contextmanager
 def errors(debug: bool = False) -> Iterator[None]:
     """Turn library errors into one stderr line and a non-zero exit."""
@@ -49,7 +61,7 @@ def errors(debug: bool = False) -> Iterator[None]:
     except DlcliError as e:
         if debug:
             raise
-        raise fail(str(e), e.exit_code) from None
+        raise fail(str(e) + _data_hint(e), e.exit_code) from None
     except KeyboardInterrupt:
         if debug:
             raise

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Self
 
-from dlcli.errors import InputError, OutputError, OutputExistsError
+from dlcli.errors import InputError, MissingFileError, OutputError, OutputExistsError
 
 STDIO = "-"
 
@@ -36,7 +36,7 @@ def check_input_file(path: str | os.PathLike[str], what: str = "input") -> Path:
     """Return `path` if it is a readable, non-empty regular file, else raise."""
     p = Path(path)
     if not p.exists():
-        raise InputError(f"{p}: no such file")
+        raise MissingFileError(p)
     if p.is_dir():
         raise InputError(f"{p}: is a directory, expected a {what} file")
     if not os.access(p, os.R_OK):

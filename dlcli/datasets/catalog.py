@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from dlcli.errors import InputError
 
@@ -196,3 +197,13 @@ def find(name: str) -> Dataset:
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(names)})"
     raise InputError(f"{name}: no such data set{hint}; 'dlcli data list' shows them")
+
+
+def providing(path: str) -> Dataset | None:
+    """The data set a missing input file is probably from, by its name (`timemachine.txt`, `fra-eng.txt`)."""
+    stem = PurePosixPath(path).name.split(".")[0].lower()
+    for d in CATALOG:
+        if stem == d.name.replace("-", "_") or stem == d.name or any(
+                stem == PurePosixPath(f.name).name.split(".")[0].lower() for f in d.files):
+            return d
+    return None
