@@ -389,3 +389,35 @@ def test_lora_sft_on_an_imported_model_lowers_the_held_out_loss(cli, tmp_path: P
     write_jsonl(tmp_path / "prefs.jsonl", prefs * 3)
     r = cli("rlhf", "dpo", "sft", tmp_path / "prefs.jsonl", "-o", "dpo", "--lora-rank", "4", "--max-steps", "2", *FAST)
     assert r.exit_code == 0, r.output
+
+
+def test_train_transformer_lora_resume_gives_the_losses_and_adapter_of_one_run(cli, tmp_path: Path) -> None:
+    from conftest import _char_ids
+
+    from dlcli.lm.config import TrainTransformerConfig
+    from dlcli.lm.train import train_transformer
+
+    text = tmp_path / "t.txt"
+    text.write_text(toytask.corpus(200), encoding="utf-8")
+    ids = _char_ids(text, tmp_path, "t", [])
+    assert cli("train-transformer", "-d", ids, "-o", "base", "--max-steps", "2", "--layers", "1", "--heads", "2",
+               "--embd", "16", "--block-size", "16", "-b", "4", "--device", "cpu", "-q").exit_code == 0
+
+    def cfg(out: str) -> TrainTransformerConfig:
+        c = TrainTransformerConfig(output=out, init="base", batch_size=4, max_steps=5, eval_interval=2,
+                                   log_interval=1, device="cpu", lora=LoRAConfig(rank=2, dropout=0.1))
+        c.data.train = str(ids)
+        return c
+
+    def stop_at_3(tick) -> None:
+        if tick.done == 3:
+            raise KeyboardInterrupt
+
+    train_transformer(cfg("whole"))
+    with pytest.raises(Interrupted, match="interrupted at step 3"):
+        train_transformer(cfg("cut"), on_progress=stop_at_3)
+    train_transformer(cfg("cut"), resume=True)
+    same_weights("whole/adapter.safetensors", "cut/adapter.safetensors")
+    losses = [[r["loss"] for r in map(json.loads, Path(d, "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+              for d in ("whole", "cut")]
+    assert len(losses[0]) == 5 and losses[0] == losses[1]
