@@ -268,6 +268,9 @@ def test_nabs_results_layout_and_gzip_are_matched_to_their_keys(tmp_path):
     with pytest.warns(UserWarning, match="1 score file with no key in .* left out: cat/c.csv"):
         s = score(ScoreConfig(results=str(tmp_path / "res"), labels=str(tmp_path / "w.json")))
     assert sorted(s["profiles"][0]["files"]) == ["cat/a.csv", "cat/b.csv"] and s["windows"] == 1
+    _csv(tmp_path / "res" / "cat" / "a.csv", "timestamp,anomaly_score", rows)
+    with pytest.raises(InputError, match="two score files for 'cat/a.csv' of .*: cat/a.csv and cat/det_a.csv"):
+        score(ScoreConfig(results=str(tmp_path / "res"), labels=str(tmp_path / "w.json")))
 
 
 def test_timestamps_may_slip_back_as_real_clocks_do(tmp_path):

@@ -112,6 +112,11 @@ def label_key(name: str, keys: list[str]) -> str | None:
 def match(names: list[str], keys: list[str], labels_path: str | Path, where: str | Path) -> dict[str, str]:
     """Each score file's labels key (files without one are left out); an error when none matches."""
     found = {n: k for n in names if (k := label_key(n, keys)) is not None}
+    seen: dict[str, str] = {}
+    for n, k in found.items():
+        if k in seen:
+            raise InputError(f"{where}: two score files for '{k}' of {labels_path}: {seen[k]} and {n}")
+        seen[k] = n
     if not found:
         raise InputError(f"{labels_path}: no key matches a score file under {where} (keys look like "
                          f"'{keys[0] if keys else '(none)'}', files like '{names[0] if names else '(none)'}')")

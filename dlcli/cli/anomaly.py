@@ -42,8 +42,10 @@ def score(
                                    "instead of the table.")] = False,
     *, job: Job,
 ) -> None:
-    """Score a detector's anomaly scores against labelled windows as NAB does: the threshold optimised over
-    all files together, the score normalised so that the null detector gets 0 and a perfect one 100.
+    """Score a detector's anomaly scores against labelled windows, as NAB does.
+
+    The threshold is optimised over all files together; the score is normalised so that NAB's null
+    detector gets 0 and a perfect one 100.
 
     Prints a table on stdout, one row per profile: the NAB score, its raw total, the threshold, the
     windows found, the false positives (flagged rows outside every window) and event-wise precision,
