@@ -348,3 +348,6 @@ def test_a_missing_input_named_like_a_data_set_says_how_to_get_it(cli):
     assert "dlcli data get fra-eng" in cli("translate", "train", "-d", "fra-eng.txt", "-o", "r").stderr
     r = cli("preprocess", "notes.txt", "-o", "n.tok")
     assert r.stderr.strip() == "error: notes.txt: no such file"
+    from dlcli.datasets.catalog import providing
+
+    assert providing("transforms.json") is None and providing("data/text8").name == "text8"

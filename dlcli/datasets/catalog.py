@@ -204,6 +204,6 @@ def providing(path: str) -> Dataset | None:
     stem = PurePosixPath(path).name.split(".")[0].lower()
     for d in CATALOG:
         if stem == d.name.replace("-", "_") or stem == d.name or any(
-                stem == PurePosixPath(f.name).name.split(".")[0].lower() for f in d.files):
+                stem == f.name.split(".")[0].lower() for f in d.files if "/" not in f.name):
             return d
     return None
