@@ -85,11 +85,9 @@ def train_transformer(cfg: TrainTransformerConfig, force: bool = False, resume: 
     start = _start(cfg) if cfg.init else None
 
     def build() -> GPT:
-        model = GPT(cfg.model)
-        if start is not None:  # its weights; with LoRA, adapters in and the rest frozen
-            model.load_state_dict(start.model.state_dict())
-            if cfg.lora.rank:
-                lm_lora.adapt(model, cfg.lora)
+        model = start.model if start is not None else GPT(cfg.model)  # the run's model: no second copy
+        if start is not None and cfg.lora.rank:  # adapters in, the rest frozen
+            lm_lora.adapt(model, cfg.lora)
         if cfg.compile:
             model.forward = torch.compile(model.forward)  # type: ignore[method-assign]
         return model
@@ -103,7 +101,7 @@ def train_transformer(cfg: TrainTransformerConfig, force: bool = False, resume: 
 
 def _start(cfg: TrainTransformerConfig) -> LMRun:
     """The run `cfg.init` names (a GPT of the same objective); its model shape becomes the config's."""
-    start = open_run(cfg.init, "cpu")
+    start = open_run(cfg.init, "cpu")  # its model is the one `build` trains
     if not isinstance(start.model, GPT):
         raise InputError(f"{cfg.init}: --init needs a Transformer run (this is an RNN)")
     if start.model.cfg.causal != cfg.model.causal:
