@@ -139,8 +139,7 @@ def sweep(files: list[File], profile: Profile) -> Sweep:
     # a window's value is the best detection so far (-fn before any): add each step up of its running best
     inwin = np.flatnonzero(win >= 0)
     grouped = inwin[np.argsort(win[inwin], kind="stable")]  # window by window, each in sweep order
-    starts = np.flatnonzero(np.r_[True, win[grouped][1:] != win[grouped][:-1]]) if len(grouped) else []
-    for rows in np.split(grouped, starts[1:]) if len(grouped) else []:
+    for rows in np.split(grouped, np.flatnonzero(np.diff(win[grouped])) + 1):
         best = np.maximum.accumulate(np.maximum(w[rows], -profile.fn))
         delta[rows] += np.diff(np.r_[-profile.fn, best])
     n_windows = len(np.unique(win[inwin]))
