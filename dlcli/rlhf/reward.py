@@ -79,8 +79,9 @@ def run(cfg: RewardConfig, force: bool = False, resume: bool = False, on_progres
     """Train (or continue a checkpoint with `resume`); write the reward model's directory; return a summary."""
     dev, dist, base, recs, enc, out, prec = runs.begin(cfg, "rlhf-reward", cfg.base, "prefs", ("chosen", "rejected"),
                                                        force, resume)
-    rm = RewardModel(cfg.model).to(dev)
-    rm.gpt.load_state_dict(base.model.state_dict())
+    rm = RewardModel(cfg.model)
+    rm.gpt = base.model  # the starting run's model itself: no second copy of its weights
+    rm.to(dev)
     lora = runs.adapt(rm.gpt, cfg.lora)  # the head stays trainable
     pad_id = tokens.end_token(base.tokenizer, cfg.base)
     train_i, val_i = split(len(enc), cfg.val_fraction, cfg.seed)
