@@ -20,6 +20,7 @@ LAYER = {
     "anomaly": 3,  # NAB scoring of anomaly scores; the streaming detectors plug in beside it
     "runs": 3,  # reads run directories of every stage (core.rundir) and plots them (train.plots)
     "rlhf": 4,
+    "hf": 4,  # Hugging Face checkpoints in and out: makes and reads language-model runs (lm.run)
     "cli": 5,
 }
 ALLOWED = {

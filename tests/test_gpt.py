@@ -54,9 +54,51 @@ def test_causal_past_logits_ignore_future_tokens():
     assert not torch.allclose(la[:, 3:], lb[:, 3:], atol=1e-4)
 
 
-@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+LLAMA = {"positions": "rope", "norm": "rms", "mlp": "swiglu", "bias": False, "n_kv_head": 1, "n_inner": 12,
+         "rope_scaling": "llama3", "rope_factor": 4.0, "rope_original_max": 8}  # the options import-hf uses
+
+
+@pytest.mark.parametrize("options", [{}, LLAMA, {**LLAMA, "qkv_bias": True, "rope_scaling": "linear", "n_kv_head": 2},
+                                     {"mlp": "gelu_tanh", "n_inner": 20, "tie_weights": False}],
+                         ids=["gpt", "llama", "qwen2", "gpt2"])
+def test_family_options_fast_path_equals_reference(options):
+    m = tiny(**options)
+    idx = torch.randint(0, 13, (2, 10))
+    fast, _, _ = m(idx)
+    slow, _, _ = m(idx, reference=True)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    assert all(w.shape == (2, 2, 10, 10) for w in m.attention_weights(idx))
+
+
+def test_rope_attention_depends_on_relative_position_only():
+    m = tiny(**LLAMA)
+    from dlcli.models.gpt import rotate
+
+    x = torch.randn(1, 1, 6, 4)
+    a = m.blocks[0].attn
+    rope = m._embed(torch.zeros(1, 6, dtype=torch.long), 0)[1]
+    later = m._embed(torch.zeros(1, 6, dtype=torch.long), 5)[1]
+    q, k = x, x.flip(2)
+    scores = rotate(q, rope) @ rotate(k, rope).transpose(-2, -1)
+    shifted = rotate(q, later) @ rotate(k, later).transpose(-2, -1)
+    assert torch.allclose(scores, shifted, atol=1e-5)  # q_m . k_n depends on m - n alone
+    assert a.n_kv_head == 1 and a.qkv.out_features == (2 + 2 * 1) * 4
+
+
+def test_old_configs_build_the_same_model():
+    """Every new option defaults to dlcli's own GPT: same parameter names and shapes, same function."""
+    from dlcli.core.config import from_dict
+
+    old = {"vocab_size": 13, "block_size": 16, "n_layer": 2, "n_head": 2, "n_embd": 8, "dropout": 0.0, "bias": True,
+           "positions": "learned", "tie_weights": True, "causal": True}  # a config.yaml from before the options
+    m = GPT(from_dict(GPTConfig, old))
+    assert sorted(m.state_dict()) == sorted(tiny().state_dict())
+    assert not any("gate" in n for n in m.state_dict())
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rope"])
 def test_kv_cache_gives_the_same_logits(positions):
-    m = tiny(positions=positions)
+    m = tiny(positions=positions, **({"n_kv_head": 1} if positions == "rope" else {}))
     idx = torch.randint(0, 13, (1, 12))
     full, _, _ = m(idx)
     logits, _, cache = m(idx[:, :5])

@@ -10,7 +10,22 @@ from typing import Annotated
 import typer
 
 from dlcli import __version__
-from dlcli.cli import anomaly, data, embed, forecast, gan, lm, nerf, preprocess, rlhf, runs, tabular, translate, vocab
+from dlcli.cli import (
+    anomaly,
+    data,
+    embed,
+    forecast,
+    gan,
+    hf,
+    lm,
+    nerf,
+    preprocess,
+    rlhf,
+    runs,
+    tabular,
+    translate,
+    vocab,
+)
 from dlcli.cli.command import Command, Group
 
 # (name, command): a function becomes a command; a Typer app a group.
@@ -23,6 +38,8 @@ COMMANDS: list[tuple[str, object]] = [
     ("train-transformer", lm.train_transformer),
     ("generate", lm.generate),
     ("evaluate", lm.evaluate),
+    ("import-hf", hf.import_hf),
+    ("export-hf", hf.export_hf),
     ("forecast", forecast.app),
     ("anomaly", anomaly.app),
     ("translate", translate.app),

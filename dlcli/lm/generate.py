@@ -38,6 +38,15 @@ def _unk_token(tok: Tokenizer) -> str | None:
     return json.loads(tok.to_str()).get("model", {}).get("unk_token")
 
 
+HF_ENDS = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<|im_end|>")  # end-of-text tokens of imported models
+
+
+def end_tokens(tok: Tokenizer) -> set[int]:
+    """The ids generation stops at: <eos>, and an imported model's end-of-text token (a special token)."""
+    special = {t.content for t in tok.get_added_tokens_decoder().values() if t.special}
+    return {i for t in ("<eos>", *HF_ENDS) if (t == "<eos>" or t in special) and (i := tok.token_to_id(t)) is not None}
+
+
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator
                 ) -> torch.Tensor:
     """One token id per row of `logits` (B, v): greedy, or sampled from the
@@ -95,7 +104,7 @@ def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[
     base = tok.decode(prompt_ids, skip_special_tokens=False)
     # never emit the unknown or padding token; stop at an end-of-sequence token
     banned = [i for t in (_unk_token(tok), "<pad>") if t and (i := tok.token_to_id(t)) is not None]
-    eos = tok.token_to_id("<eos>")
+    eos = end_tokens(tok)
     samples = []
     with torch.no_grad():
         for k in range(cfg.num_samples):
@@ -109,7 +118,7 @@ def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[
                 last = logits[:, -1, :].float().cpu()
                 last[:, banned] = float("-inf")
                 nxt = sample_next(last, cfg.temperature, cfg.top_k, cfg.top_p, gen)
-                if eos is not None and int(nxt[0]) == eos:
+                if int(nxt[0]) in eos:
                     break
                 ids.append(int(nxt[0]))
                 text = tok.decode(ids, skip_special_tokens=False)

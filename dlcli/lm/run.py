@@ -26,7 +26,8 @@ from dlcli.models.rnn import RNNLM
 from dlcli.text import vocabulary
 
 # the stage that wrote a run -> its model kind
-KIND = {"train-rnn": "rnn", "train-transformer": "gpt", "rlhf-sft": "gpt", "rlhf-ppo": "gpt", "rlhf-dpo": "gpt"}
+KIND = {"train-rnn": "rnn", "train-transformer": "gpt", "rlhf-sft": "gpt", "rlhf-ppo": "gpt", "rlhf-dpo": "gpt",
+        "import-hf": "gpt"}  # import-hf: a Hugging Face model (dlcli/hf)
 
 
 @dataclass

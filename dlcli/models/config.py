@@ -20,9 +20,23 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = True
-    positions: str = "learned"  # learned | sinusoidal
+    positions: str = "learned"  # learned | sinusoidal | rope (rotary, Llama)
     tie_weights: bool = True
     causal: bool = True  # False: every position sees every other (an encoder, for masked-LM pretraining)
+    # The options of pretrained families (dlcli import-hf); each default is dlcli's own GPT.
+    norm: str = "layer"  # layer (LayerNorm) | rms (RMSNorm, Llama)
+    norm_eps: float = 1e-5
+    mlp: str = "gelu"  # gelu | gelu_tanh (GPT-2) | swiglu (Llama: down(silu(gate(x)) * up(x)))
+    n_inner: int = 0  # the MLP's hidden width; 0 = 4 * n_embd
+    n_kv_head: int = 0  # key/value heads, grouped-query attention; 0 = n_head
+    head_dim: int = 0  # 0 = n_embd // n_head
+    qkv_bias: bool = False  # biases on Q, K and V even with bias off (Qwen2)
+    rope_theta: float = 10000.0  # positions: rope; the base of the rotation frequencies
+    rope_scaling: str = "none"  # none | linear | llama3
+    rope_factor: float = 1.0  # linear, llama3: how much longer the context became
+    rope_low_freq_factor: float = 1.0  # llama3
+    rope_high_freq_factor: float = 4.0  # llama3
+    rope_original_max: int = 0  # llama3: the context length the model was first trained with
 
 
 @dataclass

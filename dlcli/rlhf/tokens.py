@@ -3,7 +3,8 @@ and padded prompt + response batches with the mask of their response tokens.
 
 Sequences are prompt + response + end token, right-padded. In a causal model padding after a sequence
 changes nothing before it, so no attention mask is needed; losses use a mask of the response tokens.
-The end token is "<eos>" when the tokenizer has one, else a newline.
+The end token is "<eos>" when the tokenizer has one, else a newline, else the end-of-text token of an
+imported Hugging Face tokenizer (GPT-2's and SmolLM's <|endoftext|>, Llama's).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from dlcli.errors import ConfigError, InputError
 from dlcli.rlhf.config import TRUNCATE
 from dlcli.rlhf.data import BadLine, Records, bad_line
 
+HF_ENDS = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<|im_end|>")  # dlcli import-hf runs
+
 
 def end_token(tok: Any, where: str) -> int:
-    for t in ("<eos>", "\n"):
+    for t in ("<eos>", "\n", *HF_ENDS):
         i = tok.token_to_id(t)
         if i is not None:
             return int(i)
