@@ -9,8 +9,9 @@ hold. Each mode builds the model afresh from the same seed and trains it on the 
     lora   adapters of rank --rank (alpha 16) on every attention and MLP projection, the rest frozen
 
 and reports the trainable parameters, the optimizer state (AdamW's two moments per trainable parameter, in
-bytes, read from the optimizer after its first step), the gradients' bytes, and the median time of a whole
-step (forward, backward, optimizer step) over --steps steps after one untimed step. The modes alternate
+bytes, read from the optimizer after its first step), the gradients' bytes, the median time of a whole
+step (forward, backward, optimizer step) over --steps steps after one untimed step, and the process's
+peak resident memory (each mode runs in a fresh process, so the peaks are its own). The modes alternate
 --repeats times and the medians of each mode's step times are printed, with LoRA / full ratios.
 
     python bench/lora.py                       # 2 x 128 tokens, 3 timed steps, 2 rounds
@@ -20,7 +21,9 @@ step (forward, backward, optimizer step) over --steps steps after one untimed st
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import platform
+import resource
 import statistics
 import time
 
@@ -72,7 +75,13 @@ def run(mode: str, cfg: GPTConfig, rank: int, batch: int, steps: int) -> dict[st
     state = sum(v.numel() * v.element_size() for s in opt.state.values() for v in s.values() if torch.is_tensor(v))
     grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
     return {"trainable": trainable, "total": total, "optim_bytes": state, "grad_bytes": grads,
-            "step_s": statistics.median(times)}
+            "step_s": statistics.median(times), "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def fresh(args: tuple[str, GPTConfig, int, int, int, int]) -> dict[str, float]:
+    """`run` in this (fresh) process with the parent's thread count."""
+    torch.set_num_threads(args[-1])
+    return run(*args[:-1])
 
 
 def main() -> None:
@@ -87,20 +96,23 @@ def main() -> None:
     print(f"CPU: {cpu_kind()}; torch {torch.__version__}")
     print(f"GPT-2 shape: 12 layers, 12 heads, width 768, vocab 50257; batch {a.batch} x {a.block} tokens, fp32")
     res: dict[str, list[dict[str, float]]] = {"full": [], "lora": []}
+    spawn = multiprocessing.get_context("spawn")
     for _ in range(a.repeats):
         for mode, rs in res.items():
-            rs.append(run(mode, cfg, a.rank, a.batch, a.steps))
+            with spawn.Pool(1) as pool:
+                rs.append(pool.apply(fresh, ((mode, cfg, a.rank, a.batch, a.steps, torch.get_num_threads()),)))
     out = {}
     for mode, rs in res.items():
-        r = dict(rs[0], step_s=statistics.median(x["step_s"] for x in rs))
+        r = dict(rs[0], step_s=statistics.median(x["step_s"] for x in rs),
+                 peak_rss=statistics.median(x["peak_rss"] for x in rs))
         out[mode] = r
         print(f"{mode:>4}: trainable {r['trainable']:>12,} of {r['total']:,} | optimizer state "
-              f"{r['optim_bytes'] / 2**20:8.1f} MiB | gradients {r['grad_bytes'] / 2**20:7.1f} MiB | step "
-              f"{r['step_s']:.2f} s (median of {a.steps} x {a.repeats})")
+              f"{r['optim_bytes'] / 2**20:8.1f} MiB | gradients {r['grad_bytes'] / 2**20:7.1f} MiB | peak RSS "
+              f"{r['peak_rss'] / 2**20:7.0f} MiB | step {r['step_s']:.2f} s (median of {a.steps} x {a.repeats})")
     f, lo = out["full"], out["lora"]
     print(f"LoRA r={a.rank} / full: trainable {lo['trainable'] / f['trainable']:.4f} "
           f"({100 * lo['trainable'] / f['trainable']:.2f}%), optimizer state {lo['optim_bytes'] / f['optim_bytes']:.4f}, "
-          f"step time {lo['step_s'] / f['step_s']:.2f}x")
+          f"peak RSS {lo['peak_rss'] / f['peak_rss']:.2f}, step time {lo['step_s'] / f['step_s']:.2f}x")
 
 
 if __name__ == "__main__":
