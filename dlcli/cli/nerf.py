@@ -133,3 +133,42 @@ def evaluate(
     with c.progress(job.quiet) as on_progress:
         s = run_eval(run, split, images, device, job.force, on_progress)
     print(json.dumps(s, indent=2))
+
+
+@app.command("process")
+@command(options=o.WRITES)
+def process(
+    source: Annotated[str, typer.Argument(help="A folder of JPEG/PNG photos of one scene, or a video "
+                                          "(.mp4, .mov, ...: needs imageio-ffmpeg).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Scene folder to write: transforms.json, "
+                                        "images/, colmap/.")],
+    downscale: Annotated[int, typer.Option("--downscale", help="Divide the image size by N (COLMAP then "
+                                           "runs on the smaller images: faster).")] = 1,
+    colmap_model: Annotated[str | None, typer.Option("--colmap-model", help="Read this COLMAP sparse model "
+                                                     "(e.g. sparse/0, text or binary) instead of running "
+                                                     "structure from motion.", show_default=False)] = None,
+    matching: Annotated[str, typer.Option("--matching", help="auto (sequential for a video, exhaustive for "
+                                          "photos), exhaustive or sequential.")] = "auto",
+    camera_model: Annotated[str, typer.Option("--camera-model", help="COLMAP camera model: SIMPLE_PINHOLE, "
+                                              "PINHOLE, SIMPLE_RADIAL, RADIAL or OPENCV.")] = "SIMPLE_RADIAL",
+    frames: Annotated[int, typer.Option("--frames", "-n", help="Video: frames sampled evenly.")] = 100,
+    aabb_scale: Annotated[int, typer.Option("--aabb-scale", help="Scene box written for training (a power of "
+                                            "two; the box is 0.375 x this times the cameras' distance).")] = 4,
+    *, job: Job,
+) -> None:
+    """Camera poses and intrinsics from plain photos or a video with COLMAP (pycolmap: SIFT features, matching,
+    incremental mapping), written as an Instant-NGP transforms.json that 'dlcli nerf train' reads.
+    Needs pip install 'dlcli[colmap]' unless --colmap-model is given.
+
+    Example: dlcli nerf process photos/ -o scene --downscale 4
+    """
+    from dlcli.nerf.process import process as run_process
+
+    with c.progress(job.quiet) as on_progress:
+        s = run_process(source, output, downscale, colmap_model, matching, camera_model, frames, aabb_scale,
+                        job.force, on_progress)
+    err = f"{s['reprojection_error']:.2f} px" if s["reprojection_error"] == s["reprojection_error"] else "n/a"
+    job.info(f"{s['registered']} of {s['images']} images registered ({s['width']}x{s['height']}), mean "
+             f"reprojection error {err}, {s['points']:,} points; matching {s['matching']}; "
+             + ", ".join(f"{k} {v:.1f} s" for k, v in s["times"].items()))
+    c.result(s["output"])
