@@ -385,6 +385,14 @@ def test_lora_sft_on_an_imported_model_lowers_the_held_out_loss(cli, tmp_path: P
         assert adapted == {"attn.qkv", "attn.proj", "mlp.gate", "mlp.fc", "mlp.proj"}
     r = cli("generate", "sft", "-p", "the keeper", "-n", "4", "--seed", "1", "--device", "cpu")
     assert r.exit_code == 0 and r.stdout.startswith("the keeper"), r.output
+    r = cli("export-hf", "sft", "-o", "out", "-q")  # the adapter merged: transformers gives dlcli's logits
+    assert r.exit_code == 0, r.output
+    from dlcli.lm.run import open_run
+
+    back = transformers.AutoModelForCausalLM.from_pretrained("out").eval()
+    ids = torch.tensor([tok.encode("the keeper of the light").ids])
+    with torch.no_grad():
+        assert (back(ids).logits - open_run("sft", "cpu").model(ids)[0]).abs().max() < 1e-4
     prefs = [{"prompt": a[:10], "chosen": a[10:], "rejected": b[10:]} for a, b in zip(lines, lines[1:] + lines[:1])]
     write_jsonl(tmp_path / "prefs.jsonl", prefs * 3)
     r = cli("rlhf", "dpo", "sft", tmp_path / "prefs.jsonl", "-o", "dpo", "--lora-rank", "4", "--max-steps", "2", *FAST)
