@@ -1,4 +1,4 @@
-"""`dlcli nerf synth|train|render|eval`: neural radiance fields from posed images."""
+"""`dlcli nerf synth|train|render|eval|export|process`: neural radiance fields from posed images."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dlcli.cli import options as o
 from dlcli.cli.command import App, Job, command
 
 app = App("Neural radiance fields: make a procedural scene, train on posed images (Blender or Instant-NGP layout), "
-          "render new views, measure the test views.")
+          "render new views, measure the test views, export a mesh or point cloud.")
 
 
 def _synth_config() -> type:
@@ -133,6 +133,41 @@ def evaluate(
     with c.progress(job.quiet) as on_progress:
         s = run_eval(run, split, images, device, job.force, on_progress)
     print(json.dumps(s, indent=2))
+
+
+@app.command("export")
+@command(options=o.WRITES)
+def export(
+    run: Annotated[str, typer.Argument(help="A run directory from 'dlcli nerf train'.")],
+    mesh: Annotated[str | None, typer.Option("--mesh", help="Write a coloured triangle mesh (marching cubes on the "
+                                             "density; needs dlcli[mesh]) to this .ply.", show_default=False)] = None,
+    points: Annotated[str | None, typer.Option("--points", help="Write a coloured point cloud (the depth of the "
+                                               "training views) to this .ply.", show_default=False)] = None,
+    resolution: Annotated[int, typer.Option("--resolution", help="Mesh: density grid points per side.")] = 128,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Mesh: the density of the surface (default: "
+                                                    "half opaque over 1/100 of the scene box's side).",
+                                                    show_default=False)] = None,
+    max_points: Annotated[int, typer.Option("--max-points", help="Points: at most this many.")] = 1_000_000,
+    device: o.UseDevice = "auto",
+    *, job: Job,
+) -> None:
+    """Export a trained scene's geometry as binary PLY (MeshLab, Blender, CloudCompare, Open3D): a mesh by
+    marching cubes on the density, and/or a point cloud from the depth of the training views.
+
+    Example: dlcli nerf export runs/scene --mesh scene.ply --points scene-points.ply
+    """
+    from dlcli.nerf.export import export as run_export
+
+    with c.progress(job.quiet) as on_progress:
+        s = run_export(run, mesh, points, resolution, threshold, max_points, job.force, device, on_progress)
+    if "mesh" in s:
+        m = s["mesh"]
+        job.info(f"mesh: {m['vertices']:,} vertices, {m['faces']:,} faces at density {m['threshold']:.4g} "
+                 f"(the grid spans {m['density_range'][0]:.3g} to {m['density_range'][1]:.3g})")
+        c.result(m["path"])
+    if "points" in s:
+        job.info(f"points: {s['points']['points']:,} from {s['points']['views']} views")
+        c.result(s["points"]["path"])
 
 
 @app.command("process")
