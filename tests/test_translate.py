@@ -76,7 +76,9 @@ def test_train_translate_evaluate(cli):
     assert pic.exit_code == 0, pic.stderr
     assert sorted(p.name for p in Path("att").iterdir()) == ["attention-1.png", "attention-2.png"]
     assert Path("att/attention-1.png").read_bytes()[:4] == b"\x89PNG"
-    ev = json.loads(cli("evaluate", "run", "--beam", "2").stdout)
+    r = cli("evaluate", "run", "--beam", "2")
+    assert "BLEU greedy: 50 sentences / 50 sentences (100%)" in r.stderr and "BLEU beam 2: 50 sentences" in r.stderr
+    ev = json.loads(r.stdout)
     assert ev["held_out"] == 50 and 0 <= ev["bleu_greedy"] <= ev["bleu_greedy_lowercase"] <= 100
     assert 0 <= ev["bleu_beam"] <= ev["bleu_beam_lowercase"] <= 100
     assert list(ev).index("bleu_greedy") < list(ev).index("bleu_greedy_lowercase")  # cased first

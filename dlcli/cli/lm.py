@@ -162,7 +162,9 @@ def evaluate(
     if rundir.read_meta(cfg.run).get("stage") == "translate":  # BLEU on the run's held-out pairs
         from dlcli.translation.run import evaluate_run
 
-        print(json.dumps({"run": cfg.run, **evaluate_run(cfg.run, beam=cfg.beam, device=cfg.device)}, indent=2))
+        with c.progress(job.quiet) as on_progress:
+            out = evaluate_run(cfg.run, beam=cfg.beam, device=cfg.device, on_progress=on_progress)
+        print(json.dumps({"run": cfg.run, **out}, indent=2))
         return
     with c.progress(job.quiet) as on_progress:
         out = run_evaluate(cfg, on_progress)

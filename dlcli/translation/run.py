@@ -98,6 +98,7 @@ def _decode(tr: TranslationRun, src: list[str], desc: str, on_progress: OnProgre
     return hyp
 
 
-def evaluate_run(run: str | Path, beam: int = 1, device: str = "auto") -> dict[str, Any]:
+def evaluate_run(run: str | Path, beam: int = 1, device: str = "auto",
+                 on_progress: OnProgress = nothing) -> dict[str, Any]:
     """`dlcli evaluate RUN` on a translation run: the run and its held-out BLEU (`held_out_bleu`)."""
-    return {"run": str(run), **held_out_bleu(run, beam=beam, device=device)}
+    return {"run": str(run), **held_out_bleu(run, beam=beam, device=device, on_progress=on_progress)}
