@@ -429,3 +429,28 @@ def test_train_transformer_lora_resume_gives_the_losses_and_adapter_of_one_run(c
     losses = [[r["loss"] for r in map(json.loads, Path(d, "metrics.jsonl").read_text().splitlines()) if "loss" in r]
               for d in ("whole", "cut")]
     assert len(losses[0]) == 5 and losses[0] == losses[1]
+
+
+def test_lora_merge_writes_the_full_weights_of_an_lm_run_and_a_reward_model(cli, toy) -> None:
+    import shutil
+
+    from dlcli.lm.run import open_run
+    from dlcli.rlhf.reward import open_rm
+
+    lo = ["--lora-rank", "4", "--max-steps", "2", *FAST]
+    assert cli("rlhf", "sft", toy["base"], toy["sft"], "-o", "sft", *lo).exit_code == 0
+    assert cli("rlhf", "reward", toy["base"], toy["prefs"], "-o", "rm", *lo).exit_code == 0
+    ids = torch.randint(1, 20, (2, 12))
+    lengths = torch.tensor([12, 7])
+    want = open_run("sft", "cpu").model(ids)[0], open_rm("rm", "cpu").model(ids, lengths)
+    for run in ("sft", "rm"):
+        r = cli("lora", "merge", run)
+        assert r.exit_code == 0, r.output
+        assert r.stdout.strip() == f"{run}/model.safetensors" and "merged the adapter of" in r.stderr
+    shutil.rmtree(toy["base"])  # the merged runs stand alone
+    assert torch.allclose(open_run("sft", "cpu").model(ids)[0], want[0], atol=1e-5)
+    assert torch.allclose(open_rm("rm", "cpu").model(ids, lengths), want[1], atol=1e-5)
+    r = cli("lora", "merge", "sft")
+    assert r.exit_code != 0 and "sft: already merged (it has model.safetensors)" in r.stderr
+    r = cli("lora", "merge", toy["sft"].rsplit("/", 1)[0])
+    assert r.exit_code != 0 and "not a LoRA run (no adapter.safetensors)" in r.stderr

@@ -61,8 +61,8 @@ def base_of(run: Path) -> Path:
         raise InputError(f"{run / 'meta.json'}: an adapter-only run without its base run (no lora_base)")
     base = Path(rec["path"])
     if not base.is_dir():
-        raise InputError(f"{run}: its base run {base} is gone (move it back, or train with --lora-merge to "
-                         "keep full weights)")
+        raise InputError(f"{run}: its base run {base} is gone (move it back; 'dlcli lora merge' or training "
+                         "with --merge keeps full weights in the run)")
     made = rundir.read_meta(base).get("created")
     if rec.get("created") and made != rec["created"]:
         raise InputError(f"{run}: its base run {base} was replaced after the adapter was trained (made {made}, "
