@@ -113,6 +113,18 @@ def test_catalog_is_complete_and_honest():
     assert len(catalog.find("fox").files) == 68
 
 
+def test_every_nerf_synthetic_and_llff_scene_is_its_folder_of_one_zip():
+    for zip_name, prefix, scenes in (("nerf_synthetic.zip", "nerf_synthetic/", catalog.NERF_SYNTHETIC),
+                                     ("nerf_llff_data.zip", "nerf_llff_data/", catalog.LLFF_SCENES)):
+        assert len(scenes) == 8
+        files = [catalog.find(("nerf-" if zip_name.startswith("nerf_s") else "nerf-llff-") + s).files
+                 for s in scenes]
+        assert all(len(f) == 1 and f[0].name == zip_name and f[0].archive == "zip" for f in files)
+        assert len({(f[0].url, f[0].sha256) for f in files}) == 1 and files[0][0].sha256
+        assert [f[0].members for f in files] == [f"{prefix}{s}/" for s in scenes]
+        assert {f[0].strip for f in files} == {prefix}
+
+
 def test_catalog_checksums_match_the_shared_copies(data):
     """Where ../shared/data holds the same file, the catalog's size and sha256 are its own."""
     pairs = [("timemachine", "timemachine.txt"), ("tinyshakespeare", "tinyshakespeare.txt"),

@@ -66,6 +66,10 @@ NGP = "https://raw.githubusercontent.com/NVlabs/instant-ngp/4b531f97087f8ba50b7e
 HH = "https://huggingface.co/datasets/Anthropic/hh-rlhf/resolve/main/"
 # nerf_synthetic.zip on the NeRF authors' Google Drive (the id nerfstudio and nerfbaselines download).
 BLENDER = "https://drive.usercontent.google.com/download?id=18JxhpWD-4ZmuFKLzKlAw-w5PpzZxXOcG&export=download&confirm=t"
+# nerf_llff_data.zip in the same Drive folder: NeRF's forward-facing captures (the id nerfbaselines downloads).
+LLFF = "https://drive.usercontent.google.com/download?id=16VnMcF1KJYxN9QId6TClMsZRahHNMW5g&export=download&confirm=t"
+NERF_SYNTHETIC = ("chair", "drums", "ficus", "hotdog", "lego", "materials", "mic", "ship")
+LLFF_SCENES = ("fern", "flower", "fortress", "horns", "leaves", "orchids", "room", "trex")
 
 # sha256, size, path of instant-ngp's fox (computed from ../shared/data/nerf/fox, the same bytes as NGP).
 _FOX = """
@@ -140,6 +144,28 @@ ed663fe7020955a2410896cbc726ffb3cd5570d0e254a5e7f48739a4e3f8a313 471017 images/0
 """
 
 
+def _blender(scene: str) -> Dataset:
+    """One nerf_synthetic scene: every scene is in the one zip, so each downloads all of it and keeps its own."""
+    return Dataset(f"nerf-{scene}", f"NeRF synthetic scene '{scene}' (800x800; the whole nerf_synthetic.zip is "
+                   "downloaded)", "https://www.matthewtancik.com/nerf", "research use, as distributed by the NeRF "
+                   "authors",
+                   # sha256 as published by nerfbaselines for the same Drive file; its size is not known here.
+                   (File(BLENDER, "nerf_synthetic.zip",
+                         sha256="f01fd1b4ab045b0d453917346f26f898657bb5bec4834b95fdad1f361826e45e",
+                         members=f"nerf_synthetic/{scene}/", strip="nerf_synthetic/"),))
+
+
+def _llff(scene: str) -> Dataset:
+    """One LLFF scene: images (full size, images_4, images_8), poses_bounds.npy and COLMAP's sparse/0."""
+    return Dataset(f"nerf-llff-{scene}", f"NeRF's forward-facing LLFF capture '{scene}' (COLMAP model in sparse/0; "
+                   "the whole nerf_llff_data.zip is downloaded)", "https://bmild.github.io/llff/",
+                   "research use, as distributed by the NeRF authors",
+                   # sha256 as published by nerfbaselines for the same Drive file; its size is not known here.
+                   (File(LLFF, "nerf_llff_data.zip",
+                         sha256="5794b432feaf4f25bcd603addc6ad0270cec588fed6a364b7952001f07466635",
+                         members=f"nerf_llff_data/{scene}/", strip="nerf_llff_data/"),))
+
+
 def _fox() -> tuple[File, ...]:
     rows = [line.split() for line in _FOX.strip().splitlines()]
     return tuple(File(NGP + "fox/" + p, "fox/" + p, int(n), h) for h, n, p in rows)
@@ -178,11 +204,8 @@ CATALOG: tuple[Dataset, ...] = (
             "https://huggingface.co/datasets/Anthropic/hh-rlhf", "MIT",
             tuple(File(HH + f"{part}/{split}.jsonl.gz", f"hh-rlhf/{part}/{split}.jsonl.gz")
                   for part in ("helpful-base", "harmless-base") for split in ("train", "test"))),
-    Dataset("nerf-chair", "NeRF synthetic scene 'chair' (800x800; the whole nerf_synthetic.zip is downloaded)",
-            "https://www.matthewtancik.com/nerf", "research use, as distributed by the NeRF authors",
-            # sha256 as published by nerfbaselines for the same Drive file; its size is not known here.
-            (File(BLENDER, "nerf_synthetic.zip", sha256="f01fd1b4ab045b0d453917346f26f898657bb5bec4834b95fdad1f361826e45e",
-                  members="nerf_synthetic/chair/", strip="nerf_synthetic/"),)),
+    *(_blender(scene) for scene in NERF_SYNTHETIC),
+    *(_llff(scene) for scene in LLFF_SCENES),
     Dataset("fox", "Instant-NGP's fox: 67 hand-held photos with camera poses (transforms.json)",
             "https://github.com/NVlabs/instant-ngp", "NVIDIA Source Code License-NC (non-commercial)", _fox()),
 )
