@@ -206,3 +206,17 @@ def test_masked_lm_beats_the_majority_baseline(cli, tm_ids):
     # without a <mask> token in the vocabulary (tm_ids has <unk> alone), MLM is refused with a clear message
     r = cli("train-transformer", "-d", tm_ids, "-o", "x", "--objective", "mlm", "--max-steps", "1", "-q")
     assert r.exit_code != 0 and "needs a <mask> token" in r.stderr
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_generation_head_gives_the_same_logits(tie):
+    from dlcli.lm.generate import RowMajorHead, for_generation
+
+    m = tiny(tie_weights=tie)
+    idx = torch.randint(0, 13, (1, 9))
+    with torch.no_grad():
+        want, _, _ = m(idx)
+        for_generation(m, torch.device("cpu"))
+        got, _, _ = m(idx)
+    assert isinstance(m.head, RowMajorHead) and m.head.weight_t.shape == (8, 13)
+    assert torch.allclose(got, want, atol=1e-6)

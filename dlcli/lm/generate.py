@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 from tokenizers import Tokenizer
+from torch import nn
 
 from dlcli.errors import InputError
 from dlcli.lm.config import GenerateConfig
@@ -71,6 +72,25 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: flo
 State = Hidden | KVCache
 
 
+class RowMajorHead(nn.Module):
+    """The output layer x W^T from a transposed copy of W, for one token at a time on a CPU: BLAS
+    reads a (width, vocab) matrix about twice as fast as the (vocab, width) one at batch 1 (GPT-2's
+    head: 7 ms instead of 13 ms a token on 2 AVX512 cores), at the cost of the copy's memory."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight_t = weight.detach().t().contiguous()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight_t
+
+
+def for_generation(model: RNNLM | GPT, device: torch.device) -> None:
+    """Ready a freshly opened run's model for token-by-token decoding (in place)."""
+    if isinstance(model, GPT) and device.type == "cpu":
+        model.head = RowMajorHead(model.head.weight)
+
+
 def forward_next(model: RNNLM | GPT, ids: list[int], state: State | None, device: torch.device
                  ) -> tuple[torch.Tensor, State]:
     """Logits after `ids`, reusing `state` (an RNN's hidden state or a
@@ -97,6 +117,7 @@ def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[
     run = open_run(cfg.run, cfg.device)
     if run.masked:
         raise InputError(f"{cfg.run}: a masked-LM run fills in masked tokens; it cannot generate text left to right")
+    for_generation(run.model, run.device)
     prompt_ids = encode_prompt(run, cfg.prompt, cfg.strict, warn)
     gen = torch.Generator(device="cpu")
     gen.manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
@@ -106,7 +127,7 @@ def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[
     banned = [i for t in (_unk_token(tok), "<pad>") if t and (i := tok.token_to_id(t)) is not None]
     eos = end_tokens(tok)
     samples = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for k in range(cfg.num_samples):
             if k:
                 write("\n")
