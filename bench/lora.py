@@ -16,6 +16,12 @@ peak resident memory (each mode runs in a fresh process, so the peaks are its ow
 
     python bench/lora.py                       # 2 x 128 tokens, 3 timed steps, 2 rounds
     python bench/lora.py --batch 1 --block 64 --steps 2 --repeats 1   # quicker
+
+--shell DIR runs the commands instead, as a user would: a random GPT-2-shaped model built by
+`transformers` (a byte-level tokenizer of 50,257 entries: the 256 bytes, fillers, <|endoftext|>) saved
+to DIR/hf, `dlcli import-hf --block-size --block`, then `dlcli rlhf sft` on the toy task's pairs for
+--steps + 1 steps with and without `--lora-rank`, each a fresh process: seconds per step (from
+metrics.jsonl, after the first) and the process's peak resident memory (wait4).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import platform
 import resource
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -84,6 +91,51 @@ def fresh(args: tuple[str, GPTConfig, int, int, int, int]) -> dict[str, float]:
     return run(*args[:-1])
 
 
+def shell(work: Path, a: argparse.Namespace) -> None:
+    """import-hf a random 124M GPT-2, then rlhf sft on it in full and with LoRA; print steps/s and peak RSS."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    from dlcli.rlhf import toytask
+
+    hf, dlcli = work / "hf", [sys.executable, "-m", "dlcli"]
+    if not (hf / "model.safetensors").is_file():
+        hf.mkdir(parents=True, exist_ok=True)
+        vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+        vocab.update({f"<f{i}>": i for i in range(len(vocab), 50256)})
+        vocab["<|endoftext|>"] = 50256
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.save(str(hf / "tokenizer.json"))
+        torch.manual_seed(0)
+        transformers.GPT2LMHeadModel(transformers.GPT2Config(bos_token_id=50256, eos_token_id=50256)).save_pretrained(hf)
+    if not (work / "base").is_dir():
+        subprocess.run([*dlcli, "import-hf", str(hf), "-o", str(work / "base"), "--block-size", str(a.block), "-q"],
+                       check=True)
+    pairs = work / "sft.jsonl"
+    pairs.write_text("".join(json.dumps(p) + "\n" for p in toytask.sft_pairs(64)), encoding="utf-8")
+    for mode, extra in (("full", []), ("lora", ["--lora-rank", str(a.rank)])):
+        out = work / f"sft-{mode}"
+        argv = [*dlcli, "rlhf", "sft", str(work / "base"), str(pairs), "-o", str(out), "--force", "-q", "-b",
+                str(a.batch), "--max-steps", str(a.steps + 1), "--device", "cpu", "--precision", "fp32",
+                "--set", "log_interval=1", "--set", "eval_interval=0", "--set", "val_fraction=0.1", *extra]
+        p = subprocess.Popen(argv)
+        _, status, usage = os.wait4(p.pid, 0)
+        assert status == 0, argv
+        logs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        t = [r["elapsed"] for r in logs if "loss" in r and "val_loss" not in r]
+        weights = sum(f.stat().st_size for f in out.glob("*.safetensors") if not f.name.startswith("checkpoint"))
+        print(f"rlhf sft {mode:>4}: {(t[-1] - t[0]) / (len(t) - 1):.2f} s/step (batch {a.batch}), peak RSS "
+              f"{usage.ru_maxrss / 1024:,.0f} MiB, weights written {weights / 2**20:,.1f} MiB, checkpoint "
+              f"{(out / 'checkpoint.safetensors').stat().st_size / 2**20:,.1f} MiB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=2)
@@ -91,7 +143,11 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--shell", type=Path, help="run import-hf and rlhf sft in DIR instead (see above)")
     a = ap.parse_args()
+    if a.shell:
+        print(f"CPU: {cpu_kind()}; torch {torch.__version__}")
+        return shell(a.shell, a)
     cfg = GPTConfig(vocab_size=50257, block_size=a.block, n_layer=12, n_head=12, n_embd=768, dropout=0.0)
     print(f"CPU: {cpu_kind()}; torch {torch.__version__}")
     print(f"GPT-2 shape: 12 layers, 12 heads, width 768, vocab 50257; batch {a.batch} x {a.block} tokens, fp32")
