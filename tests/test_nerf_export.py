@@ -16,7 +16,7 @@ from torch import nn
 from dlcli.errors import ConfigError, InputError
 from dlcli.nerf import export as ex
 from dlcli.nerf.fields import HashField
-from dlcli.nerf.models import HashNerf
+from dlcli.nerf.models import HashNerf, VanillaNerf
 from dlcli.nerf.occupancy import OccupancyGrid
 from dlcli.nerf.ply import write_ply
 from dlcli.nerf.rays import Intrinsics
@@ -127,6 +127,14 @@ def test_mesh_of_a_sphere_has_its_bounding_box_and_faces_the_viewer():
     # from the grid, a few degrees off), the rest as the field says
     assert m["colors"][:, 0].mean() >= 250 and m["colors"][:, 0].min() >= 200
     assert np.abs(m["colors"][:, 1:].astype(int) - [153, 102]).max() <= 1
+
+
+def test_mesh_of_the_original_model_uses_its_fine_network():
+    pytest.importorskip("skimage")
+    model = VanillaNerf(1.5, 0.05, width=8, depth=2, pos_freqs=2, dir_freqs=1)
+    model.fine = Sphere()
+    v = ex.mesh(model.eval(), resolution=32)["vertices"]
+    assert np.abs(v.max(0) - (CENTER.numpy() + RADIUS)).max() < 3.0 / 31
 
 
 def test_mesh_leaves_out_what_the_occupancy_grid_skips():
