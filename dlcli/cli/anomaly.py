@@ -68,6 +68,46 @@ def score(
         c.result(_plain_table(COLUMNS, rows(s)))
 
 
+def detect_config() -> type:
+    from dlcli.anomaly.config import DetectConfig
+
+    return DetectConfig
+
+
+@app.command("detect")
+@command(detect_config, options={"seed": o.Seed, "workers": o.Workers})
+def detect(
+    input: Annotated[str, o.arg("A series CSV (timestamp,value) or a folder of them, <category>/<file>.csv[.gz] "
+                                "(NAB's tree).")],
+    output: Annotated[str | None, o.opt("--output", "-o", help="Output: a CSV for one series, a folder "
+                                        "mirroring INPUT for a folder.")] = None,
+    detector: Annotated[str | None, o.opt("--detector", help="forecast (a small neural forecaster learning "
+                                          "online, its errors through an anomaly likelihood) or gaussian "
+                                          "(windowed z-score baseline).")] = None,
+    column: Annotated[str | None, o.opt("--column", help="Value column (default: value).")] = None,
+    probation: Annotated[float | None, o.opt("--probation", help="Leading share of each series only learnt "
+                                             "from (NAB's probationary period, at most 5000 x this rows).")] = None,
+    labels: Annotated[str | None, o.opt("--labels", help="NAB's combined_windows.json: draw the windows in "
+                                        "the plots and score the output as 'dlcli anomaly score' does.")] = None,
+    threshold: Annotated[float | None, o.opt("--threshold", help="Flag rows scoring at least this (default: "
+                                             "the detector's, tuned on NAB's shared files).")] = None,
+    plots: Annotated[bool | None, o.opt("--plots/--no-plots", help="A PNG beside each output CSV.")] = None,
+    *, job: Job,
+) -> None:
+    """Score each row of one series or a folder of them for anomaly, streaming: a row's score uses the
+    rows up to it only.
+
+    Writes timestamp,value,anomaly_score,flag (score in [0, 1], one row per input row) and a plot per
+    series; prints the output path. Nothing is written when any series is bad.
+
+    Example: dlcli anomaly detect data/nab -o scored --labels labels/combined_windows.json
+    """
+    from dlcli.anomaly.detect import detect as run
+    from dlcli.anomaly.detect import report
+
+    job.run(run, report, result="output")
+
+
 HEADINGS = ("profile", "NAB score", "raw", "threshold", "windows found", "false positives", "event P", "event R",
             "event F1")
 
