@@ -239,6 +239,8 @@ def test_too_few_registered(tmp_path, monkeypatch):
     monkeypatch.setattr(colmap, "run_sfm", two_of_six)
     with pytest.raises(InputError, match=r"registered only 2 of 6 images .* partial model is in"):
         process(tmp_path / "photos", tmp_path / "out")
+    assert (tmp_path / "out" / "colmap" / "sparse" / "0" / "images.txt").is_file()  # kept to look at
+    assert not (tmp_path / "out" / "transforms.json").exists()
     with pytest.raises(ConfigError, match="downscale"):
         process(tmp_path / "photos", tmp_path / "out2", downscale=0)
 
@@ -255,6 +257,18 @@ def test_failed_reconstruction(tmp_path):
             tmp_path / "noise" / f"{i}.png")
     with pytest.raises(InputError, match="could not reconstruct the scene from the 3 images"):
         process(tmp_path / "noise", tmp_path / "out", threads=2)
+    assert not (tmp_path / "out").exists()  # nothing left behind: a rerun needs no --force
+
+
+def test_unreadable_video(tmp_path, monkeypatch):
+    pytest.importorskip("imageio_ffmpeg")
+    monkeypatch.setattr(colmap, "pycolmap_module", lambda: None)
+    (tmp_path / "clip.mp4").write_bytes(b"not a video")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="clip.mp4: not a readable video"):
+        process(tmp_path / "clip.mp4", tmp_path / "out", force=True)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["notes.txt"]
 
 
 def test_fox_poses_from_a_few_photos(tmp_path):
@@ -278,3 +292,32 @@ def test_fox_poses_from_a_few_photos(tmp_path):
     assert e["rotation_deg"] <= 2 and e["centre_pct"] <= 5, e
     assert doc["fl_x"] * 8 == pytest.approx(1375.5, rel=0.05)  # the shipped focal length, full size
     assert (tmp_path / "scene" / "colmap" / "sparse" / "0" / "images.bin").is_file()
+
+
+def test_fox_video(tmp_path):
+    """A video of 17 fox photos (270x480 MP4), 9 frames sampled evenly at half size, matched sequentially:
+    every frame registered and its pose within tolerance of the photo it came from."""
+    pytest.importorskip("pycolmap")
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    if not (FOX / "transforms.json").is_file():
+        pytest.skip(f"fox capture not found at {FOX}")
+    from PIL import Image
+
+    ref = {Path(f["file_path"]).name: np.array(f["transform_matrix"])
+           for f in json.loads((FOX / "transforms.json").read_text())["frames"]}
+    names = sorted(ref)[0:33:2]
+    writer = imageio_ffmpeg.write_frames(str(tmp_path / "fox.mp4"), (270, 480), fps=5, quality=9, macro_block_size=2,
+                                         ffmpeg_log_level="error")
+    writer.send(None)
+    for n in names:
+        with Image.open(FOX / "images" / n) as im:
+            im.draft("RGB", (270, 480))
+            writer.send(np.ascontiguousarray(np.asarray(im.convert("RGB").resize((270, 480)))))
+    writer.close()
+    s = process(tmp_path / "fox.mp4", tmp_path / "scene", downscale=2, frames=9, threads=2)
+    assert (s["images"], s["registered"], s["matching"], s["width"], s["height"]) == (9, 9, "sequential", 135, 240)
+    doc = json.loads((tmp_path / "scene" / "transforms.json").read_text())
+    assert [f["file_path"] for f in doc["frames"]] == [f"images/frame_{i:05d}.jpg" for i in range(1, 10)]
+    got = np.array([f["transform_matrix"] for f in doc["frames"]])
+    e = pose_errors(got, np.stack([ref[n] for n in names[::2]]))  # frames 0, 2, ... 16 of the 17
+    assert e["rotation_deg"] <= 2 and e["centre_pct"] <= 5, e

@@ -62,28 +62,32 @@ def process(source: str | os.PathLike[str], output: str | os.PathLike[str], down
     if not video and len(names) < MIN_IMAGES:
         raise InputError(f"{src}: {len(names)} image{'s' if len(names) != 1 else ''}; structure from motion "
                          f"needs at least {MIN_IMAGES} (20 to 200 overlapping views work best)")
+    created = not out.exists()
     _prepare(out, force)
     images = out / "images"
     times: dict[str, float] = {}
-    t = time.perf_counter()
-    if video:
-        names, size = _video_frames(src, images, frames, downscale, on_progress)
-    else:
-        size = _copy_images(src, names, images, downscale, on_progress)
-    times["images"] = time.perf_counter() - t
+    how = "none (--colmap-model)"
+    try:
+        t = time.perf_counter()
+        if video:
+            names, size = _video_frames(src, images, frames, downscale, on_progress)
+        else:
+            size = _copy_images(src, names, images, downscale, on_progress)
+        times["images"] = time.perf_counter() - t
+        if model is None:
+            if len(names) < MIN_IMAGES:
+                raise InputError(f"{src}: {len(names)} frames; structure from motion needs at least {MIN_IMAGES}")
+            how = matching if matching != "auto" else "sequential" if video else "exhaustive"
+            times.update(colmap.run_sfm(images, names, out / "colmap", how, camera_model, on_progress, threads))
+            model = colmap.read_model(out / "colmap" / "sparse" / "0")
+    except BaseException:
+        _undo(out, created)  # nothing worth keeping: a rerun needs no --force
+        raise
     n = len(names)
-    if model is None:
-        if n < MIN_IMAGES:
-            raise InputError(f"{src}: {n} frames; structure from motion needs at least {MIN_IMAGES}")
-        how = matching if matching != "auto" else "sequential" if video else "exhaustive"
-        times.update(colmap.run_sfm(images, names, out / "colmap", how, camera_model, on_progress, threads))
-        model = colmap.read_model(out / "colmap" / "sparse" / "0")
-        if 2 * len(model.names) < n:
-            raise InputError(f"{src}: COLMAP registered only {len(model.names)} of {n} images (at least half are "
-                             f"needed: too little overlap or texture, or blur); the partial model is in "
-                             f"{out / 'colmap' / 'sparse' / '0'}")
-    else:
-        how = "none (--colmap-model)"
+    if 2 * len(model.names) < n:
+        raise InputError(f"{src}: COLMAP registered only {len(model.names)} of {n} images (at least half are "
+                         f"needed: too little overlap or texture, or blur); the partial model is in "
+                         f"{out / 'colmap' / 'sparse' / '0'}")
     t = time.perf_counter()
     camera = scaled(_shared_camera(model, colmap_model), *size)
     poses = normalise(c2w_from_colmap(model.rotations, model.translations))
@@ -111,6 +115,13 @@ def _prepare(out: Path, force: bool) -> None:
             shutil.rmtree(out / part, ignore_errors=True)
         (out / "transforms.json").unlink(missing_ok=True)
     (out / "images").mkdir(parents=True, exist_ok=True)
+
+
+def _undo(out: Path, created: bool) -> None:
+    for part in ("images", "colmap"):
+        shutil.rmtree(out / part, ignore_errors=True)
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def _target(width: int, height: int, downscale: int) -> tuple[int, int]:
@@ -165,8 +176,8 @@ def _video_frames(src: Path, dst: Path, frames: int, downscale: int,
         total = imageio_ffmpeg.count_frames_and_secs(str(src))[0]
         reader = imageio_ffmpeg.read_frames(str(src))
         meta = next(reader)
-    except (OSError, RuntimeError, StopIteration) as e:
-        raise InputError(f"{src}: not a readable video ({str(e).splitlines()[0] if str(e) else e})") from None
+    except (OSError, RuntimeError, StopIteration):
+        raise InputError(f"{src}: not a readable video (ffmpeg cannot decode it)") from None
     w, h = meta["size"]
     keep = set(np.linspace(0, max(0, total - 1), min(frames, total)).round().astype(int).tolist())
     names: list[str] = []
