@@ -8,6 +8,7 @@ turns them into NeRF's camera-to-world OpenGL matrices.
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import time
@@ -277,6 +278,10 @@ def pycolmap_module() -> Any:
     return pycolmap
 
 
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def run_sfm(images: Path, names: list[str], work: Path, matching: str, camera_model: str,
             on_progress: OnProgress = nothing, threads: int = -1) -> dict[str, float]:
     """SIFT features, matching and incremental mapping on `images`; the largest model is written (binary) to
@@ -315,7 +320,8 @@ def _sfm(pycolmap: Any, images: Path, names: list[str], work: Path, matching: st
     pycolmap.Database.open(db).close()  # import_images wants the file to exist
     pycolmap.import_images(db, images, pycolmap.CameraMode.SINGLE, names, reader)
     extract = pycolmap.FeatureExtractionOptions()
-    extract.num_threads = threads
+    # a thread count spelled out: -1 (all) makes COLMAP warn about memory on every batch
+    extract.num_threads = threads if threads > 0 else _cpus()
 
     def features() -> None:
         batch = max(1, min(16, n // 10))
