@@ -213,6 +213,14 @@ def test_input_errors(cli, tmp_path, monkeypatch):
     assert r.exit_code != 0 and "exists and is not empty (use --force)" in r.stderr
     r = cli("nerf", "process", "photos", "-o", "full", "--colmap-model", "sparse", "--force", "-q")
     assert r.exit_code == 0 and (tmp_path / "full" / "x").is_file()  # --force removes only its own outputs
+    # the suggested way to look at a partial model, written over itself: refused before anything is removed
+    write_text_model(tmp_path / "full" / "colmap" / "sparse" / "0", ring(n=6), NAMES)
+    r = cli("nerf", "process", "photos", "-o", "full", "--colmap-model", "full/colmap/sparse/0", "--force")
+    assert r.exit_code != 0 and "which this command rewrites" in r.stderr
+    assert (tmp_path / "full" / "colmap" / "sparse" / "0" / "images.txt").is_file()
+    r = cli("nerf", "process", "full/images", "-o", "full", "--colmap-model", "sparse", "--force")
+    assert r.exit_code != 0 and "which this command rewrites" in r.stderr
+    assert len(list((tmp_path / "full" / "images").iterdir())) == 6
     (tmp_path / "clip.mp4").write_bytes(b"\x00" * 10)
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
     r = cli("nerf", "process", "clip.mp4", "-o", "out")

@@ -62,6 +62,8 @@ def process(source: str | os.PathLike[str], output: str | os.PathLike[str], down
     if not video and len(names) < MIN_IMAGES:
         raise InputError(f"{src}: {len(names)} image{'s' if len(names) != 1 else ''}; structure from motion "
                          f"needs at least {MIN_IMAGES} (20 to 200 overlapping views work best)")
+    for given in (src, colmap_model):
+        _outside(Path(given) if given is not None else None, out)
     created = not out.exists()
     _prepare(out, force)
     images = out / "images"
@@ -102,6 +104,18 @@ def process(source: str | os.PathLike[str], output: str | os.PathLike[str], down
 
 def _image_names(src: Path) -> list[str]:
     return sorted(p.name for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _outside(given: Path | None, out: Path) -> None:
+    """An input inside OUT/images or OUT/colmap would be removed or overwritten: refused."""
+    if given is None or not out.is_dir():
+        return
+    p = given.resolve()
+    for part in ("images", "colmap"):
+        d = (out / part).resolve()
+        if p == d or d in p.parents:
+            raise InputError(f"{given}: is inside {out / part}, which this command rewrites; write the scene to "
+                             "another folder (-o)")
 
 
 def _prepare(out: Path, force: bool) -> None:
