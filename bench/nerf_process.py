@@ -13,7 +13,8 @@
 The fox is licensed for non-commercial use: it is read in place, never copied into the repository.
 Run it alone on the machine (under `flock /tmp/cpu.lock` on shared ones): the times are wall-clock.
 
-Usage: python bench/nerf_process.py [--downscale 4] [--train-time 3m] [--out runs/bench-nerf-process]
+Usage: python bench/nerf_process.py [--downscale 4] [--matching auto] [--camera-model SIMPLE_RADIAL]
+       [--train-time 3m] [--out runs/bench-nerf-process]
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--downscale", type=int, default=4)
     ap.add_argument("--matching", default="auto")
+    ap.add_argument("--camera-model", default="SIMPLE_RADIAL")
     ap.add_argument("--train-time", default="", help="e.g. 3m: also train on both pose sets")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench-nerf-process"))
     ap.add_argument("--json", default=None)
@@ -80,8 +82,8 @@ def main() -> None:
 
     print(f"# machine: {platform.processor() or platform.machine()}, pycolmap {pycolmap.__version__}")
     t = time.perf_counter()
-    s = process(FOX / "images", out / "scene", downscale=args.downscale, matching=args.matching, force=True,
-                threads=2)
+    s = process(FOX / "images", out / "scene", downscale=args.downscale, matching=args.matching,
+                camera_model=args.camera_model, force=True, threads=2)
     total = time.perf_counter() - t
     print(f"registered {s['registered']} of {s['images']} at {s['width']}x{s['height']}, reprojection error "
           f"{s['reprojection_error']:.3f} px, {s['points']:,} points, matching {s['matching']}")
