@@ -221,3 +221,41 @@ def test_bad_options(tmp_path):
             cfg.validate()
     with pytest.raises(InputError, match="no such file or folder"):
         detect(DetectConfig(input=str(tmp_path / "nowhere"), output=str(tmp_path / "o")))
+
+
+def test_the_kernel_is_the_forecast_stages_mlp_with_a_linear_path_and_sgd():
+    """One step of the numba loop = MLPAR (models/forecast.py) + a linear path + the last value, and its
+    update = one torch SGD step on err^2 / 2."""
+    import torch
+
+    from dlcli.models.forecast import MLPAR
+
+    rng = np.random.default_rng(0)
+    lags, hidden, n = 4, 5, 40
+    x = rng.normal(0, 1, n)
+    feats = rng.normal(0, 1, (n, 4))
+    offsets = np.array([10, 9], dtype=np.int64)
+    d = lags + len(offsets) + 4
+    W, b, V, w, c = fc.initial_weights(d, hidden, 7)
+    b[:] = rng.normal(0, 0.1, hidden)
+    w[:] = rng.normal(0, 0.1, d)
+    c[:] = 0.2
+    t, lr = 30, 0.05
+    u = np.r_[x[t - lags:t], x[t - offsets], feats[t]]
+    mlp = MLPAR(d, hidden).double()
+    lin = torch.nn.Linear(d, 1, bias=False).double()
+    with torch.no_grad():
+        mlp.net[0].weight.copy_(torch.from_numpy(W))
+        mlp.net[0].bias.copy_(torch.from_numpy(b))
+        mlp.net[2].weight.copy_(torch.from_numpy(V)[None])
+        mlp.net[2].bias.copy_(torch.from_numpy(c))
+        lin.weight.copy_(torch.from_numpy(w)[None])
+    ut = torch.from_numpy(u)[None]
+    pred = x[t - 1] + lin(ut).squeeze(-1) + mlp(ut)
+    loss = 0.5 * (x[t] - pred).pow(2).sum()
+    loss.backward()
+    err = fc._step(x, feats, offsets, t, lags, lr, 100.0, True, W, b, V, w, c, np.zeros(d), np.zeros(hidden))
+    assert err == pytest.approx(x[t] - pred.item(), abs=1e-12)
+    for got, p in [(W, mlp.net[0].weight), (b, mlp.net[0].bias), (V[None], mlp.net[2].weight), (c, mlp.net[2].bias),
+                   (w[None], lin.weight)]:
+        np.testing.assert_allclose(got, (p - lr * p.grad).detach().numpy(), atol=1e-12)
