@@ -241,3 +241,23 @@ def test_force_replaces_an_import_and_block_size_cuts_the_context(cli, tmp_path)
     (Path("notes") / "mine.txt").write_text("x")
     r = cli("export-hf", "run", "-o", "notes", "--force")
     assert r.exit_code != 0 and "not a model folder" in r.stderr and (Path("notes") / "mine.txt").is_file()
+
+
+def test_a_bf16_model_keeps_its_dtype_through_import_and_export(cli, tmp_path):
+    from safetensors.torch import load_file
+
+    from dlcli.lm.run import open_run
+
+    m = hf_model("llama", tmp_path / "llama")
+    m.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    (tmp_path / "bf16" / "tokenizer.json").write_bytes((tmp_path / "llama" / "tokenizer.json").read_bytes())
+    assert cli("import-hf", tmp_path / "bf16", "-o", "run", "-q").exit_code == 0
+    assert load_file("run/model.safetensors")["tok_emb.weight"].dtype == torch.bfloat16
+    ids = torch.randint(0, 300, (1, 20))
+    fp32 = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "bf16", dtype=torch.float32).eval()
+    with torch.no_grad():  # dlcli computes in fp32 from the bf16 weights, as transformers does when asked to
+        want = fp32(ids).logits
+        assert (open_run("run", "cpu").model(ids)[0] - want).abs().max() <= 1e-4
+    assert cli("export-hf", "run", "-o", "out", "-q").exit_code == 0
+    a, b = load_file(tmp_path / "bf16" / "model.safetensors"), load_file("out/model.safetensors")
+    assert sorted(a) == sorted(b) and all(b[k].dtype == torch.bfloat16 and torch.equal(a[k], b[k]) for k in a)
