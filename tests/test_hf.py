@@ -32,13 +32,13 @@ def byte_bpe(folder: Path) -> int:
     return tok.get_vocab_size()
 
 
-def hf_model(family: str, folder: Path, shard: bool = False):
+def hf_model(family: str, folder: Path, shard: bool = False, extra_rows: int = 0):
     """A random 2-layer, width-64 model of `family` saved like a `huggingface-cli download` folder. Norms and
     biases are random too, and weights large (std 0.3, activations of order 1), so a mixed-up one shows
     (GPT-2's tanh GELU against the exact one moves logits by about 1e-2). llama: GQA 4:2, llama3 RoPE scaling, tied head;
     qwen2: GQA 4:2, linear RoPE scaling, q/k/v biases, untied head."""
     folder.mkdir(parents=True, exist_ok=True)
-    v = byte_bpe(folder)
+    v = byte_bpe(folder) + extra_rows  # extra_rows: an embedding table padded past the tokenizer, as Qwen2's
     torch.manual_seed(0)
     gqa = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
            "intermediate_size": 96, "vocab_size": v, "max_position_embeddings": 128, "bos_token_id": 0,
@@ -261,3 +261,27 @@ def test_a_bf16_model_keeps_its_dtype_through_import_and_export(cli, tmp_path):
     assert cli("export-hf", "run", "-o", "out", "-q").exit_code == 0
     a, b = load_file(tmp_path / "bf16" / "model.safetensors"), load_file("out/model.safetensors")
     assert sorted(a) == sorted(b) and all(b[k].dtype == torch.bfloat16 and torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_embedding_padded_past_the_tokenizer_imports_and_never_samples_the_padding(cli, tmp_path):
+    from tokenizers import Tokenizer
+
+    from dlcli.lm.run import open_run
+
+    m = hf_model("qwen2", tmp_path / "qwen2", extra_rows=7)
+    assert cli("import-hf", tmp_path / "qwen2", "-o", "run", "-q").exit_code == 0
+    run = open_run("run", "cpu")
+    assert run.tokenizer.get_vocab_size() == m.config.vocab_size == 307
+    assert run.tokenizer.token_to_id("<|dlcli_unused_306|>") == 306
+    ids = torch.tensor([run.tokenizer.encode("the keeper").ids])
+    with torch.no_grad():  # make a padding row the likeliest next token: generate must pass it by
+        top = int(m(ids).logits[0, -1].argmax())
+        m.lm_head.weight[303] = m.lm_head.weight[top] * 10
+        assert int(m(ids).logits[0, -1].argmax()) == 303
+    m.save_pretrained(tmp_path / "qwen2")
+    assert cli("import-hf", tmp_path / "qwen2", "-o", "run", "-q", "--force").exit_code == 0
+    r = cli("generate", "run", "-p", "the keeper", "-n", "8", "--temperature", "0")
+    assert r.exit_code == 0 and "dlcli_unused" not in r.stdout
+    assert cli("export-hf", "run", "-o", "out", "-q").exit_code == 0
+    original = Tokenizer.from_file(str(tmp_path / "qwen2" / "tokenizer.json"))
+    assert Tokenizer.from_file("out/tokenizer.json").get_vocab_size() == original.get_vocab_size() == 300

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tokenizers import Tokenizer
 
 from dlcli.core import rundir
 from dlcli.core.progress import Tick
@@ -116,6 +117,24 @@ def state_dict(family: str, cfg: Any, weights: Weights) -> dict[str, torch.Tenso
     return out
 
 
+UNUSED = "<|dlcli_unused_{}|>"  # the names of embedding rows no token of the source tokenizer has
+
+
+def pad_tokenizer(tok: Tokenizer, vocab_size: int, where: Path) -> int:
+    """A dlcli run has one token per embedding row. Models whose table is padded past the tokenizer (Qwen2:
+    151,936 rows, 151,665 tokens) get special tokens named UNUSED for the rows beyond, which generation
+    never samples. Returns how many were added."""
+    n = tok.get_vocab_size(with_added_tokens=True)
+    ids = tok.get_vocab(with_added_tokens=True).values()
+    if n > vocab_size or (n < vocab_size and max(ids) != n - 1):
+        raise InputError(f"{where}: {n} entries (ids up to {max(ids)}), but the model's vocab_size is {vocab_size}")
+    if n < vocab_size:
+        tok.add_special_tokens([UNUSED.format(i) for i in range(n, vocab_size)])
+        if tok.get_vocab_size(with_added_tokens=True) != vocab_size:
+            raise InputError(f"{where}: cannot name the {vocab_size - n} embedding rows past its {n} tokens")
+    return vocab_size - n
+
+
 def check_shapes(model: torch.nn.Module, sd: dict[str, torch.Tensor], where: Path) -> None:
     """Each tensor has the shape config.json implies, else one error naming it."""
     want = model.state_dict()
@@ -143,10 +162,7 @@ def run(cfg: ImportConfig, force: bool = False, on_progress: Callable[[Tick], No
     if not tok_path.is_file():
         raise InputError(f"{tok_path}: not found (dlcli reads the fast tokenizer's tokenizer.json)")
     tok = vocabulary.load(tok_path)
-    n_tok = tok.get_vocab_size(with_added_tokens=True)
-    if n_tok != model_cfg.vocab_size:
-        raise InputError(f"{tok_path}: {n_tok} entries, but the model's vocab_size is {model_cfg.vocab_size} "
-                         "(dlcli needs one row per token)")
+    padded = pad_tokenizer(tok, model_cfg.vocab_size, tok_path)
     weights = Weights(weight_files(folder))
     sd = state_dict(family, model_cfg, weights)
     if cfg.block_size:
@@ -160,7 +176,11 @@ def run(cfg: ImportConfig, force: bool = False, on_progress: Callable[[Tick], No
         check_shapes(GPT(model_cfg), sd, folder)
     cfg = dataclasses.replace(cfg, model=model_cfg)
     out = rundir.create(cfg.output, cfg, STAGE, [str(folder / "config.json")], force=force, family=family)
-    shutil.copyfile(tok_path, out / "tokenizer.json")
+    if padded:
+        tok.save(str(out / "tokenizer.json"))
+        shutil.copyfile(tok_path, out / "hf_tokenizer.json")  # export-hf writes the original back
+    else:
+        shutil.copyfile(tok_path, out / "tokenizer.json")
     for name in KEPT:
         if (folder / name).is_file():
             shutil.copyfile(folder / name, out / f"hf_{name}")

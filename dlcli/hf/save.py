@@ -90,7 +90,8 @@ def run(cfg: ExportConfig, force: bool = False, on_progress: Callable[[Tick], No
     try:
         rundir.save_tensors(theirs, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(hf, indent=2) + "\n", encoding="utf-8")
-        shutil.copyfile(src / "tokenizer.json", tmp / "tokenizer.json")
+        original = src / "hf_tokenizer.json"  # an import whose tokenizer was padded to the embedding's rows
+        shutil.copyfile(original if original.is_file() else src / "tokenizer.json", tmp / "tokenizer.json")
         for name in KEPT[1:]:
             if (src / f"hf_{name}").is_file():
                 shutil.copyfile(src / f"hf_{name}", tmp / name)

@@ -125,6 +125,8 @@ def generate(cfg: GenerateConfig, write: Callable[[str], None], warn: Callable[[
     base = tok.decode(prompt_ids, skip_special_tokens=False)
     # never emit the unknown or padding token; stop at an end-of-sequence token
     banned = [i for t in (_unk_token(tok), "<pad>") if t and (i := tok.token_to_id(t)) is not None]
+    # an imported model's embedding rows past its tokenizer (dlcli/hf/load.py names them)
+    banned += [i for i, t in tok.get_added_tokens_decoder().items() if t.content.startswith("<|dlcli_unused_")]
     eos = end_tokens(tok)
     samples = []
     with torch.inference_mode():
