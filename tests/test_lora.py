@@ -324,6 +324,7 @@ def test_train_transformer_init_starts_from_the_run_and_refuses_what_does_not_fi
     r = cli("train-transformer", "-d", ids, "-o", "same", "--init", "base", "--lr", "1e-9", "--max-steps", "1",
             "--layers", "3", *tiny)
     assert r.exit_code == 0, r.output
+    assert "warning: model.n_layer: ignored; the model's shape is base's (--init)" in r.stderr
     a, b = load_tensors("base/model.safetensors"), load_tensors("same/model.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-7) for k in a)
     assert "model:\n  vocab_size: " in Path("same/config.yaml").read_text() and "n_layer: 1" in Path(

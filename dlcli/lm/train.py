@@ -18,8 +18,9 @@ import contextlib
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from dlcli.core import precision, rundir
 from dlcli.core.progress import OnProgress, nothing
 from dlcli.core.runtime import seed_everything
-from dlcli.errors import ConfigError, InputError
+from dlcli.errors import ConfigError, DlcliWarning, InputError
 from dlcli.lm import lora as lm_lora
 from dlcli.lm.config import LMConfig, LoRAConfig, TrainRNNConfig, TrainTransformerConfig
 from dlcli.lm.data import LMBatches, load_data
@@ -109,6 +110,12 @@ def _start(cfg: TrainTransformerConfig) -> LMRun:
                           f"{'causal' if start.model.cfg.causal else 'masked'} language model")
     if cfg.init_embeddings:
         raise ConfigError("init_embeddings: the model starts from --init's weights; give one or the other")
+    default = GPTConfig()
+    ignored = [f"model.{f.name}" for f in fields(GPTConfig) if f.name != "vocab_size"
+               and getattr(cfg.model, f.name) not in (getattr(default, f.name), getattr(start.model.cfg, f.name))]
+    if ignored:
+        warnings.warn(DlcliWarning(f"{', '.join(ignored)}: ignored; the model's shape is {cfg.init}'s (--init)"),
+                      stacklevel=1)
     cfg.model = start.model.cfg
     return start
 
