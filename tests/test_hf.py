@@ -285,3 +285,21 @@ def test_an_embedding_padded_past_the_tokenizer_imports_and_never_samples_the_pa
     assert cli("export-hf", "run", "-o", "out", "-q").exit_code == 0
     original = Tokenizer.from_file(str(tmp_path / "qwen2" / "tokenizer.json"))
     assert Tokenizer.from_file("out/tokenizer.json").get_vocab_size() == original.get_vocab_size() == 300
+
+
+def test_gpt2_weights_as_the_hub_has_them_import(cli, tmp_path):
+    """openai-community/gpt2's model.safetensors: GPT2Model's names (no `transformer.` prefix), no lm_head,
+    and the old causal-mask buffers `h.N.attn.bias` beside the weights."""
+    from safetensors.torch import load_file, save_file
+
+    from dlcli.lm.run import open_run
+
+    m = hf_model("gpt2", tmp_path / "gpt2")
+    w = {k.removeprefix("transformer."): v for k, v in load_file(tmp_path / "gpt2" / "model.safetensors").items()
+         if k != "lm_head.weight"}
+    w |= {f"h.{i}.attn.bias": torch.ones(1, 1, 128, 128).tril() for i in range(2)}
+    save_file(w, tmp_path / "gpt2" / "model.safetensors")
+    assert cli("import-hf", tmp_path / "gpt2", "-o", "run", "-q").exit_code == 0
+    ids = torch.randint(0, 300, (1, 40))
+    with torch.no_grad():
+        assert (open_run("run", "cpu").model(ids)[0] - m(ids).logits).abs().max() <= 1e-4
