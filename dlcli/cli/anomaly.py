@@ -1,4 +1,5 @@
 """`dlcli anomaly score`: time-series anomaly detection scored as the Numenta Anomaly Benchmark scores it.
+`dlcli anomaly images`: anomaly scores and maps of images from a CLIP model (dlcli/anomaly/images.py).
 
 (`dlcli anomaly detect`, the streaming detector, plugs in beside it: see dlcli/anomaly/detect.py.)"""
 
@@ -106,6 +107,64 @@ def detect(
     from dlcli.anomaly.detect import report
 
     job.run(run, report, result="output")
+
+
+def images_config() -> type:
+    from dlcli.anomaly.images_config import ImagesConfig
+
+    return ImagesConfig
+
+
+def _load_clip(folder: str) -> tuple:
+    """The CLIP model of a folder, a function from prompts to token ids, its preprocessing."""
+    from dlcli.hf.clip import load_clip
+    from dlcli.models.clip import tokenize
+
+    model, tok, prep = load_clip(folder)
+    return model, lambda texts: tokenize(tok, texts, model.config), prep
+
+
+@app.command("images")
+@command(images_config, options={"device": o.Device})
+def images(
+    input: Annotated[str, o.arg("A folder of images (searched recursively), or one in the MVTec AD layout "
+                                "(test/<defect>/, ground_truth/<defect>/<stem>_mask.png).")],
+    clip: Annotated[str | None, o.opt("--clip", help="A CLIP model folder: Hugging Face CLIP or OpenCLIP, "
+                                      "safetensors (see docs/commands/anomaly.md).")] = None,
+    output: Annotated[str | None, o.opt("--output", "-o", help="The output folder.")] = None,
+    object: Annotated[str | None, o.opt("--object", help="The object's name in the prompts (default: the "
+                                        "input folder's name).")] = None,
+    reference: Annotated[str | None, o.opt("--reference", help="A folder of normal images: few-shot "
+                                           "(default: zero-shot).")] = None,
+    shots: Annotated[int | None, o.opt("--shots", help="Reference images used, the first K sorted (0 = all); "
+                                       "in the MVTec layout without --reference, K from train/good.")] = None,
+    scales: Annotated[list[int] | None, o.opt("--scale", help="Window side in patches (repeatable; default "
+                                              "2 and 3).")] = None,
+    text_weight: Annotated[float | None, o.opt("--text-weight", help="Few-shot: share of the language score "
+                                               "in the score and the map (the rest: nearest normal patch).")] = None,
+    threshold: Annotated[float | None, o.opt("--threshold", help="Flag images scoring at least this.")] = None,
+    batch_size: Annotated[int | None, o.opt("--batch-size", "-b", help="Windows per forward pass.")] = None,
+    max_fpr: Annotated[float | None, o.opt("--max-fpr", help="PRO is integrated up to this false positive "
+                                           "rate.")] = None,
+    overlays: Annotated[bool | None, o.opt("--overlays/--no-overlays", help="One PNG per image: the anomaly "
+                                           "map on the image.")] = None,
+    *, job: Job,
+) -> None:
+    """Score images for anomalies with a CLIP model, WinCLIP-style: zero-shot from prompts (normal and
+    damaged states of the object), few-shot with normal reference images.
+
+    Writes OUT/scores.csv (image, score, flag), OUT/overlays/, OUT/summary.json (images/s, seconds per
+    phase) and, for an MVTec AD folder, OUT/metrics.json (image and pixel AUROC, PRO, F1-max, per defect);
+    prints OUT. Nothing is written when any input is bad.
+
+    Example: dlcli anomaly images mvtec/bottle --clip clip-vit-base-patch16 --shots 4 -o bottle-scores
+    """
+    import functools
+
+    from dlcli.anomaly.images import images as run
+    from dlcli.anomaly.images import report
+
+    job.run(functools.partial(run, load=_load_clip), report, result="output")
 
 
 HEADINGS = ("profile", "NAB score", "raw", "threshold", "windows found", "false positives", "event P", "event R",
