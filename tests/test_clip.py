@@ -281,3 +281,60 @@ def test_other_architecture_tensors_and_options_are_one_line(tmp_path: Path) -> 
     (oc / "open_clip_model.safetensors").write_bytes(b"not safetensors at all")
     with pytest.raises(InputError, match="damaged or not a safetensors file"):
         load_clip(oc)
+
+
+# --- dlcli clip classify -----------------------------------------------------------------------------------
+
+
+def _images(folder: Path) -> list[Path]:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i, size in enumerate([(40, 32), (32, 50), (64, 64)]):
+        p = folder / f"im{i}.png"
+        Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(p)
+        out.append(p)
+    return out
+
+
+def test_classify_table_and_json(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    model = make_hf(tmp_path / "m", TINY)
+    monkeypatch.chdir(tmp_path)  # short names, so the table's columns fit
+    paths = [p.relative_to(tmp_path) for p in _images(tmp_path)]
+    labels = ["a photo of a cat", "a photo of a dog", "the red car"]
+    r = cli("clip", "classify", *paths, "-m", "m", "--labels", *labels, "--json")
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["image"] for row in rows] == [str(p) for p in paths]
+    ours, tok, prep = load_clip(tmp_path / "m")
+    ids = tokenize(tok, labels, ours.config)
+    pixels = to_pixels([Image.open(p) for p in paths], prep)
+    with torch.no_grad():  # transformers' own probabilities for the same pixels and ids
+        want = model(input_ids=ids, pixel_values=pixels).logits_per_image.softmax(-1)
+    for row, w in zip(rows, want, strict=True):
+        got = [row["probabilities"][lab] for lab in labels]
+        assert got == pytest.approx(w.tolist(), abs=1e-4)
+        assert row["label"] == labels[int(w.argmax())] and row["probability"] == pytest.approx(float(w.max()), abs=1e-4)
+    table = cli("clip", "classify", *paths, "-m", "m", "--labels", *labels, "--batch-size", "2")
+    assert table.exit_code == 0, table.stderr
+    for p, row in zip(paths, rows, strict=True):
+        line = next(x for x in table.stdout.splitlines() if p.name in x)
+        assert row["label"] in line and f"{row['probability']:.3f}" in line
+    assert "3 images, 3 labels" in table.stdout
+
+
+def test_classify_bad_input_is_one_line(cli, tmp_path: Path) -> None:
+    make_hf(tmp_path / "m", TINY)
+    good = _images(tmp_path)[0]
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    cases = [((good, "-m", tmp_path / "m", "--labels", "a cat"), "two or more captions"),
+             ((tmp_path / "broken.jpg", "-m", tmp_path / "m", "--labels", "a cat", "a dog"), "broken.jpg: not an image"),
+             ((tmp_path / "gone.png", "-m", tmp_path / "m", "--labels", "a cat", "a dog"), "gone.png: not found"),
+             ((good, "-m", tmp_path, "--labels", "a cat", "a dog"), "not a CLIP folder")]
+    for args, msg in cases:
+        r = cli("clip", "classify", *args)
+        assert r.exit_code != 0 and msg in r.stderr, (args, r.stderr)
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

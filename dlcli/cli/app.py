@@ -12,6 +12,7 @@ import typer
 from dlcli import __version__
 from dlcli.cli import (
     anomaly,
+    clip,
     data,
     embed,
     forecast,
@@ -43,6 +44,7 @@ COMMANDS: list[tuple[str, object]] = [
     ("export-hf", hf.export_hf),
     ("forecast", forecast.app),
     ("anomaly", anomaly.app),
+    ("clip", clip.app),
     ("translate", translate.app),
     ("rlhf", rlhf.app),
     ("lora", lora.app),

@@ -289,3 +289,20 @@ def load_tokenizer(path: Path, cfg: CLIPConfig) -> Any:
     tok.no_padding()
     tok.no_truncation()
     return tok
+
+
+def read_image(path: str | Path) -> Any:
+    """An image file -> a PIL image (decoded now, so a broken file is one error naming it)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: a folder, not an image") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InputError(f"{path}: not an image PIL can decode ({str(e).splitlines()[0]})") from None

@@ -266,3 +266,16 @@ def tokenize(tokenizer, texts: list[str], cfg: CLIPConfig) -> torch.Tensor:
         rows.append(ids)
     t = max(len(r) for r in rows)
     return torch.tensor([r + [0] * (t - len(r)) for r in rows], dtype=torch.long)
+
+
+@torch.no_grad()
+def zero_shot(model: CLIP, tokenizer, images: list, labels: list[str], prep: Preprocess,
+              batch_size: int = 8) -> torch.Tensor:
+    """Zero-shot classification: P(label | image) (B_images, B_labels), the softmax over the labels of the
+    scaled cosine similarities between each image and each label's text."""
+    text = model.encode_text(tokenize(tokenizer, labels, model.config))
+    out = []
+    for i in range(0, len(images), batch_size):
+        image = model.encode_image(to_pixels(images[i:i + batch_size], prep))
+        out.append(logits(model, image, text).softmax(dim=-1))
+    return torch.cat(out) if out else torch.zeros(0, len(labels))
