@@ -325,6 +325,11 @@ def test_train_transformer_init_starts_from_the_run_and_refuses_what_does_not_fi
             "--layers", "3", *tiny)
     assert r.exit_code == 0, r.output
     assert "warning: model.n_layer: ignored; the model's shape is base's (--init)" in r.stderr
+    # ids encoded with the run directory as the tokenizer (`vocab encode -t base`) train too
+    Path("t.tok").write_text(toytask.corpus(200), encoding="utf-8")
+    assert cli("vocab", "encode", "t.tok", "-t", "base", "-o", "t2.ids", "-q").exit_code == 0
+    r = cli("train-transformer", "-d", "t2.ids", "-o", "dir", "--init", "base", "--max-steps", "1", *tiny)
+    assert r.exit_code == 0, r.output
     a, b = load_tensors("base/model.safetensors"), load_tensors("same/model.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-7) for k in a)
     assert "model:\n  vocab_size: " in Path("same/config.yaml").read_text() and "n_layer: 1" in Path(

@@ -48,6 +48,8 @@ def load_data(data: DataConfig, seq_len: int) -> Corpus:
         # the sidecar names it as given to `vocab encode`: relative to where that ran, or beside the ids
         beside = train.path.parent / Path(tok_path).name
         tok_path = str(beside) if not Path(tok_path).exists() and beside.exists() else tok_path
+    if Path(tok_path).is_dir():  # a run directory given to `vocab encode -t`
+        tok_path = str(Path(tok_path) / "tokenizer.json")
     tok = vocabulary.load(tok_path)
     vhash, size = vocabulary.vocab_hash(tok), tok.get_vocab_size(with_added_tokens=True)
     train.check_vocab(vhash, str(tok_path), size)
