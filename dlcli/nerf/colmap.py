@@ -12,6 +12,7 @@ import os
 import shutil
 import struct
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,9 @@ def read_model(path: str | Path) -> Model:
                      "images.txt)")
 
 
-class _Reader:
+class _Reader(ABC):
+    """A COLMAP model folder in one of its two formats (text or binary)."""
+
     def __init__(self, root: Path, ext: str) -> None:
         self.root, self.ext = root, ext
 
@@ -151,15 +154,17 @@ class _Reader:
                              f"size {width}x{height})")
         return Camera.from_params(model, width, height, params)
 
+    @abstractmethod
     def cameras(self, path: Path) -> dict[int, Camera]:
-        raise NotImplementedError
+        """Each camera by its id."""
 
+    @abstractmethod
     def images(self, path: Path) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
-        raise NotImplementedError
+        """Each registered image: (name, camera id, quaternion, translation)."""
 
+    @abstractmethod
     def points(self, path: Path) -> np.ndarray:
         """Each 3-D point's mean reprojection error."""
-        raise NotImplementedError
 
 
 class _TextReader(_Reader):
