@@ -5,9 +5,11 @@ The model has OpenAI's ViT-B/16 shape (image tower 12 x 768, text tower 12 x 512
 240 px: a 15 x 15 patch grid, so WinCLIP's 2 x 2 and 3 x 3 windows are 196 + 169 extra forward passes
 of 5 and 10 tokens per image beside the full one of 226. Random weights score nothing meaningful; this
 measures time only (images per second over reading, the tower, the windows and the scoring; seconds per
-phase as summary.json gives them), zero-shot and few-shot.
+phase as summary.json gives them), zero-shot and few-shot, in the precision `auto` picks (bf16 on a CPU with
+native bf16) or the one asked for.
 
     python bench/anomaly_images.py                          # 6 test images, zero-shot and 1-shot
+    python bench/anomaly_images.py --precision fp32
     python bench/anomaly_images.py --images 12 --shots 4 --batch-size 128 --threads 2
 """
 
@@ -62,6 +64,7 @@ def main() -> None:
     ap.add_argument("--shots", type=int, default=1)
     ap.add_argument("--size", type=int, default=240, help="model input side (px)")
     ap.add_argument("--batch-size", type=int, default=256, help="windows per forward pass")
+    ap.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (auto: bf16 where native)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -74,9 +77,10 @@ def main() -> None:
                             n_defect=n_defect, size=args.size)
         for shots in (0, args.shots):
             cfg = ImagesConfig(input=str(root), output=str(Path(d) / f"out{shots}"), clip="random ViT-B/16",
-                               shots=shots, batch_size=args.batch_size, device="cpu")
+                               shots=shots, batch_size=args.batch_size, device="cpu",
+                               precision=args.precision)
             s = images(cfg, lambda _: model)
-            print(json.dumps({"mode": s["mode"], "images": s["images"], "images_per_s": round(s["images_per_s"], 3),
+            print(json.dumps({"mode": s["mode"], "precision": s["precision"]["used"], "images": s["images"], "images_per_s": round(s["images_per_s"], 3),
                               "seconds": s["seconds"], "total_seconds": s["total_seconds"]}))
 
 

@@ -211,6 +211,13 @@ def test_few_shot_random_tower_finds_the_drawn_defects(tmp_path: Path, weave: Pa
     assert s["metrics"]["image_auroc"] >= 0.75, s["metrics"]
 
 
+def test_bf16_autocast_keeps_the_few_shot_maps(tmp_path: Path, weave: Path) -> None:
+    s = _run(tmp_path, weave, shots=4, text_weight=0.0, precision="bf16")
+    assert s["precision"]["used"] == "bf16"
+    assert s["metrics"]["image_auroc"] >= 0.9, s["metrics"]
+    assert _run(tmp_path, weave, out="auto")["precision"]["used"] == "fp32"  # width 32: bf16 does not pay
+
+
 # --- bad input: one line, nothing left behind -------------------------------------------------------------
 
 

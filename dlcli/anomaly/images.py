@@ -193,6 +193,7 @@ def images(cfg: ImagesConfig, load: Callable[[str], tuple[Any, Any, Any]], force
     """Score every image of cfg.input into cfg.output; the summary. `load(folder)` gives the CLIP model, a
     function from prompts to token ids, and the preprocessing (dlcli/models/clip.py's `Preprocess`)."""
     from dlcli.anomaly import metrics_images, winclip
+    from dlcli.core.precision import resolve
     from dlcli.core.runtime import resolve_device
 
     start = time.perf_counter()
@@ -212,9 +213,11 @@ def images(cfg: ImagesConfig, load: Callable[[str], tuple[Any, Any, Any]], force
     model = model.to(device).eval()
     side, grid = model.config.image_size, model.config.grid
     seconds["load"] = time.perf_counter() - t
+    precision = resolve(cfg.precision, device, width=model.config.vision.width)
 
     t = time.perf_counter()
-    text = winclip.text_classes(model, tokenize, obj)
+    with precision.autocast():
+        text = winclip.text_classes(model, tokenize, obj)
     seconds["text"] = time.perf_counter() - t
 
     def feats_of(paths: list[Path]) -> tuple[list[Any], winclip.Features]:
@@ -222,7 +225,8 @@ def images(cfg: ImagesConfig, load: Callable[[str], tuple[Any, Any, Any]], force
         ims = [read_image(p) for p in paths]
         pixels = to_pixels(ims, side, prep.mean, prep.std).to(device)
         seconds["read"] = seconds.get("read", 0.0) + time.perf_counter() - t
-        return ims, winclip.features(model, pixels, cfg.scales, cfg.batch_size, seconds)
+        with precision.autocast():
+            return ims, winclip.features(model, pixels, cfg.scales, cfg.batch_size, seconds)
 
     memory = None
     if refs:
@@ -275,6 +279,7 @@ def images(cfg: ImagesConfig, load: Callable[[str], tuple[Any, Any, Any]], force
             "mode": f"few-shot ({len(refs)} references)" if refs else "zero-shot", "images": len(items),
             "flagged": int(flags.sum()), "threshold": cfg.threshold, "scales": list(cfg.scales),
             "image_size": side, "grid": grid, "device": str(device),
+            "precision": precision.record(),
             "images_per_s": len(items) / scored if scored > 0 else None,
             "seconds": {k: round(v, 4) for k, v in seconds.items()}, "total_seconds": round(total, 4),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from dlcli.core.precision import check_name
 from dlcli.errors import ConfigError
 
 
@@ -25,6 +26,7 @@ class ImagesConfig:
     max_fpr: float = 0.3  # PRO is integrated up to this false positive rate
     overlays: bool = True  # one PNG per image: the map on the image
     device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; auto: bf16 where native and the tower wide enough)
 
     def validate(self) -> None:
         if not self.input:
@@ -43,5 +45,6 @@ class ImagesConfig:
                 raise ConfigError(f"{name}: must be in [0, 1], not {v}")
         if not (0 < self.max_fpr <= 1):
             raise ConfigError(f"max_fpr: must be in (0, 1], not {self.max_fpr}")
+        check_name(self.precision)
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, not {self.batch_size}")

@@ -125,7 +125,7 @@ def _load_clip(folder: str) -> tuple:
 
 
 @app.command("images")
-@command(images_config, options={"device": o.Device})
+@command(images_config, options={"device": o.Device, "precision": o.Precision})
 def images(
     input: Annotated[str, o.arg("A folder of images (searched recursively), or one in the MVTec AD layout "
                                 "(test/<defect>/, ground_truth/<defect>/<stem>_mask.png).")],
