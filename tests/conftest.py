@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,16 @@ def ts_ids(tmp_path_factory) -> Path:
 def _in_tmp(tmp_path, monkeypatch):
     """Every test runs in its own empty working directory."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _grad_stays_on():
+    """A command run in-process must not leave autograd switched off for the tests after it."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("this test left torch autograd switched off (set_grad_enabled(False) outside a with-block)")
 
 
 @pytest.fixture

@@ -60,10 +60,10 @@ def classify(
     from dlcli.hf.clip import load_clip, read_image
     from dlcli.models.clip import zero_shot
 
-    torch.set_grad_enabled(False)
     net, tokenizer, prep = load_clip(model)
     pictures = [read_image(p) for p in images]
-    probs = zero_shot(net, tokenizer, pictures, labels, prep, batch_size=batch_size).tolist()
+    with torch.inference_mode():  # not set_grad_enabled(False): that would outlive the command in-process
+        probs = zero_shot(net, tokenizer, pictures, labels, prep, batch_size=batch_size).tolist()
     if as_json:
         for path, p in zip(images, probs, strict=True):
             best = max(range(len(labels)), key=p.__getitem__)
