@@ -127,6 +127,28 @@ def test_windows_and_harmonic_mean() -> None:
     assert winclip._to_patches(vals, w, 9, harmonic=False)[0, 4] == pytest.approx(0.6875)
 
 
+def test_upsample_and_smoothing() -> None:
+    import torch
+
+    from dlcli.anomaly.images import upsample
+
+    flat = upsample(torch.full((1, 4, 4), 0.3), 32, sigma=4.0)
+    np.testing.assert_allclose(flat, 0.3, rtol=1e-5)  # normalised kernel, reflected borders
+    spike = torch.zeros(1, 8, 8)
+    spike[0, 4, 4] = 1.0
+    sharp, blurred = upsample(spike, 64), upsample(spike, 64, sigma=3.0)
+    assert blurred.sum() == pytest.approx(sharp.sum(), rel=1e-3)  # mass kept (far from the borders)
+    assert blurred.max() < sharp.max() and np.unravel_index(blurred.argmax(), (64, 64)) == \
+        np.unravel_index(sharp.argmax(), (64, 64))
+
+
+def test_undefined_metrics_are_none() -> None:
+    masks = [np.zeros((4, 4), bool)] * 2
+    r = mi.report(["good", "good"], np.array([0.1, 0.2]), masks, [np.zeros((4, 4))] * 2)
+    assert r["overall"]["image_auroc"] is None and r["overall"]["pro"] is None and r["per_defect"] == {}
+    json.dumps(r, allow_nan=False)
+
+
 # --- end to end with a small random-weight CLIP -----------------------------------------------------------
 
 
@@ -229,6 +251,23 @@ def _fails(tmp_path: Path, data: Path, match: str, **kw) -> None:
     assert "\n" not in str(e.value)
     assert not (tmp_path / kw.get("out", "out")).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_existing_output_needs_force(tmp_path: Path, weave: Path) -> None:
+    from dlcli.anomaly.images import images
+    from dlcli.anomaly.images_config import ImagesConfig
+    from dlcli.errors import OutputExistsError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    cfg = ImagesConfig(input=str(weave / "test" / "good"), output=str(out), clip="tiny", device="cpu")
+    with pytest.raises(OutputExistsError, match="already exists"):
+        images(cfg, _load)
+    assert (out / "old.txt").is_file()
+    images(cfg, _load, force=True)
+    assert (out / "scores.csv").is_file() and not (out / "old.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_folder_without_images(tmp_path: Path) -> None:

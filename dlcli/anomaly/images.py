@@ -142,12 +142,20 @@ def to_pixels(images: list[Any], side: int, mean: tuple[float, ...], std: tuple[
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
-def upsample(maps: Any, side: int) -> np.ndarray:
-    """Patch maps (B, g, g) -> (B, side, side) float32, bilinear."""
+def upsample(maps: Any, side: int, sigma: float = 0.0) -> np.ndarray:
+    """Patch maps (B, g, g) -> (B, side, side) float32: bilinear, then a Gaussian blur of `sigma` pixels
+    (0: none; WinCLIP blurs with 4), the borders reflected."""
+    import torch
     import torch.nn.functional as F
 
-    return F.interpolate(maps[:, None].float(), size=(side, side), mode="bilinear",
-                         align_corners=False)[:, 0].cpu().numpy()
+    x = F.interpolate(maps[:, None].float(), size=(side, side), mode="bilinear", align_corners=False)
+    if sigma > 0:
+        r = min(int(4 * sigma + 0.5), side - 1)
+        k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
+        k = (k / k.sum()).to(x.device)
+        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))  # along rows
+        x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))  # along columns
+    return x[:, 0].cpu().numpy()
 
 
 def overlay(image: Any, heat: np.ndarray, lo: float, hi: float) -> bytes:
@@ -243,7 +251,7 @@ def images(cfg: ImagesConfig, load: Callable[[str], tuple[Any, Any, Any]], force
             t = time.perf_counter()
             s, m = winclip.score(model, f, text, memory, cfg.text_weight)
             scores.append(float(s[0]))
-            maps.append(upsample(m, side)[0])
+            maps.append(upsample(m, side, cfg.smooth * model.config.patch_size)[0])
             seconds["score"] = seconds.get("score", 0.0) + time.perf_counter() - t
             sizes.append(ims[0].size)
             if item.kind:
@@ -297,7 +305,7 @@ def report(s: dict[str, Any]) -> str:
     line = (f"{s['mode']}: scored {s['images']:,} images of '{s['object']}' in {s['total_seconds']:.1f} s "
             f"({s['images_per_s']:.2f} images/s scoring), {s['flagged']:,} flagged at {s['threshold']:g}")
     if "metrics" in s:
-        m = s["metrics"]
-        line += (f"; image AUROC {m['image_auroc']:.3f}, pixel AUROC {m['pixel_auroc']:.3f}, "
-                 f"PRO {m['pro']:.3f}, F1-max {m['image_f1_max']:.3f}")
+        m = {k: "n/a" if v is None else f"{v:.3f}" for k, v in s["metrics"].items()}
+        line += (f"; image AUROC {m['image_auroc']}, pixel AUROC {m['pixel_auroc']}, PRO {m['pro']}, "
+                 f"F1-max {m['image_f1_max']}")
     return line

@@ -20,6 +20,7 @@ class ImagesConfig:
     reference: str = ""  # a folder of normal images: few-shot ("": zero-shot; MVTec layout + shots: train/good)
     shots: int = 0  # reference images used (the first, sorted); 0: all of --reference, none without it
     scales: list[int] = field(default_factory=lambda: [2, 3])  # window sides in patches (WinCLIP: 2 and 3)
+    smooth: float = 0.25  # Gaussian blur of the map, sigma in patches (0.25: WinCLIP's 4 px at 16 px; 0: none)
     text_weight: float = 0.5  # few-shot: share of the language score in the image score and the map
     threshold: float = 0.5  # flag an image whose score is at least this
     batch_size: int = 256  # windows per forward pass of the image tower (256: ~10 % faster than 64 on 2 cores)
@@ -43,6 +44,8 @@ class ImagesConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v <= 1):
                 raise ConfigError(f"{name}: must be in [0, 1], not {v}")
+        if not (math.isfinite(self.smooth) and self.smooth >= 0):
+            raise ConfigError(f"smooth: must be >= 0, not {self.smooth}")
         if not (0 < self.max_fpr <= 1):
             raise ConfigError(f"max_fpr: must be in (0, 1], not {self.max_fpr}")
         check_name(self.precision)

@@ -117,7 +117,8 @@ def pro_auc(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], max_fpr: fl
 def report(kinds: Sequence[str], image_scores: np.ndarray, masks: Sequence[np.ndarray],
            maps: Sequence[np.ndarray], max_fpr: float = 0.3) -> dict:
     """The metrics overall and per defect kind (that kind's images with the good ones); `kinds[i]` is
-    image i's folder under test/ ("good" = normal), `masks[i]` its boolean mask (all False when good)."""
+    image i's folder under test/ ("good" = normal), `masks[i]` its boolean mask (all False when good).
+    A metric that is undefined (one class missing) is None."""
     kinds = list(kinds)
     scores = np.asarray(image_scores, np.float64)
 
@@ -126,10 +127,12 @@ def report(kinds: Sequence[str], image_scores: np.ndarray, masks: Sequence[np.nd
         s = scores[idx]
         px_y = np.concatenate([masks[i].ravel() for i in idx])
         px_s = np.concatenate([np.asarray(maps[i], np.float64).ravel() for i in idx])
-        return {"images": len(idx), "anomalous": int(y.sum()),
-                "image_auroc": auroc(y, s), "image_f1_max": f1_max(y, s),
-                "pixel_auroc": auroc(px_y, px_s), "pixel_f1_max": f1_max(px_y, px_s),
-                "pro": pro_auc([masks[i] for i in idx], [maps[i] for i in idx], max_fpr)}
+        found = {"image_auroc": auroc(y, s), "image_f1_max": f1_max(y, s),
+                 "pixel_auroc": auroc(px_y, px_s), "pixel_f1_max": f1_max(px_y, px_s),
+                 "pro": pro_auc([masks[i] for i in idx], [maps[i] for i in idx], max_fpr)}
+        # None where undefined (no anomalous or no normal image or pixel): JSON has no NaN
+        return {"images": len(idx), "anomalous": int(y.sum())} | {k: None if np.isnan(v) else v
+                                                                   for k, v in found.items()}
 
     out = {"max_fpr": max_fpr, "overall": block(list(range(len(kinds))))}
     good = [i for i, k in enumerate(kinds) if k == "good"]

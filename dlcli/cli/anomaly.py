@@ -140,6 +140,8 @@ def images(
                                        "in the MVTec layout without --reference, K from train/good.")] = None,
     scales: Annotated[list[int] | None, o.opt("--scale", help="Window side in patches (repeatable; default "
                                               "2 and 3).")] = None,
+    smooth: Annotated[float | None, o.opt("--smooth", help="Gaussian blur of the map, sigma in patches (0.25: "
+                                          "WinCLIP's 4 px at 16 px patches; 0 = none).")] = None,
     text_weight: Annotated[float | None, o.opt("--text-weight", help="Few-shot: share of the language score "
                                                "in the score and the map (the rest: nearest normal patch).")] = None,
     threshold: Annotated[float | None, o.opt("--threshold", help="Flag images scoring at least this.")] = None,
