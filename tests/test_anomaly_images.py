@@ -75,12 +75,22 @@ def test_pro_matches_a_threshold_loop() -> None:
         assert np.isclose(pro[i], np.mean(overlaps)).any()
     ndimage = pytest.importorskip("scipy.ndimage")
     for m in masks:
-        ours, n = mi.label_regions(m)
+        ours, n = mi._flood_fill(m)
         theirs, n2 = ndimage.label(m, structure=np.ones((3, 3)))
         assert n == n2 == 3
         assert np.array_equal(ours > 0, theirs > 0)
         for k in range(1, n + 1):  # the same partition, whatever the numbering
             assert len(np.unique(theirs[ours == k])) == 1
+
+
+def test_labelling_without_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy", None)  # import scipy fails
+    m = np.array([[1, 0, 0, 1], [0, 1, 0, 1], [0, 0, 0, 0], [1, 1, 0, 0]], bool)
+    lab, n = mi.label_regions(m)
+    assert n == 3  # the diagonal pair is one region (8-connected)
+    assert lab[0, 0] == lab[1, 1] != lab[0, 3] == lab[1, 3] and lab[3, 0] == lab[3, 1] not in (0, lab[0, 0])
 
 
 def test_report_per_defect() -> None:
@@ -251,6 +261,19 @@ def _fails(tmp_path: Path, data: Path, match: str, **kw) -> None:
     assert "\n" not in str(e.value)
     assert not (tmp_path / kw.get("out", "out")).exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_plain_folder_of_odd_sizes(tmp_path: Path) -> None:
+    from PIL import Image
+
+    d = tmp_path / "parts"
+    (d / "sub").mkdir(parents=True)
+    Image.fromarray(np.full((20, 48, 3), 120, np.uint8)).save(d / "wide.png")
+    Image.fromarray(np.full((40, 30), 90, np.uint8)).save(d / "sub" / "grey.jpg")  # grey, JPEG, in a sub-folder
+    s = _run(tmp_path, d)
+    assert s["images"] == 2 and s["object"] == "parts"
+    assert Image.open(tmp_path / "out" / "overlays" / "wide.png").size == (48, 20)
+    assert Image.open(tmp_path / "out" / "overlays" / "sub" / "grey.png").size == (30, 40)
 
 
 def test_existing_output_needs_force(tmp_path: Path, weave: Path) -> None:

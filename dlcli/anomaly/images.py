@@ -238,7 +238,11 @@ def images(cfg: ImagesConfig, load: Callable[[str], tuple[Any, Any, Any]], force
 
     memory = None
     if refs:
-        ref_feats = [feats_of([p])[1] for p in refs]
+        ref_feats = []
+        for i, p in enumerate(refs):
+            ref_feats.append(feats_of([p])[1])
+            if on_progress:
+                on_progress(Tick("references", i + 1, len(refs), "image"))
         memory = winclip.Memory.of(ref_feats)
         seconds["reference"] = sum(seconds.pop(k, 0.0) for k in ("read", "image_tower", "windows"))
 

@@ -55,8 +55,19 @@ def f1_max(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected components of a boolean mask: (labels 1..n, 0 outside; n)."""
+    """8-connected components of a boolean mask: (labels 1..n, 0 outside; n). scipy's labelling when it is
+    installed (not a dependency), else a flood fill."""
     mask = np.asarray(mask, bool)
+    try:
+        from scipy import ndimage
+    except ImportError:
+        return _flood_fill(mask)
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), int))
+    return lab.astype(np.int32), int(n)
+
+
+def _flood_fill(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """label_regions without scipy: each unlabelled mask pixel starts a region grown over its 8 neighbours."""
     out = np.zeros(mask.shape, np.int32)
     h, w = mask.shape
     n = 0
