@@ -12,8 +12,9 @@ Two layouts are read, safetensors only (memory-mapped; pickles are refused, load
         open_clip_config.json    {"model_cfg": {...}, "preprocess_cfg": {...}}, or the bare model config
                                  (open_clip's model_configs/<name>.json: embed_dim, vision_cfg, text_cfg)
         open_clip_model.safetensors (or model.safetensors)
-        tokenizer.json           OpenCLIP folders ship none: copy openai/clip-vit-base-patch16's; OpenCLIP's
-                                 default tokenizer is the same BPE vocabulary (49408 tokens)
+        tokenizer.json           OpenCLIP folders ship none: copy openai/clip-vit-base-patch16's (OpenCLIP's
+                                 default tokenizer is the same BPE vocabulary, 49408 tokens), or put
+                                 bpe_simple_vocab_16e6.txt.gz (in open_clip's package) there instead
 
 Only the ViT image tower with a class token and the causal text tower read at the end token are
 computed; any other option (a timm or Hugging Face tower, attention pooling, layer scale, ...) or a
@@ -35,6 +36,7 @@ from dlcli.models.clip import ACTIVATIONS, CLIP, OPENAI_MEAN, OPENAI_STD, CLIPCo
 OPENCLIP_CONFIG = "open_clip_config.json"
 OPENCLIP_WEIGHTS = "open_clip_model.safetensors"
 _HF_ACT = {"quick_gelu": "quick_gelu", "gelu": "gelu"}
+BPE_VOCAB = "bpe_simple_vocab_16e6.txt.gz"  # the merges OpenAI's CLIP and OpenCLIP ship (open_clip/ in its package)
 _IGNORED = ("position_ids", "attn_mask")  # buffers some files carry; recomputed, never read
 
 
@@ -272,17 +274,20 @@ def build(cfg: CLIPConfig, sd: dict[str, torch.Tensor], folder: Path, dtype: tor
 
 
 def load_tokenizer(path: Path, cfg: CLIPConfig) -> Any:
-    """tokenizer.json -> a tokenizers.Tokenizer that adds the start and end tokens and neither pads nor
-    truncates (models.clip.tokenize does both)."""
+    """tokenizer.json (or, beside it, OpenAI's and OpenCLIP's BPE_VOCAB) -> a tokenizers.Tokenizer that adds
+    the start and end tokens and neither pads nor truncates (models.clip.tokenize does both)."""
     from tokenizers import Tokenizer
 
-    if not path.is_file():
+    if not path.is_file() and (path.parent / BPE_VOCAB).is_file():
+        tok = bpe_tokenizer(path.parent / BPE_VOCAB)
+    elif not path.is_file():
         raise InputError(f"{path}: not found (CLIP's tokenizer.json; for an OpenCLIP model copy the one of "
-                         "openai/clip-vit-base-patch16)")
-    try:
-        tok = Tokenizer.from_file(str(path))
-    except Exception as e:  # noqa: BLE001 (tokenizers raises plain Exceptions)
-        raise InputError(f"{path}: not a tokenizers file ({str(e).splitlines()[0]})") from None
+                         f"openai/clip-vit-base-patch16, or open_clip's {BPE_VOCAB})")
+    else:
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as e:  # noqa: BLE001 (tokenizers raises plain Exceptions)
+            raise InputError(f"{path}: not a tokenizers file ({str(e).splitlines()[0]})") from None
     n = tok.get_vocab_size(with_added_tokens=True)
     if n > cfg.vocab_size:
         raise InputError(f"{path}: {n} tokens, but the model has {cfg.vocab_size} token embeddings")
@@ -306,3 +311,44 @@ def read_image(path: str | Path) -> Any:
         raise InputError(f"{path}: a folder, not an image") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputError(f"{path}: not an image PIL can decode ({str(e).splitlines()[0]})") from None
+
+
+def _byte_symbols() -> list[str]:
+    """The 256 bytes as printable characters, in the order byte-level BPE numbers them: the printable
+    ranges keep their own character and come first; the rest map to 256, 257, ... in byte order."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), ord("\xff") + 1)]
+    rest = [b for b in range(256) if b not in keep]
+    return [chr(b) for b in keep] + [chr(256 + i) for i in range(len(rest))]
+
+
+def bpe_tokenizer(path: Path) -> Any:
+    """OpenAI's CLIP tokenizer from its merges file: the vocabulary is the 256 byte symbols, the same with
+    the end-of-word mark `</w>`, one token per merge (the first 48,894 merges, as CLIP uses), then
+    <|startoftext|> and <|endoftext|>. Text is NFC-normalised, whitespace runs become one space, lowercased,
+    split into letter runs, single digits and punctuation runs, as CLIP's own tokenizer does."""
+    import gzip
+
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    try:
+        lines = gzip.decompress(path.read_bytes()).decode("utf-8").split("\n")
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a gzipped BPE merges file ({e})") from None
+    merges = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1] if m.strip()]
+    if any(len(m) != 2 for m in merges):
+        raise InputError(f"{path}: not a BPE merges file (a line is not two symbols)")
+    symbols = _byte_symbols()
+    names = [*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in merges), "<|startoftext|>",
+             "<|endoftext|>"]
+    vocab = {t: i for i, t in enumerate(names)}
+    tok = Tokenizer(models.BPE(vocab, merges, end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                           normalizers.Lowercase()])
+    words = Regex(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+")
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(words, behavior="removed", invert=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.RobertaProcessing(("<|endoftext|>", len(names) - 1),
+                                                      ("<|startoftext|>", len(names) - 2),
+                                                      add_prefix_space=False, trim_offsets=False)
+    return tok
