@@ -48,6 +48,7 @@ SHRINK = {
     # 1080x1920 JPEGs: 8x downscale keeps loading cheap; fewer rays per step
     "nerf-fox-cpu.yaml": ["batch_rays=1024", "batch_samples=16384"],
     "nerf-synth-cpu.yaml": ["batch_rays=512"],
+    "nerf-chair-cpu.yaml": ["batch_rays=1024", "batch_samples=16384"],
 }
 
 
@@ -82,6 +83,10 @@ def _data(path: Path, prefix: str, ts_ids: Path, tmp_path: Path) -> list[str]:
         if not (DATA / "nerf" / "fox").is_dir():
             pytest.skip("the fox capture is not in ../shared/data")
         return [str(DATA / "nerf" / "fox")]
+    if "chair" in path.name:
+        if not (DATA / "nerf" / "chair").is_dir():
+            pytest.skip("the chair scene is not in ../shared/data")
+        return [str(DATA / "nerf" / "chair")]
     from dlcli.nerf.synth import SynthConfig, synth
 
     synth(SynthConfig(output=str(tmp_path / "scene"), size=24, n_train=8, n_val=1, n_test=1))
