@@ -226,7 +226,10 @@ def test_id_file_input_with_min_count_trims_the_tokenizer(tmp_path):
                                   specials=["<pad>", "<unk>"]))
     vocab.encode(vocab.EncodeConfig(inputs=[str(tmp_path / "c.tok")], output=str(tmp_path / "c.ids"),
                                     tokenizer=str(tmp_path / "tok.json")))
-    tr.train(_cfg(tmp_path / "c.ids", tmp_path / "run", min_count=2))
+    from dlcli.errors import DlcliWarning
+
+    with pytest.warns(DlcliWarning, match="too few"):  # 453 words: the small-corpus warning is expected here
+        tr.train(_cfg(tmp_path / "c.ids", tmp_path / "run", min_count=2))
     tok = load(tmp_path / "run" / "tokenizer.json")
     assert tok.get_vocab()["<pad>"] == 0 and tok.get_vocab()["<unk>"] == 1
     assert "rare" not in tok.get_vocab() and tok.token_to_id("the") == 2
