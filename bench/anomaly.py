@@ -19,8 +19,6 @@ are not read here.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,23 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_kind
+
 from dlcli.anomaly.config import ScoreConfig
 from dlcli.anomaly.score import score
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
-
-
-def cpu_kind() -> str:
-    flags, name = "", platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            info = f.read()
-        name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), name)
-        flags = next((ln for ln in info.splitlines() if ln.startswith("flags")), "")
-    except OSError:
-        pass
-    isa = "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "x86"
-    return f"{name} ({isa}), {len(os.sched_getaffinity(0))} cores"
 
 
 def run(nab: Path, out: Path, detector: str, seed: int, plots: bool, workers: int) -> dict:

@@ -17,31 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import zlib
 from pathlib import Path
 
 import torch
+from machine import cpu_kind
 
 from dlcli.anomaly.images import images
 from dlcli.anomaly.images_config import ImagesConfig
 from dlcli.anomaly.synthetic_images import make_dataset
 from dlcli.models.clip import CLIP, CLIPConfig, Preprocess
-
-
-def cpu_kind() -> str:
-    flags, name = "", platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            info = f.read()
-        name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), name)
-        flags = next((ln for ln in info.splitlines() if ln.startswith("flags")), "")
-    except OSError:
-        pass
-    isa = "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "x86"
-    return f"{name} ({isa}), {len(os.sched_getaffinity(0))} cores"
 
 
 def vit_b16(image_size: int) -> tuple[CLIP, object, Preprocess]:

@@ -12,31 +12,13 @@ is one layer: it does not take part. Each figure is the median of --reps timed b
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-
-def cpu_kind() -> str:
-    flags, name = "", platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name") and not name:
-                    name = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = line
-                    break
-    except OSError:
-        pass
-    isa = "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "other"
-    if "avx512_bf16" in flags:
-        isa += " with AVX512-BF16"
-    return f"{name} ({isa}), {torch.get_num_threads()} threads"
+from machine import cpu_kind
 
 
 def timed(fn, x: torch.Tensor, reps: int) -> float:

@@ -53,13 +53,14 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import cpu_kind
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -109,23 +110,6 @@ print(f"numba compiles for {numba.config.CPU_NAME or ll.get_host_cpu_name()}"
 """
 
 
-def cpu_description() -> str:
-    """CPU model, cores and torch's CPU capability (what ATen dispatches to)."""
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    isa = "AVX512-BF16" if "avx512_bf16" in flags else "AVX512" if "avx512f" in flags else \
-        "AVX2" if "avx2" in flags else "no AVX2"
-    return (f"CPU: {model}, {os.cpu_count()} cores, {isa}; torch.backends.cpu.get_cpu_capability() = "
-            f"{torch.backends.cpu.get_cpu_capability()}")
 
 
 def build_corpus(workdir: Path) -> Path:
@@ -297,7 +281,7 @@ def main() -> None:
         sys.exit("gensim is needed: .venv/bin/pip install -e '.[bench]'  (or pip install gensim)")
     logging.getLogger("gensim").setLevel(logging.WARNING)
     questions = DATA / "questions-words.txt"
-    print(cpu_description())
+    print(f"CPU: {cpu_kind()}, {os.cpu_count()} cores")
     if args.avx2:
         print("AVX2 emulation: " + " ".join(f"{k}={v}" for k, v in AVX2_ENV.items()))
     if args.whole:

@@ -20,26 +20,13 @@ dlcli / transformers. The generated ids are compared too (greedy on the same wei
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-
-def cpu_kind() -> str:
-    flags = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            info = f.read()
-        name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
-        flags = next((ln for ln in info.splitlines() if ln.startswith("flags")), "")
-    except OSError:
-        name = platform.processor()
-    isa = "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "x86"
-    return f"{name} ({isa}{', AVX512-BF16' if 'avx512_bf16' in flags else ''}), {torch.get_num_threads()} threads"
+from machine import cpu_kind
 
 
 def build(folder: Path) -> object:
