@@ -14,6 +14,7 @@ from dlcli.lm.config import GenerateConfig
 from dlcli.lm.run import LMRun, open_run
 from dlcli.models.gpt import GPT, KVCache
 from dlcli.models.rnn import RNNLM, Hidden
+from dlcli.text.vocabulary import HF_END_TOKENS
 
 
 def encode_prompt(run: LMRun, prompt: str, strict: bool, warn: Callable[[str], None]) -> list[int]:
@@ -39,13 +40,10 @@ def _unk_token(tok: Tokenizer) -> str | None:
     return json.loads(tok.to_str()).get("model", {}).get("unk_token")
 
 
-HF_ENDS = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<|im_end|>")  # end-of-text tokens of imported models
-
-
 def end_tokens(tok: Tokenizer) -> set[int]:
     """The ids generation stops at: <eos>, and an imported model's end-of-text token (a special token)."""
     special = {t.content for t in tok.get_added_tokens_decoder().values() if t.special}
-    return {i for t in ("<eos>", *HF_ENDS) if (t == "<eos>" or t in special) and (i := tok.token_to_id(t)) is not None}
+    return {i for t in ("<eos>", *HF_END_TOKENS) if (t == "<eos>" or t in special) and (i := tok.token_to_id(t)) is not None}
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator

@@ -16,12 +16,11 @@ import torch
 from dlcli.errors import ConfigError, InputError
 from dlcli.rlhf.config import TRUNCATE
 from dlcli.rlhf.data import BadLine, Records, bad_line
-
-HF_ENDS = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<|im_end|>")  # dlcli import-hf runs
+from dlcli.text.vocabulary import HF_END_TOKENS
 
 
 def end_token(tok: Any, where: str) -> int:
-    for t in ("<eos>", "\n", *HF_ENDS):
+    for t in ("<eos>", "\n", *HF_END_TOKENS):
         i = tok.token_to_id(t)
         if i is not None:
             return int(i)

@@ -20,6 +20,10 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from dlcli.core.io import check_input_file
 from dlcli.errors import ConfigError, InputError
 
+# End-of-text tokens of tokenizers imported with a Hugging Face model (GPT-2/SmolLM, Llama 3, Llama 2, Qwen2 chat):
+# generation stops at them and RLHF ends its sequences with them when there is no <eos>.
+HF_END_TOKENS = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<|im_end|>")
+
 SUBWORD_MODELS = ("bpe", "wordpiece", "unigram")
 
 
