@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from dlcli.errors import InputError
-from dlcli.hf.load import read_json, weight_files
+from dlcli.hf.load import Weights, read_json, weight_files
 from dlcli.models.clip import ACTIVATIONS, CLIP, OPENAI_MEAN, OPENAI_STD, CLIPConfig, Preprocess, TowerConfig
 
 OPENCLIP_CONFIG = "open_clip_config.json"
@@ -68,7 +68,7 @@ def load_clip(folder: str | Path, dtype: torch.dtype = torch.float32) -> tuple[C
         raise InputError(f"{folder}: not a CLIP folder (no config.json of a Hugging Face CLIPModel, no "
                          f"{OPENCLIP_CONFIG} of an OpenCLIP model)")
     tokenizer = load_tokenizer(folder / "tokenizer.json", cfg)
-    model = build(cfg, read_tensors(files, pairs, folder), folder, dtype)
+    model = build(cfg, read_tensors(files, pairs), folder, dtype)
     return model, tokenizer, prep
 
 
@@ -232,29 +232,18 @@ def openclip_pairs(cfg: CLIPConfig) -> list[Pair]:
             Pair("logit_scale", ("logit_scale",))]
 
 
-def read_tensors(files: dict[str, Path], pairs: list[Pair], folder: Path) -> dict[str, torch.Tensor]:
+def read_tensors(files: dict[str, Path], pairs: list[Pair]) -> dict[str, torch.Tensor]:
     """dlcli's state dict from the memory-mapped files; a tensor missing, or one no dlcli tensor reads
     (another architecture), is one error naming it."""
-    from safetensors import safe_open
-
     used = {n for p in pairs for n in p.theirs}
     extra = sorted(n for n in files if n not in used and not n.endswith(_IGNORED))
     if extra:
         raise InputError(f"{files[extra[0]]}: tensor {extra[0]} has no place in a CLIP model dlcli reads "
                          f"({len(extra)} such; another architecture?)")
-    handles: dict[Path, Any] = {}
-
-    def get(name: str) -> torch.Tensor:
-        if name not in files:
-            raise InputError(f"{folder}: tensor {name} is missing from the weights")
-        path = files[name]
-        if path not in handles:
-            handles[path] = safe_open(str(path), framework="pt")
-        return handles[path].get_tensor(name)
-
+    weights = Weights(files)
     out = {}
     for p in pairs:
-        parts = [get(n) for n in p.theirs]
+        parts = [weights.get(n) for n in p.theirs]
         x = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
         out[p.ours] = x.t().contiguous() if p.transpose else x
     return out
