@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from dlcli.errors import InputError
-from dlcli.hf.load import Weights, read_json, weight_files
+from dlcli.hf.load import Weights, read_json, tensor_names, weight_files
 from dlcli.models.clip import ACTIVATIONS, CLIP, OPENAI_MEAN, OPENAI_STD, CLIPConfig, Preprocess, TowerConfig
 
 OPENCLIP_CONFIG = "open_clip_config.json"
@@ -166,13 +166,7 @@ def _openclip_files(folder: Path) -> dict[str, Path]:
     path = folder / OPENCLIP_WEIGHTS
     if not path.is_file():
         return weight_files(folder)  # model.safetensors, or a pickle refused, or one line: none found
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict.fromkeys(f.keys(), path)
-    except Exception as e:  # noqa: BLE001 (safetensors raises its own error types)
-        raise InputError(f"{path}: damaged or not a safetensors file ({str(e).splitlines()[0]})") from None
+    return tensor_names(path)
 
 
 def _blocks(ours: str, theirs: str, n: int, hf: bool) -> list[Pair]:

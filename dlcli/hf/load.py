@@ -49,6 +49,17 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def tensor_names(path: Path) -> dict[str, Path]:
+    """Each tensor name in one safetensors file -> the file (only its header is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict.fromkeys(f.keys(), path)
+    except Exception as e:  # noqa: BLE001 (safetensors raises its own error types)
+        raise InputError(f"{path}: damaged or not a safetensors file ({str(e).splitlines()[0]})") from None
+
+
 def weight_files(folder: Path) -> dict[str, Path]:
     """Tensor name -> the safetensors file holding it: model.safetensors, or the shards of
     model.safetensors.index.json. Pickled weights are refused, never opened."""
@@ -66,13 +77,7 @@ def weight_files(folder: Path) -> dict[str, Path]:
             out[name] = p
         return out
     if single.is_file():
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(single), framework="pt") as f:
-                return dict.fromkeys(f.keys(), single)
-        except Exception as e:  # noqa: BLE001 (safetensors raises its own error types)
-            raise InputError(f"{single}: damaged or not a safetensors file ({str(e).splitlines()[0]})") from None
+        return tensor_names(single)
     pickles = [p.name for p in sorted(folder.iterdir()) if p.name in _PICKLES or p.suffix in (".bin", ".pt", ".pth")]
     if pickles:
         raise InputError(f"{folder / pickles[0]}: pickled weights are not read (loading a pickle runs code); "
