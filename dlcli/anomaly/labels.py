@@ -15,7 +15,7 @@ import numpy as np
 
 from dlcli.anomaly.nab import Profile
 from dlcli.anomaly.series import show_time
-from dlcli.errors import InputError
+from dlcli.errors import InputError, MissingFileError
 
 Window = tuple[np.datetime64, np.datetime64]
 
@@ -23,7 +23,7 @@ Window = tuple[np.datetime64, np.datetime64]
 def _load_json(path: str | Path) -> Any:
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"{p}: no such file")
+        raise MissingFileError(p)
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

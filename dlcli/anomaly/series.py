@@ -23,7 +23,7 @@ from typing import IO
 
 import numpy as np
 
-from dlcli.errors import InputError
+from dlcli.errors import InputError, MissingFileError
 
 TIME = "datetime64[us]"
 SLIP = np.timedelta64(1, "h")  # how far back a timestamp may step (daylight saving)
@@ -54,7 +54,7 @@ class Scores:
 def _open_text(path: str | Path) -> Iterator[IO[str]]:
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"{p}: no such file")
+        raise MissingFileError(p)
     opener = gzip.open if p.name.endswith(".gz") else open
     with opener(p, "rt", encoding="utf-8", newline="") as f:
         yield f
