@@ -85,6 +85,21 @@ def test_an_opaque_wall_hides_what_is_behind():
     assert out["depth"].item() == pytest.approx(1.5, abs=1e-4)
 
 
+def test_surface_depth_is_where_the_ray_is_half_blocked():
+    edges = torch.linspace(0.0, 4.0, 9)[None].expand(3, 9)
+    dens = torch.zeros(3, 8)
+    dens[0] = 0.7  # fog: T(t) = exp(-0.7 t) = 1/2 at t = ln 2 / 0.7, inside a bin, solved exactly
+    dens[1, 2], dens[1, 6] = 0.8, 1e3  # a thin, 33%-opaque layer at 1.0..1.5 in front of a wall at 3.0
+    dens[2, 3] = 0.5  # 22% opaque: never half blocked
+    with torch.no_grad():
+        out = composite(dens, torch.zeros(3, 8, 3), edges, torch.ones(3))
+    assert out["surface"][0].item() == pytest.approx(math.log(2.0) / 0.7, abs=1e-5)
+    assert out["surface"][1].item() == pytest.approx(3.0, abs=1e-3)  # on the wall ...
+    assert out["depth"][1].item() / out["acc"][1].item() < 2.7  # ... where the expected depth falls short of it
+    assert out["surface"][2].item() == 0.0 and out["acc"][2].item() < 0.5
+    assert "surface" not in composite(dens, torch.zeros(3, 8, 3), edges, torch.ones(3))  # not while training
+
+
 def test_stratified_samples_stay_in_their_strata():
     t0, t1 = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 6.0])
     e = stratified(t0, t1, 8, perturb=True, generator=torch.Generator().manual_seed(0))

@@ -3,8 +3,9 @@
 * Mesh: the field's density on an N^3 grid over the scene box, the isosurface at a density level by marching
   cubes (scikit-image, Lewiner et al. 2003), each vertex coloured by the field seen from straight in front
   (view direction = -normal).
-* Points: the expected depth of every training view, back-projected along the camera rays where the view is
-  opaque (accumulated opacity > 0.5), coloured by the rendered pixel without the background.
+* Points: the surface depth of every training view (where a ray's transmittance falls to 1/2), back-projected
+  along the camera rays where the view is opaque (accumulated opacity > 0.5), coloured by the rendered pixel
+  without the background. The expected depth would put a point between two surfaces that share a ray's weight.
 
 Both are written as binary PLY in the data set's own frame (Instant-NGP scenes: the normalisation undone), so
 they line up with its cameras.
@@ -108,7 +109,7 @@ def mesh(model: nn.Module, resolution: int = 128, threshold: float | None = None
 @torch.no_grad()
 def points(model: nn.Module, poses: torch.Tensor, k: Intrinsics, bg: torch.Tensor, max_points: int = 1_000_000,
            seed: int = 0, on_progress: OnProgress = nothing) -> dict[str, Any]:
-    """Back-project the expected depth of every view in `poses`: at most `max_points` points, spread evenly over
+    """Back-project the surface depth of every view in `poses`: at most `max_points` points, spread evenly over
     the views (a random subset of each view's opaque pixels), with their colours."""
     if max_points < 1:
         raise ConfigError("max_points: must be at least 1")
@@ -123,7 +124,7 @@ def points(model: nn.Module, poses: torch.Tensor, k: Intrinsics, bg: torch.Tenso
         keep = (acc > 0.5).nonzero().squeeze(-1).cpu()
         keep = keep[torch.randperm(len(keep), generator=gen)[:per_view]].to(dev)
         a = acc[keep][:, None]
-        t = v["depth"].reshape(-1)[keep][:, None] / a  # the depth of what was hit, not diluted by the background
+        t = v["surface"].reshape(-1)[keep][:, None]
         xs.append((o.reshape(-1, 3)[keep] + d.reshape(-1, 3)[keep] * t).float().cpu())
         cs.append(((v["rgb"].reshape(-1, 3)[keep] - (1.0 - a) * bg) / a).float().cpu())  # background removed
         on_progress(Tick("points", i + 1, len(poses), unit="view"))

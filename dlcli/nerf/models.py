@@ -123,8 +123,8 @@ class HashNerf(nn.Module):
 @torch.no_grad()
 def render_rays(model: nn.Module, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
                 chunk: int = 8192) -> dict[str, torch.Tensor]:
-    """Render any number of rays (N, 3) in chunks, without gradients: rgb (N, 3), depth (N,), acc (N,)."""
-    parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "acc": []}
+    """Render any number of rays (N, 3) in chunks, without gradients: rgb (N, 3); depth, acc and surface (N,)."""
+    parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "acc": [], "surface": []}
     for i in range(0, origins.shape[0], chunk):
         out = model(origins[i:i + chunk], dirs[i:i + chunk], background, perturb=False)
         for k in parts:
@@ -135,12 +135,12 @@ def render_rays(model: nn.Module, origins: torch.Tensor, dirs: torch.Tensor, bac
 @torch.no_grad()
 def render_view(model: nn.Module, c2w: torch.Tensor, scene_k: Intrinsics, bg: torch.Tensor, chunk: int = 8192
                 ) -> dict[str, torch.Tensor]:
-    """Render one camera: rgb (H, W, 3), depth and acc (H, W)."""
+    """Render one camera: rgb (H, W, 3); depth, acc and surface (H, W) (see nerf.render)."""
     device = bg.device
     o, d = generate_rays(c2w[None].to(device), scene_k)
     out = render_rays(model, o.reshape(-1, 3), d.reshape(-1, 3), bg, chunk)
     h, w = scene_k.height, scene_k.width
-    return {"rgb": out["rgb"].view(h, w, 3), "depth": out["depth"].view(h, w), "acc": out["acc"].view(h, w)}
+    return {"rgb": out["rgb"].view(h, w, 3), **{k: out[k].view(h, w) for k in ("depth", "acc", "surface")}}
 
 
 def build_model(kind: str, bound: float, near: float, opts: dict[str, Any]) -> nn.Module:
