@@ -216,13 +216,17 @@ def test_lora_sft_on_a_pretrained_base_lowers_the_held_out_completion_loss(tmp_p
     assert s["val_loss"] < 0.9 * s["val_loss_before"]
 
 
-@pytest.mark.parametrize("stage", ["sft", "reward", "dpo"])
+@pytest.mark.parametrize("stage", ["sft", "reward", "dpo", "ppo"])
 def test_lora_resume_continues_exactly(toy, tmp_path: Path, stage: str) -> None:
     """Ctrl-C at step 3 of 4 (adapter dropout on, so the random state must come back), then --resume: the
     adapter an uninterrupted run saves, bit for bit; the checkpoint holds the trainable tensors only."""
     from dlcli.train import checkpoint
 
     kw = {"max_steps": 4, "eval_interval": 2, "lora": LoRAConfig(rank=4, dropout=0.1)}
+    if stage == "ppo":
+        run, cfg = stage_run("reward", toy, "rm", max_steps=1)
+        run(cfg)
+        toy = {**toy, "rm": "rm"}
     run, cfg = stage_run(stage, toy, "whole", **kw)
     run(cfg)
 
@@ -234,11 +238,17 @@ def test_lora_resume_continues_exactly(toy, tmp_path: Path, stage: str) -> None:
     with pytest.raises(Interrupted, match="interrupted at step 3"):
         run(cfg, on_progress=stop_at_3)
     model_keys = [k for k in load_tensors(Path("cut") / checkpoint.TENSORS) if k.startswith("model.")]
-    assert model_keys and all(k.endswith(("lora_A", "lora_B")) or k.startswith("model.head.") for k in model_keys)
+    assert model_keys
+    assert all(k.endswith(("lora_A", "lora_B")) or k.startswith(("model.head.", "model.value."))
+               for k in model_keys)
     assert any(k.startswith("model.head.") for k in model_keys) == (stage == "reward")  # the head trains too
+    assert any(k.startswith("model.value.") for k in model_keys) == (stage == "ppo")  # and PPO's value head
     run, cfg = stage_run(stage, toy, "cut", **kw)
     assert run(cfg, resume=True)["steps"] == 4
     same_weights("whole/adapter.safetensors", "cut/adapter.safetensors")
+    if stage == "ppo":  # the reference is the policy with its adapters off: no KL before the first update
+        first = next(r for r in map(json.loads, Path("whole/metrics.jsonl").read_text().splitlines()) if "kl" in r)
+        assert first["step"] == 1 and first["kl"] == 0.0 and not Path("whole/model.safetensors").exists()
 
 
 def test_merge_flag_writes_full_weights_that_need_no_base(cli, toy, tmp_path: Path) -> None:
@@ -274,9 +284,13 @@ def test_cli_lora_on_sft_reward_dpo_then_ppo_generate_and_score(cli, toy) -> Non
     r = cli("rlhf", "score", "rm", toy["sft"])
     assert r.exit_code == 0, r.output
     assert len(r.stdout.splitlines()) == 40
-    r = cli("rlhf", "ppo", "dpo", "rm", "--prompts", toy["prompts"], "-o", "ppo", "--max-steps", "1",
-            "--max-new-tokens", "4", *FAST)
+    r = cli("rlhf", "ppo", "dpo", "rm", "--prompts", toy["prompts"], "-o", "ppo", "--max-new-tokens", "4",
+            *[a for a in lo if a != "-q"])
     assert r.exit_code == 0, r.output
+    assert "LoRA rank 4: " in r.stderr and Path("ppo/adapter.safetensors").is_file()
+    assert not Path("ppo/model.safetensors").exists()
+    r = cli("generate", "ppo", "-p", "about cats:", "-n", "5", "--seed", "1", "--device", "cpu")
+    assert r.exit_code == 0 and r.stdout.startswith("about cats:"), r.output
     r = cli("generate", "dpo", "-p", "about cats:", "-n", "5", "--seed", "1", "--device", "cpu")
     assert r.exit_code == 0 and r.stdout.startswith("about cats:"), r.output
     cfg = cli("rlhf", "dpo", "sft", toy["prefs"], "--lora-rank", "8", "--set", "lora.dropout=0.05", "--print-config")

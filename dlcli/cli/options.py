@@ -83,7 +83,7 @@ def training(*without: str) -> dict[str, Any]:
     return {k: v for k, v in TRAINING.items() if k not in without}
 
 
-# LoRA (keys of lm.config.LoRAConfig): on train-transformer --init and rlhf sft, reward and dpo.
+# LoRA (keys of lm.config.LoRAConfig): on train-transformer --init and rlhf sft, reward, dpo and ppo.
 LORA_PANEL = "LoRA"
 LORA: dict[str, Any] = {
     "lora__rank": Annotated[int | None, opt("--lora-rank", help="Train low-rank adapters of this rank only, the "

@@ -107,7 +107,7 @@ def score(
 
 
 @app.command("ppo")
-@command(lambda: _rlhf().PPOConfig, options=STAGE | o.training("epochs"), resume=True)
+@command(lambda: _rlhf().PPOConfig, options=STAGE | o.training("epochs") | o.LORA, resume=True)
 def ppo(
     sft: Annotated[str, typer.Argument(help="The SFT run: the starting policy and the frozen reference.")],
     reward_model: Annotated[str, typer.Argument(help="The reward model (from 'dlcli rlhf reward').")],

@@ -108,9 +108,11 @@ class PPOConfig(StageConfig):
     eval_interval: int = 10
     sample_interval: int = 10
     num_samples: int = 4
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # rank > 0: adapters on the policy; the value head trains
 
     def validate(self) -> None:
         super().validate()
+        self.lora.validate()
         if not 0 <= self.mini_batch_size <= self.batch_size:
             raise ConfigError("mini_batch_size: must be between 1 and batch_size (0 = half of it)")
         if self.ppo_epochs < 1 or self.max_new_tokens < 1:

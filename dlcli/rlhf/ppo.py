@@ -13,13 +13,17 @@ Logged: mean reward, KL (nats per response), entropy, clip fraction, value loss,
 sample generations every `sample_interval` steps. If the KL passes `kl_stop` (or is not finite), the run
 stops with a clear message and keeps the last good policy.
 
+With LoRA (lora.rank > 0) only the policy's adapters and the value head train, and pi_ref is the policy
+with its adapters off: no second copy of the model.
+
 Under torchrun (DDP) each process samples its share of every batch from its own stream (seeded by seed
 and rank); the reward whitening, advantage whitening, logged means and the KL that drives the adaptive
 coefficient and the KL stop are taken over the whole batch (sums all-reduced), and DDP averages the
 gradients of losses that are means over the whole minibatch. Every process so keeps the same policy,
 coefficient and decisions; only the first one writes.
 
-    POLICY/model.safetensors  the policy GPT (a language-model run: `generate`, `evaluate`)
+    POLICY/model.safetensors  the policy GPT (a language-model run: `generate`, `evaluate`); with LoRA
+                              POLICY/adapter.safetensors instead (lm/lora.py), model.safetensors with lora.merge
     POLICY/value_head.safetensors  POLICY/reward.png  POLICY/kl.png  POLICY/metrics.jsonl
 """
 
@@ -43,6 +47,7 @@ from dlcli.core.progress import OnProgress, nothing
 from dlcli.core.runtime import seed_everything
 from dlcli.errors import ConfigError, TrainingDiverged
 from dlcli.models.gpt import GPT
+from dlcli.models.lora import adapter_state, without_adapters
 from dlcli.rlhf import data, runs, tokens
 from dlcli.rlhf.advantage import Total, gae, local, masked_mean, over_processes, whiten
 from dlcli.rlhf.config import RESUMABLE as STAGE_RESUMABLE
@@ -100,8 +105,9 @@ class AdaptiveKL:
             self.value *= 1 + err * n / self.cfg.kl_horizon
 
 
-def rollout(policy: PolicyWithValue, ref: GPT, rm: Any, prompts: list[list[int]], cfg: PPOConfig, kl_coef: float,
-            end_id: int, gen: torch.Generator, banned: tuple[int, ...], total: Total = local) -> Rollout:
+def rollout(policy: PolicyWithValue, ref: Callable[..., Any], rm: Any, prompts: list[list[int]], cfg: PPOConfig,
+            kl_coef: float, end_id: int, gen: torch.Generator, banned: tuple[int, ...], total: Total = local
+            ) -> Rollout:
     """Responses to `prompts` and everything PPO needs of them; `total` sums the whitening statistics
     (over the processes under DDP)."""
     dev = next(policy.parameters()).device
@@ -188,8 +194,10 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
     seed_everything(cfg.seed)
     end_id = tokens.end_token(tok, cfg.sft)
     banned = tokens.banned_ids(tok)
-    ref = copy.deepcopy(sft.model).eval().requires_grad_(False)
-    policy = PolicyWithValue(sft.model).to(dev)
+    lora = runs.adapt(sft.model, cfg.lora)
+    ref: Callable[..., Any] = (without_adapters(sft.model) if lora  # pi_ref: the adapters off, or a frozen copy
+                               else copy.deepcopy(sft.model).eval().requires_grad_(False))
+    policy = PolicyWithValue(sft.model).to(dev)  # the value head trains with or without LoRA
     optimizer = build_optimizer(policy, cfg.optim, dev)
     kl_ctl = AdaptiveKL(cfg)
     gen = torch.Generator().manual_seed(cfg.seed + RANK_SEED_STRIDE * d.rank)  # rollouts and minibatches
@@ -200,7 +208,7 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
     first: dict[str, float] = {}  # the evaluation before training
     resumed = None
     if resume:
-        resumed, extra = checkpoint.load(out, policy, optimizer, dev)
+        resumed, extra = checkpoint.load(out, policy, optimizer, dev, trainable_only=lora)
         if resumed.get("world", 1) != d.world:
             raise ConfigError(f"{out}: its checkpoint was written by {resumed.get('world', 1)} process(es); resume "
                               f"it with as many (each has its own sampling stream), not {d.world}")
@@ -214,7 +222,12 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
         # a checkpoint written before PPO ran on train.loop: its step had been evaluated before it was saved
         resumed.setdefault("last_eval", {"step": resumed["step"], "val_reward": resumed.get("val_reward", math.nan)})
     net = DDP(policy) if d.enabled else policy
-    good = copy.deepcopy(policy.gpt.state_dict())
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        """The policy's weights to fall back on (with LoRA its adapters: the rest never changes)."""
+        return {k: v.clone() for k, v in (adapter_state(policy.gpt) if lora else policy.gpt.state_dict()).items()}
+
+    good = snapshot()
     samples: list[dict[str, Any]] = []  # generations of this step, for its record (the first process)
 
     def summed(*values: float) -> list[float]:
@@ -222,9 +235,9 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
         return total_of(torch.tensor(values, dtype=torch.float64, device=dev)).tolist()
 
     def keep_good(reason: str, done: int) -> TrainingDiverged:
-        policy.gpt.load_state_dict(good)
+        policy.gpt.load_state_dict(good, strict=not lora)
         if d.main:
-            runs.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
+            runs.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json", cfg.lora, cfg.sft)
         return TrainingDiverged(f"{reason} at step {done}; the last good policy (step {max(0, done - 1)}) is kept in "
                                 f"{out}; try a larger kl_coef or a lower optim.lr")
 
@@ -240,7 +253,7 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
         kl = kl_sum / n  # the mean over the whole batch: every process takes the same decisions
         if not math.isfinite(kl) or kl > cfg.kl_stop:
             raise keep_good(f"the mean KL to the reference reached {kl:.3g} nats (kl_stop {cfg.kl_stop})", done)
-        good = copy.deepcopy(policy.gpt.state_dict())
+        good = snapshot()
         set_lr(optimizer, lr := lr_at(done, cfg.optim, done / budget.steps if budget.steps else None))
         stats = ppo_update(net, optimizer, ro, cfg, gen, d.world, prec.autocast)
         stats = {k: v / d.world for k, v in zip(stats, summed(*stats.values()), strict=True)}
@@ -295,8 +308,9 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
     def saved() -> Saved:
         """A checkpoint to resume from, and the policy so far as a usable run (written by the first process)."""
         if d.main:
-            runs.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json")
-        return Saved(policy, optimizer, {"first": first, "world": d.world, "kl_coef": kl_ctl.value}, streams())
+            runs.write_lm(out, policy.gpt, Path(cfg.sft) / "tokenizer.json", cfg.lora, cfg.sft)
+        return Saved(policy, optimizer, {"first": first, "world": d.world, "kl_coef": kl_ctl.value}, streams(),
+                     trainable_only=lora)
 
     stage = Stage("ppo", step, saved, evaluate=evaluate, plots=plots, record=record,
                   show=lambda rec, _: {"reward": rec["reward"], "kl": rec["kl"], "clip": rec["clip_frac"]},
@@ -306,7 +320,8 @@ def run(cfg: PPOConfig, force: bool = False, resume: bool = False, on_progress: 
         if d.main:
             rundir.save_tensors(policy.value.state_dict(), out / "value_head.safetensors")
         rewards = [h["reward"] for h in result.history if "reward" in h]
-        summary = {"run": str(out), "steps": result.steps, "elapsed": result.elapsed,
+        summary = {**runs.lora_summary(policy, cfg.lora), "run": str(out), "steps": result.steps,
+                   "elapsed": result.elapsed,
                    "val_reward": result.last_eval.get("val_reward", math.nan),
                    "val_reward_before": first.get("val_reward", math.nan), "val_kl": result.last_eval.get("val_kl"),
                    "reward_first": rewards[0] if rewards else math.nan,
