@@ -220,6 +220,9 @@ def test_bad_folders_are_one_line_and_leave_no_run(cli, tmp_path):
     (src / "config.json").write_text(json.dumps({**hf, "architectures": ["BertForMaskedLM"], "model_type": "bert"}))
     refused(src, "architectures BertForMaskedLM is not supported")
     refused(tmp_path / "nowhere", "no such folder")
+    r = cli("import-hf", src, "-o", tmp_path / "run", "--set", "model.n_layer=1")
+    assert r.exit_code != 0 and "model: comes from the source's config.json and cannot be set" in r.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_force_replaces_an_import_and_block_size_cuts_the_context(cli, tmp_path):

@@ -23,6 +23,9 @@ class ImportConfig:
             raise ConfigError("output: give the run directory to write (-o)")
         if self.block_size < 0 or self.batch_size < 1:
             raise ConfigError("block_size must be >= 0 (0 = the model's own), batch_size >= 1")
+        if self.model != GPTConfig():
+            raise ConfigError("model: comes from the source's config.json and cannot be set (the context length "
+                              "can: --block-size)")
 
 
 @dataclass
