@@ -220,3 +220,14 @@ def test_generation_head_gives_the_same_logits(tie):
         got, _, _ = m(idx)
     assert isinstance(m.head, RowMajorHead) and m.head.weight_t.shape == (8, 13)
     assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_a_tied_head_is_copied_for_generation_only_under_the_memory_limit(tie, monkeypatch):
+    from dlcli.lm import generate
+
+    monkeypatch.setattr(generate, "HEAD_COPY_LIMIT", 8 * 13 * 4 - 1)  # one byte short of the head's copy
+    m = tiny(tie_weights=tie)
+    generate.for_generation(m, torch.device("cpu"))
+    # untied: the copy replaces the head (no memory added); tied: the embedding stays the only copy
+    assert isinstance(m.head, generate.RowMajorHead) is not tie

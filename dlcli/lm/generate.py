@@ -83,10 +83,16 @@ class RowMajorHead(nn.Module):
         return x @ self.weight_t
 
 
+HEAD_COPY_LIMIT = 256 << 20  # bytes a tied head's transposed copy may add (GPT-2's: 154 MB; Qwen2-0.5B's: 545 MB)
+
+
 def for_generation(model: RNNLM | GPT, device: torch.device) -> None:
-    """Ready a freshly opened run's model for token-by-token decoding (in place)."""
+    """Ready a freshly opened run's model for token-by-token decoding (in place). An untied head is replaced
+    by its copy (no memory added); a head tied to the embedding only while its copy is under HEAD_COPY_LIMIT."""
     if isinstance(model, GPT) and device.type == "cpu":
-        model.head = RowMajorHead(model.head.weight)
+        w = model.head.weight
+        if not model.cfg.tie_weights or w.numel() * w.element_size() <= HEAD_COPY_LIMIT:
+            model.head = RowMajorHead(w)
 
 
 def forward_next(model: RNNLM | GPT, ids: list[int], state: State | None, device: torch.device
