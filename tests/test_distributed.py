@@ -142,12 +142,13 @@ def ddp(tmp_path_factory, request) -> dict:
            "prefs": write_jsonl(d / "prefs.jsonl", toytask.preference_pairs(40)),
            "prompts": write_jsonl(d / "prompts.jsonl", toytask.prompts(20))}
     runs = [shlex.join([*rlhf_args(stage, toy), "-o", f"two-{stage}"]) for stage in RLHF_DATA]
-    runs.append(shlex.join([*rlhf_args("sft", toy), "--lora-rank", "4", "-o", "two-sft-lora"]))  # LoRA
+    runs += [shlex.join([*rlhf_args(stage, toy), "--lora-rank", "4", "-o", f"two-{stage}-lora"])  # LoRA
+             for stage in RLHF_DATA]
     reward.run(reward.RewardConfig(base=toy["base"], data=toy["prefs"], output=str(d / "rm"), max_steps=1,
                                    batch_size=8, device="cpu"))
     ppo = ppo_args(toy)
     runs += [f"{ppo} -o whole --max-steps 2", f"{ppo} -o cut --max-steps 1", f"{ppo} -o cut --max-steps 2 --resume",
-             "update"]
+             f"{ppo} -o lora --max-steps 2 --lora-rank 4", "update"]
     if (DATA / "timemachine.txt").is_file():
         tm_ids = request.getfixturevalue("tm_ids")
         runs += [shlex.join([*lm_args(command, tm_ids), "-o", f"two-{command}"]) for command in LM_SETS]
@@ -207,22 +208,23 @@ def test_ddp_rlhf_two_processes_match_one(ddp, stage: str) -> None:
         assert torch.allclose(a[k], b[k], atol=1e-5 if k != "head.bias" else 1e-3), k
 
 
-def test_ddp_lora_sft_two_processes_match_one(ddp) -> None:
-    """LoRA under DDP: the two processes hold the same adapters, those one process trains (frozen weights
-    take no part in the all-reduce)."""
+@pytest.mark.parametrize("stage", list(RLHF_DATA))
+def test_ddp_lora_two_processes_match_one(ddp, stage: str) -> None:
+    """LoRA under DDP: the two processes hold the same adapters (and reward head), those one process trains
+    (frozen weights take no part in the all-reduce)."""
     from test_rlhf_cli import stage_run
 
     from dlcli.lm.config import LoRAConfig
 
-    run, cfg = stage_run("sft", ddp["toy"], "one", max_steps=4, log_interval=2, eval_interval=0,
+    run, cfg = stage_run(stage, ddp["toy"], "one", max_steps=4, log_interval=2, eval_interval=0,
                          lora=LoRAConfig(rank=4))
     run(cfg)
-    two = ddp["dir"] / "two-sft-lora"
+    two = ddp["dir"] / f"two-{stage}-lora"
     a, b = load_tensors("one/adapter.safetensors"), load_tensors(two / "adapter.safetensors")
-    assert a.keys() == b.keys() and all(k.endswith(("lora_A", "lora_B")) for k in a)
+    assert a.keys() == b.keys() and all(k.endswith(("lora_A", "lora_B")) or k.startswith("head.") for k in a)
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-5), k
-    r0, r1 = (load_tensors(ddp["dir"] / f"two-sft-lora.rank{r}.safetensors") for r in (0, 1))
+        assert torch.allclose(a[k], b[k], atol=1e-5 if k != "head.bias" else 1e-3), k  # head.bias: see above
+    r0, r1 = (load_tensors(ddp["dir"] / f"two-{stage}-lora.rank{r}.safetensors") for r in (0, 1))
     assert all(torch.equal(r0[k], r1[k]) for k in r0)
 
 
@@ -277,8 +279,13 @@ def test_ddp_ppo_keeps_one_policy_on_every_process_and_resumes(ddp) -> None:
     # the KL stop is decided on the whole batch: both processes stop at the same step (or one would hang)
     stops = [line for line in err.splitlines() if "mean KL to the reference reached" in line]
     assert len(stops) == 2 and stops[0] == stops[1] and "is kept in boom" in stops[0], err[-3000:]
-    for run in ("whole", "cut"):
+    for run in ("whole", "cut", "lora"):
         same_weights(f"{d}/{run}.rank0.safetensors", f"{d}/{run}.rank1.safetensors")
+    # LoRA: the adapters and the value head trained, the frozen weights are the base's
+    lo, base = load_tensors(f"{d}/lora.rank0.safetensors"), load_tensors(ddp["toy"]["base"] + "/model.safetensors")
+    assert (d / "lora/adapter.safetensors").is_file() and not (d / "lora/model.safetensors").exists()
+    assert torch.equal(lo["gpt.head.weight"], base["head.weight"])
+    assert any(k.endswith("lora_B") and v.abs().sum() > 0 for k, v in lo.items())
     same_weights(f"{d}/whole.rank0.safetensors", f"{d}/cut.rank0.safetensors")
     a, b = load_tensors(f"{d}/whole.rank0.safetensors"), load_tensors(ddp["toy"]["base"] + "/model.safetensors")
     assert not torch.equal(a["gpt.head.weight"], b["head.weight"])  # it trained
