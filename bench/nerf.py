@@ -8,8 +8,9 @@
 3. A real Blender scene (lego) at 100x100 when ../shared/data/nerf/lego exists (target >= 25 dB in 15 min).
 4. Opt-in (--only chair,chair200): the NeRF paper's chair (../shared/data/nerf/chair, 200x200 copies) with
    configs/nerf-chair-cpu.yaml on all 200 test views: at 100x100 in 15 minutes (target >= 30 dB) and at
-   200x200 in 30 minutes (target >= 28 dB). Each draws <name>-psnr.png: PSNR against training time (the
-   training batches, the validation view, the test mean at the end) beside the published end points.
+   200x200 in 30 minutes (target >= 28 dB). Each draws psnr-time.png into its run directory: PSNR against
+   training time (the training batches, the validation view, the test mean at the end) beside the published
+   end points.
 
 Each run trains, evaluates the test views (dlcli.nerf.renderer.evaluate) and renders a 48-frame orbit GIF
 into --out (default runs/bench-nerf), plus <name>-orbit-frames.png (4 of its frames side by side). The table
@@ -152,8 +153,8 @@ def main() -> None:
         row = run_one(name, DATA / "chair", "nerf-chair-cpu.yaml", getattr(args, f"{name}_time"), out,
                       args.device, [f"downscale={downscale}"])
         row["target"] = f">= {target:g} dB"
-        psnr_curve(row, out / f"{name}-psnr.png", f"chair at {row['resolution']}, configs/nerf-chair-cpu.yaml",
-                   target)
+        psnr_curve(row, Path(row["run"]) / "psnr-time.png",
+                   f"chair at {row['resolution']}, configs/nerf-chair-cpu.yaml", target)
         rows.append(row)
     print(f"{'scene':8} {'res':>8} {'steps':>6} {'train s':>8} {'spr':>5} {'rays':>5} {'views':>5} {'PSNR':>6} "
           f"{'SSIM':>7} {'eval s':>6} {'gif s':>6}  target")
