@@ -300,8 +300,20 @@ def test_missing_or_malformed_transforms(tmp_path, scene):
     (scene / "transforms_train.json").write_text("{not json")
     with pytest.raises(InputError, match="malformed JSON"):
         nd.load(scene, "train")
-    with pytest.raises(InputError, match="no transforms_train.json"):
+    with pytest.raises(InputError, match=r"no transforms_train.json \(Blender layout\) or transforms.json "
+                                         r"\(Instant-NGP layout\)$"):
         nd.load(tmp_path, "train")
+    # photos or a video: the hint names the command that gives them poses
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.JPG", "b.png", "notes.txt"):
+        (photos / name).write_bytes(b"x")
+    with pytest.raises(InputError, match=r"photos: no transforms_train.json .*; it holds 2 images but no camera poses: "
+                                         r"estimate the poses first with 'dlcli nerf process .*photos -o SCENE'$"):
+        nd.load(photos, "train")
+    (tmp_path / "walk.mp4").write_bytes(b"x")
+    with pytest.raises(InputError, match=r"walk.mp4: not a folder .*; it is a video: estimate the poses first"):
+        nd.load(tmp_path / "walk.mp4", "train")
 
 
 def test_images_of_different_sizes(scene):

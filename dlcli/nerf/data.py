@@ -116,11 +116,24 @@ def _image_path(root: Path, file_path: Any, where: str) -> Path:
     return found[0]
 
 
+def _without_poses(root: Path) -> str:
+    """The hint for photos or a video given where a posed data set is expected ('' for anything else)."""
+    from dlcli.nerf.process import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    if root.is_file() and root.suffix.lower() in VIDEO_SUFFIXES:
+        what = "it is a video"
+    elif root.is_dir() and (n := sum(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir())):
+        what = f"it holds {n} image{'s' if n > 1 else ''} but no camera poses"
+    else:
+        return ""
+    return f"; {what}: estimate the poses first with 'dlcli nerf process {root} -o SCENE'"
+
+
 def _frames(root: Path, split: str, holdout: int) -> tuple[str, Path, dict[str, Any], list[dict[str, Any]]]:
     """Pick the layout and the frames of `split` ('train', 'val' or 'test')."""
     if not root.is_dir():
         raise InputError(f"{root}: not a folder (expected a dataset folder with transforms_train.json or "
-                         "transforms.json)")
+                         f"transforms.json){_without_poses(root)}")
     blender = root / f"transforms_{split}.json"
     if (root / "transforms_train.json").is_file():
         if split == "val" and not blender.is_file():
@@ -129,7 +142,8 @@ def _frames(root: Path, split: str, holdout: int) -> tuple[str, Path, dict[str, 
         return "blender", blender, doc, doc["frames"]
     ngp = root / "transforms.json"
     if not ngp.is_file():
-        raise InputError(f"{root}: no transforms_train.json (Blender layout) or transforms.json (Instant-NGP layout)")
+        raise InputError(f"{root}: no transforms_train.json (Blender layout) or transforms.json (Instant-NGP "
+                         f"layout){_without_poses(root)}")
     doc = _read_json(ngp)
     frames = doc["frames"]
     for i, f in enumerate(frames):
