@@ -2,15 +2,22 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+BASE   := $(VENV)/.base-stamp
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := demo
 
 .PHONY: demo test test-all bench clean
 
-$(STAMP): pyproject.toml
+# dlcli and its dependencies: all the demos need.
+$(BASE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch==2.13.0 resolves to the local CPU wheel on these machines, never a CUDA build.
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	touch $(BASE)
+
+# ... and the test extra (pytest and the packages the tests compare with: about 20 s more to install).
+$(STAMP): $(BASE)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
@@ -20,7 +27,7 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/pytest -q -m ''
 
-demo: $(STAMP)
+demo: $(BASE)
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	@echo "== text pipeline: preprocess -> vocab build -> encode -> decode"
 	$(BIN)/dlcli preprocess sample_data/story.txt --normalize d2l --level char -o $(DEMO)/story.tok
@@ -75,7 +82,7 @@ demo: $(STAMP)
 
 .PHONY: rlhf-demo
 RLHF := $(DEMO)/rlhf
-rlhf-demo: $(STAMP)  ## pretrain -> SFT -> reward model -> PPO and DPO on a toy task whose "human" is a program
+rlhf-demo: $(BASE)  ## pretrain -> SFT -> reward model -> PPO and DPO on a toy task whose "human" is a program
 	@rm -rf $(RLHF) && mkdir -p $(RLHF)
 	@echo "== the toy task: answers that stay on topic and are positive are preferred (dlcli/rlhf/toytask.py)"
 	$(BIN)/python sample_data/rlhf_task.py $(RLHF)
