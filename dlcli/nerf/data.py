@@ -24,13 +24,14 @@ import numpy as np
 import torch
 
 from dlcli.errors import ConfigError, InputError
+from dlcli.nerf import media
 from dlcli.nerf.config import BACKGROUNDS, NerfConfig
 from dlcli.nerf.rays import Intrinsics
 
 BLENDER_BOUND = 1.5
 NEAR = 0.05
 BYTES_PER_PIXEL = 4 * (3 + 3 + 3)  # float32 colour, ray origin and direction: what training keeps per pixel
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+IMAGE_SUFFIXES = (*media.IMAGE_SUFFIXES, *(s.upper() for s in media.IMAGE_SUFFIXES))
 
 
 @dataclass
@@ -118,11 +119,9 @@ def _image_path(root: Path, file_path: Any, where: str) -> Path:
 
 def _without_poses(root: Path) -> str:
     """The hint for photos or a video given where a posed data set is expected ('' for anything else)."""
-    from dlcli.nerf.process import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-
-    if root.is_file() and root.suffix.lower() in VIDEO_SUFFIXES:
+    if root.is_file() and media.is_video(root):
         what = "it is a video"
-    elif root.is_dir() and (n := sum(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir())):
+    elif root.is_dir() and (n := sum(media.is_image(p) for p in root.iterdir())):
         what = f"it holds {n} image{'s' if n > 1 else ''} but no camera poses"
     else:
         return ""

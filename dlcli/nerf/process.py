@@ -21,10 +21,9 @@ from dlcli.core.progress import OnProgress, Tick, nothing
 from dlcli.errors import ConfigError, DlcliError, InputError, OutputExistsError
 from dlcli.nerf import colmap
 from dlcli.nerf.colmap import Camera, Model
+from dlcli.nerf.media import VIDEO_SUFFIXES, is_image, is_video
 from dlcli.nerf.transforms import c2w_from_colmap, normalise, scaled, transforms_doc
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 MATCHING = ("auto", "exhaustive", "sequential")
 CAMERA_MODELS = tuple(colmap.MODEL_IDS)
 MIN_IMAGES = 3
@@ -49,7 +48,7 @@ def process(source: str | os.PathLike[str], output: str | os.PathLike[str], down
     if not src.exists():
         raise InputError(f"{src}: no such folder or video")
     video = src.is_file()
-    if video and src.suffix.lower() not in VIDEO_SUFFIXES:
+    if video and not is_video(src):
         raise InputError(f"{src}: not a folder of images or a video ({', '.join(VIDEO_SUFFIXES)})")
     if video and colmap_model is not None:
         raise ConfigError(f"{src}: --colmap-model needs the folder of images the model was made from, not a video")
@@ -103,7 +102,7 @@ def process(source: str | os.PathLike[str], output: str | os.PathLike[str], down
 
 
 def _image_names(src: Path) -> list[str]:
-    return sorted(p.name for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p.name for p in src.iterdir() if p.is_file() and is_image(p))
 
 
 def _outside(given: Path | None, out: Path) -> None:
