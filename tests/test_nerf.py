@@ -14,7 +14,7 @@ from dlcli.nerf import data as nd
 from dlcli.nerf.encodings import PRIMES, HashEncoding, PositionalEncoding, level_resolutions
 from dlcli.nerf.metrics import psnr, ssim
 from dlcli.nerf.rays import Intrinsics, generate_rays, intersect_box
-from dlcli.nerf.render import composite, weights
+from dlcli.nerf.render import composite, surface_depth, weights
 from dlcli.nerf.sampling import importance, stratified
 from dlcli.nerf.synth import SynthConfig, look_at, synth
 
@@ -91,13 +91,12 @@ def test_surface_depth_is_where_the_ray_is_half_blocked():
     dens[0] = 0.7  # fog: T(t) = exp(-0.7 t) = 1/2 at t = ln 2 / 0.7, inside a bin, solved exactly
     dens[1, 2], dens[1, 6] = 0.8, 1e3  # a thin, 33%-opaque layer at 1.0..1.5 in front of a wall at 3.0
     dens[2, 3] = 0.5  # 22% opaque: never half blocked
-    with torch.no_grad():
-        out = composite(dens, torch.zeros(3, 8, 3), edges, torch.ones(3))
-    assert out["surface"][0].item() == pytest.approx(math.log(2.0) / 0.7, abs=1e-5)
-    assert out["surface"][1].item() == pytest.approx(3.0, abs=1e-3)  # on the wall ...
+    out = composite(dens, torch.zeros(3, 8, 3), edges, torch.ones(3))
+    surface = surface_depth(dens, edges)
+    assert surface[0].item() == pytest.approx(math.log(2.0) / 0.7, abs=1e-5)
+    assert surface[1].item() == pytest.approx(3.0, abs=1e-3)  # on the wall ...
     assert out["depth"][1].item() / out["acc"][1].item() < 2.7  # ... where the expected depth falls short of it
-    assert out["surface"][2].item() == 0.0 and out["acc"][2].item() < 0.5
-    assert "surface" not in composite(dens, torch.zeros(3, 8, 3), edges, torch.ones(3))  # not while training
+    assert surface[2].item() == 0.0 and out["acc"][2].item() < 0.5
 
 
 def test_stratified_samples_stay_in_their_strata():

@@ -118,7 +118,7 @@ def points(model: nn.Module, poses: torch.Tensor, k: Intrinsics, bg: torch.Tenso
     gen = torch.Generator().manual_seed(seed)
     xs, cs = [], []
     for i, c2w in enumerate(poses):
-        v = render_view(model, c2w, k, bg)
+        v = render_view(model, c2w, k, bg, surface=True)
         o, d = generate_rays(c2w[None].to(dev), k)
         acc = v["acc"].reshape(-1)
         keep = (acc > 0.5).nonzero().squeeze(-1).cpu()

@@ -18,7 +18,7 @@ from torch import nn
 from dlcli.nerf.fields import HashField, NerfField
 from dlcli.nerf.occupancy import OccupancyGrid
 from dlcli.nerf.rays import Intrinsics, generate_rays, intersect_box
-from dlcli.nerf.render import composite
+from dlcli.nerf.render import composite, surface_depth
 from dlcli.nerf.sampling import importance, stratified
 
 
@@ -47,7 +47,8 @@ class VanillaNerf(nn.Module):
         coarse = composite(sigma * hit[:, None], rgb, edges, background)
         edges_fine = importance(edges, coarse["weights"], self.n_fine, perturb, generator)
         sigma, rgb = _query(self.fine, origins, dirs, edges_fine)
-        out = composite(sigma * hit[:, None], rgb, edges_fine, background)
+        out = composite(sigma := sigma * hit[:, None], rgb, edges_fine, background)
+        out["sigma"], out["edges"] = sigma, edges_fine
         out["coarse_rgb"] = coarse["rgb"]
         out["samples"] = hit.sum() * (self.n_coarse + self.n_fine)
         return out
@@ -94,6 +95,7 @@ class HashNerf(nn.Module):
             samples = self._front_to_back(x, dirs, deltas, mask, sigma, color)
         # 4. Volume rendering over all bins (the skipped ones have zero density).
         out = composite(sigma, color, edges, background)
+        out["sigma"], out["edges"] = sigma, edges
         out["samples"] = samples
         return out
 
@@ -122,25 +124,28 @@ class HashNerf(nn.Module):
 
 @torch.no_grad()
 def render_rays(model: nn.Module, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
-                chunk: int = 8192) -> dict[str, torch.Tensor]:
-    """Render any number of rays (N, 3) in chunks, without gradients: rgb (N, 3); depth, acc and surface (N,)."""
-    parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "acc": [], "surface": []}
+                chunk: int = 8192, surface: bool = False) -> dict[str, torch.Tensor]:
+    """Render any number of rays (N, 3) in chunks, without gradients: rgb (N, 3), depth and acc (N,), and with
+    `surface` the surface depth (N,) (nerf.render.surface_depth)."""
+    parts: dict[str, list[torch.Tensor]] = {"rgb": [], "depth": [], "acc": []} | ({"surface": []} if surface else {})
     for i in range(0, origins.shape[0], chunk):
         out = model(origins[i:i + chunk], dirs[i:i + chunk], background, perturb=False)
-        for k in parts:
-            parts[k].append(out[k])
+        if surface:
+            out["surface"] = surface_depth(out["sigma"], out["edges"])
+        for k, part in parts.items():
+            part.append(out[k])
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
 @torch.no_grad()
-def render_view(model: nn.Module, c2w: torch.Tensor, scene_k: Intrinsics, bg: torch.Tensor, chunk: int = 8192
-                ) -> dict[str, torch.Tensor]:
-    """Render one camera: rgb (H, W, 3); depth, acc and surface (H, W) (see nerf.render)."""
+def render_view(model: nn.Module, c2w: torch.Tensor, scene_k: Intrinsics, bg: torch.Tensor, chunk: int = 8192,
+                surface: bool = False) -> dict[str, torch.Tensor]:
+    """Render one camera: rgb (H, W, 3), depth and acc (H, W), and with `surface` the surface depth (H, W)."""
     device = bg.device
     o, d = generate_rays(c2w[None].to(device), scene_k)
-    out = render_rays(model, o.reshape(-1, 3), d.reshape(-1, 3), bg, chunk)
+    out = render_rays(model, o.reshape(-1, 3), d.reshape(-1, 3), bg, chunk, surface)
     h, w = scene_k.height, scene_k.width
-    return {"rgb": out["rgb"].view(h, w, 3), **{k: out[k].view(h, w) for k in ("depth", "acc", "surface")}}
+    return {"rgb": out["rgb"].view(h, w, 3), **{k: v.view(h, w) for k, v in out.items() if k != "rgb"}}
 
 
 def build_model(kind: str, bound: float, near: float, opts: dict[str, Any]) -> nn.Module:

@@ -8,8 +8,7 @@ For the samples i along a ray, with density sigma_i over a bin of length delta_i
     C       = sum_i w_i c_i + (1 - sum_i w_i) c_bg   colour, the background showing through what is left
     D       = sum_i w_i t_i                          expected depth (divide by the accumulation for a depth map)
 
-Rendering without gradients also gives the surface depth: where the transmittance falls to 1/2, i.e. where the
-ray is half blocked. Unlike D / sum w it lies on a surface even when the weight is split between two (a thin
+`surface_depth` gives where the transmittance falls to 1/2, i.e. where the ray is half blocked. Unlike D / sum w it lies on a surface even when the weight is split between two (a thin
 part in front of another), which is what a point cloud wants.
 """
 
@@ -41,10 +40,7 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, edges: torch.Tensor, backg
     acc = w.sum(dim=-1)
     color = (w[..., None] * rgb).sum(dim=-2) + (1.0 - acc)[:, None] * background
     depth = (w * mids).sum(dim=-1)
-    out = {"rgb": color, "depth": depth, "acc": acc, "weights": w}
-    if not torch.is_grad_enabled():
-        out["surface"] = surface_depth(sigma, edges)
-    return out
+    return {"rgb": color, "depth": depth, "acc": acc, "weights": w}
 
 
 def surface_depth(sigma: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
