@@ -84,13 +84,17 @@ class Task:
     windows: list[lab.Window] | None
 
 
+def threshold_of(cfg: DetectConfig) -> float:
+    """The score at which rows are flagged: --threshold, or the detector's own."""
+    return DETECTORS[cfg.detector].threshold if cfg.threshold is None else cfg.threshold
+
+
 def score_series(series: Series, cfg: DetectConfig) -> tuple[np.ndarray, np.ndarray, int]:
     """The scores and 0/1 flags of one series, and its probationary rows."""
     detector = DETECTORS[cfg.detector]
     p = probation_for(series, cfg.probation, detector, cfg.detector)
     scores = np.clip(detector(series.timestamps, series.values, p, cfg.seed), 0.0, 1.0)
-    threshold = detector.threshold if cfg.threshold is None else cfg.threshold
-    flags = (scores >= threshold) & (np.arange(len(scores)) >= p)
+    flags = (scores >= threshold_of(cfg)) & (np.arange(len(scores)) >= p)
     return scores, flags.astype(np.int8), p
 
 
@@ -105,8 +109,7 @@ def _run_task(job: tuple[Task, DetectConfig]) -> tuple[str, int, int]:
 
         rows = None if task.windows is None else lab.window_rows(series.timestamps, task.windows,
                                                                  f"{cfg.labels}: '{task.name}'")
-        threshold = DETECTORS[cfg.detector].threshold if cfg.threshold is None else cfg.threshold
-        plot_series(task.dst.with_suffix(".png"), series, scores, flags, p, threshold, rows, task.name)
+        plot_series(task.dst.with_suffix(".png"), series, scores, flags, p, threshold_of(cfg), rows, task.name)
     return task.name, len(scores), int(flags.sum())
 
 
@@ -152,7 +155,7 @@ def detect(cfg: DetectConfig, force: bool = False, on_progress: Callable[[Tick],
     summary: dict[str, Any] = {
         "output": str(out), "detector": cfg.detector, "files": len(done), "rows": rows,
         "flags": sum(f for _, f in done.values()), "seconds": seconds, "points_per_s": rows / seconds,
-        "threshold": DETECTORS[cfg.detector].threshold if cfg.threshold is None else cfg.threshold,
+        "threshold": threshold_of(cfg),
     }
     if cfg.labels:
         from dlcli.anomaly.config import ScoreConfig
