@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -375,3 +376,20 @@ def test_pools_still_map_in_order_with_the_parent_checks():
 
     assert list(parallel.imap_ordered(abs, range(-50, 50), workers=2)) == [abs(i) for i in range(-50, 50)]
     assert parallel.run_jobs(abs, list(range(-5, 5)), workers=2) == [abs(i) for i in range(-5, 5)]
+
+
+def test_replace_folder_puts_the_new_one_in_and_drops_the_old_file_or_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for old in ("folder", "file"):
+        if old == "folder":
+            out.mkdir()
+            (out / "stale.txt").write_text("old")
+        else:
+            out.write_text("old")
+        new = tmp_path / f"new-{old}"
+        new.mkdir()
+        (new / "fresh.txt").write_text("new")
+        io.replace_folder(new, out)
+        assert [p.name for p in out.iterdir()] == ["fresh.txt"] and not new.exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing left aside
+        shutil.rmtree(out)

@@ -31,6 +31,7 @@ from dlcli.anomaly.config import DetectConfig
 from dlcli.anomaly.forecaster import ForecastDetector
 from dlcli.anomaly.gaussian import GaussianDetector
 from dlcli.anomaly.series import Series, read_series, write_scores
+from dlcli.core.io import replace_folder
 from dlcli.core.progress import Tick
 from dlcli.errors import InputError, OutputExistsError
 
@@ -147,7 +148,7 @@ def detect(cfg: DetectConfig, force: bool = False, on_progress: Callable[[Tick],
             done[name] = rows, flags
             if on_progress:
                 on_progress(Tick("detect", len(done), len(jobs), "file"))
-        _move_into_place(tmp, out, single, force)
+        _move_into_place(tmp, out, single)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.monotonic() - start
@@ -166,7 +167,7 @@ def detect(cfg: DetectConfig, force: bool = False, on_progress: Callable[[Tick],
     return summary
 
 
-def _move_into_place(tmp: Path, out: Path, single: bool, force: bool) -> None:
+def _move_into_place(tmp: Path, out: Path, single: bool) -> None:
     """The finished output (a temp folder's contents) renamed to OUT; with --force the old one goes."""
     if single:
         plot = (tmp / out.name).with_suffix(".png")
@@ -174,13 +175,7 @@ def _move_into_place(tmp: Path, out: Path, single: bool, force: bool) -> None:
             os.replace(plot, out.with_suffix(".png"))
         os.replace(tmp / out.name, out)
         return
-    aside = None
-    if out.exists() and force:
-        aside = out.with_name(f".{out.name}.{os.getpid()}.dlcli-old")
-        os.replace(out, aside)
-    os.replace(tmp, out)
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+    replace_folder(tmp, out)
 
 
 def report(s: dict[str, Any]) -> str:

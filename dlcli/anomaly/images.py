@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from dlcli.anomaly.images_config import ImagesConfig
+from dlcli.core.io import replace_folder
 from dlcli.core.progress import Tick
 from dlcli.errors import InputError, OutputExistsError
 
@@ -184,18 +185,6 @@ def _write_csv(path: Path, items: list[Item], scores: np.ndarray, flags: np.ndar
             w.writerow([it.name, f"{s:.6f}", int(fl)])
 
 
-def _move_into_place(tmp: Path, out: Path, force: bool) -> None:
-    """The finished temp folder renamed to OUT; with --force the old OUT goes once the new one is in."""
-    aside = None
-    if out.exists():
-        aside = out.with_name(f".{out.name}.old.dlcli-tmp")
-        shutil.rmtree(aside, ignore_errors=True)
-        out.rename(aside)
-    tmp.rename(out)
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True) if aside.is_dir() else aside.unlink()
-
-
 def images(cfg: ImagesConfig, load: Callable[[str], tuple[Any, Any, Any]], force: bool = False,
            on_progress: Callable[[Tick], None] | None = None) -> dict[str, Any]:
     """Score every image of cfg.input into cfg.output; the summary. `load(folder)` gives the CLIP model, a
@@ -298,7 +287,7 @@ def images(cfg: ImagesConfig, load: Callable[[str], tuple[Any, Any, Any]], force
         if metrics is not None:
             summary["metrics"] = metrics["overall"]
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        _move_into_place(tmp, out, force)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary

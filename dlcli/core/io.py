@@ -234,6 +234,18 @@ def open_output(path: str, force: bool = False) -> Iterator[BinaryIO]:
             yield f
 
 
+def replace_folder(tmp: Path, out: Path) -> None:
+    """A finished temp folder renamed to `out`; an old `out` (file or folder, the caller checked --force) is
+    moved aside first and deleted only once the new one is in place."""
+    aside = None
+    if out.exists():
+        aside = out.with_name(f".{out.name}.{owner_tag()}.dlcli-old")
+        os.replace(out, aside)
+    os.replace(tmp, out)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True) if aside.is_dir() else aside.unlink()
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str, force: bool = False) -> None:
     with atomic_write(path, force) as f:
         f.write(text.encode("utf-8"))
