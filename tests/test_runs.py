@@ -110,3 +110,29 @@ def test_fresh_runs(cli, tmp_path, monkeypatch):
     assert all(x.seconds and x.seconds > 0 for x in rows)
     r = cli("runs", "compare", "runs/a", "runs/b", "--metric", "loss_d", "-o", "d.png")
     assert r.exit_code == 0 and "plotted loss_d of 2 runs (5 points)" in r.stderr
+
+
+def test_compare_against_training_time(cli, tmp_path):
+    """--x time puts each record at its `elapsed`; a validation record (no clock of its own) at the step
+    before it, so runs of different speeds line up by wall clock."""
+    from dlcli.runs.compare import curve
+
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    (run / "meta.json").write_text('{"stage": "train-rnn"}')
+    recs = ['{"step": 10, "loss": 3.0, "elapsed": 2.0}', '{"step": 20, "loss": 2.0, "elapsed": 4.5}',
+            '{"step": 20, "val_loss": 2.2}', '{"step": 30, "loss": 1.5, "elapsed": 7.0}']
+    (run / "metrics.jsonl").write_text("\n".join(recs) + "\n")
+    assert curve(run, "loss", "time") == [(2.0, 3.0), (4.5, 2.0), (7.0, 1.5)]
+    assert curve(run, "val_loss", "time") == [(4.5, 2.2)]
+    assert curve(run, "val_loss") == [(20.0, 2.2)]
+    r = cli("runs", "compare", "runs/a", "--x", "time", "-o", "t.png")
+    assert r.exit_code == 0 and "plotted loss of 1 runs (3 points)" in r.stderr
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = cli("runs", "compare", "runs/a", "--x", "tokens", "-o", "u.png")
+    assert r.exit_code == 2 and _error_line(r) == "error: --x 'tokens': choose one of step, time"
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "loss": 0.5}\n')  # an old forecaster: no clock
+    r = cli("runs", "compare", "runs/a", "--x", "time", "-o", "u.png")
+    assert r.exit_code == 1 and _error_line(r) == \
+        "error: runs/a/metrics.jsonl: no training time ('elapsed') beside 'loss'; use --x step"
+    assert not (tmp_path / "u.png").exists()

@@ -59,14 +59,16 @@ def compare(
     metric: Annotated[str, typer.Option("--metric", help="The metrics.jsonl key to plot (GAN: loss_g or loss_d; "
                                         "PPO: reward).")] = "loss",
     log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic y axis.")] = False,
+    x: Annotated[str, typer.Option("--x", help="The x axis: step, or time (seconds of training, from "
+                                   "'elapsed'; compares runs of different speeds).")] = "step",
     *, job: Job,
 ) -> None:
-    """Plot the training loss (or --metric) of several runs against their steps, on one plot.
+    """Plot the training loss (or --metric) of several runs against their steps (or --x time), on one plot.
 
-    Example: dlcli runs compare runs/rnn runs/gpt -o curves.png
+    Example: dlcli runs compare runs/rnn runs/gpt -o curves.png --x time
     """
     from dlcli.runs.compare import compare as plot
 
-    s = plot(runs, output, metric, force=job.force, log_y=log_y)
+    s = plot(runs, output, metric, force=job.force, log_y=log_y, x=x)
     job.info(f"plotted {s['metric']} of {s['runs']} runs ({s['points']:,} points)")
     c.result(s["output"])

@@ -8,24 +8,53 @@ from typing import Any
 
 from dlcli.core import rundir
 from dlcli.core.io import check_output
-from dlcli.errors import InputError
+from dlcli.errors import ConfigError, InputError
+
+AXES = ("step", "time")
 
 
-def curve(run: str | os.PathLike[str], metric: str = "loss") -> list[tuple[float, float]]:
-    """(step, value) of `metric` in a run's metrics.jsonl; x is the epoch for runs that log no step (old
-    forecasters), else the record's position. A run without it is one error naming the keys it has."""
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _clock(records: list[dict[str, Any]]) -> list[float | None]:
+    """Each record's seconds of training: its own `elapsed`, else (a validation record, logged after the
+    step it measures) that of the latest record before it that has one."""
+    out: list[float | None] = []
+    last = None
+    for r in records:
+        if _number(r.get("elapsed")):
+            last = float(r["elapsed"])
+        out.append(last)
+    return out
+
+
+def curve(run: str | os.PathLike[str], metric: str = "loss", x: str = "step") -> list[tuple[float, float]]:
+    """(x, value) of `metric` in a run's metrics.jsonl. x = "step": the step; the epoch for runs that log no
+    step (old forecasters), else the record's position. x = "time": seconds of training (`elapsed`).
+    A run without the metric, or without a clock for x = "time", is one error naming what it has."""
+    if x not in AXES:
+        raise ConfigError(f"--x {x!r}: choose one of {', '.join(AXES)}")
     path = Path(run)
     rundir.read_meta(path)  # a run directory, or one clear error
     records = rundir.read_metrics(path)
+    clock = _clock(records) if x == "time" else [None] * len(records)
     pts = []
-    for i, r in enumerate(records, 1):
+    for i, (r, t) in enumerate(zip(records, clock), 1):
         v = r.get(metric)
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            x = r.get("step", r.get("epoch", i))
-            pts.append((float(x if isinstance(x, int | float) else i), float(v)))
+        if not _number(v):
+            continue
+        if x == "time":
+            if t is None:
+                continue
+            pts.append((t, float(v)))
+        else:
+            s = r.get("step", r.get("epoch", i))
+            pts.append((float(s if _number(s) else i), float(v)))
     if not pts:
-        keys = sorted({k for r in records for k, v in r.items()
-                       if isinstance(v, int | float) and not isinstance(v, bool) and k not in ("step", "epoch")})
+        if x == "time" and any(_number(r.get(metric)) for r in records):
+            raise InputError(f"{path}/metrics.jsonl: no training time ('elapsed') beside {metric!r}; use --x step")
+        keys = sorted({k for r in records for k, v in r.items() if _number(v) and k not in ("step", "epoch")})
         has = f"it logs {', '.join(keys)}" if keys else "it holds no records"
         raise InputError(f"{path}/metrics.jsonl: no {metric!r} ({has}; choose one with --metric)")
     return pts
@@ -38,15 +67,21 @@ def labels(runs: list[str]) -> list[str]:
 
 
 def compare(runs: list[str], output: str, metric: str = "loss", force: bool = False,
-            log_y: bool = False) -> dict[str, Any]:
-    """Plot `metric` of each run against its step into `output` (PNG)."""
+            log_y: bool = False, x: str = "step") -> dict[str, Any]:
+    """Plot `metric` of each run against its step (or its training time, x="time") into `output` (PNG)."""
     if not runs:
         raise InputError("no run directories to compare")
     check_output(output, force)
-    curves = [curve(r, metric) for r in runs]
+    curves = [curve(r, metric, x) for r in runs]
     from dlcli.train.plots import plot_curves
 
+    xlabel = "step"
+    if x == "time":  # minutes once any run is longer than 5 of them
+        scale, xlabel = (60.0, "training time (min)") if max(p[0] for c in curves for p in c) > 300 else \
+            (1.0, "training time (s)")
+        curves = [[(t / scale, v) for t, v in c] for c in curves]
     series = {f"run{i}": label for i, label in enumerate(labels(runs))}
-    records = [{"step": x, key: y} for key, pts in zip(series, curves) for x, y in pts]
-    plot_curves(records, output, series, ylabel=metric, title=f"{metric} by step", log_y=log_y)
+    records = [{"step": px, key: y} for key, pts in zip(series, curves) for px, y in pts]
+    plot_curves(records, output, series, ylabel=metric, title=f"{metric} by {'time' if x == 'time' else 'step'}",
+                log_y=log_y, xlabel=xlabel)
     return {"output": output, "runs": len(runs), "metric": metric, "points": sum(map(len, curves))}

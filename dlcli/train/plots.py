@@ -8,7 +8,7 @@ from typing import Any
 
 
 def plot_curves(records: list[dict[str, Any]], path: str | Path, series: dict[str, str], ylabel: str,
-                title: str = "", log_y: bool = False) -> bool:
+                title: str = "", log_y: bool = False, xlabel: str = "step") -> bool:
     """Plot `records[key]` against `records['step']` for each key in `series`
     (key -> legend label) and save a PNG atomically. Without a point to draw nothing is written (an empty
     plot says nothing); returns whether the file was written."""
@@ -30,7 +30,7 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, series: dict[st
     for label, pts in lines.items():
         xs, ys = zip(*pts)
         ax.plot(xs, ys, label=label, marker="o" if len(pts) < 30 else None, markersize=3)
-    ax.set_xlabel("step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if log_y:
         ax.set_yscale("log")
