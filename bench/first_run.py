@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -103,6 +104,9 @@ def main() -> None:
     ap.add_argument("--keep", help="work in this folder and keep it (default: a temporary one, removed)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
+    # Started with nohup or `&`, SIGINT is ignored and the children would inherit that (the suite's Ctrl-C
+    # tests would then fail); a handler of our own is reset to the default in every child instead.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     only = [c for c in args.only.split(",") if c]
     if bad := [c for c in only if c not in CHECKS]:
         sys.exit(f"error: --only: unknown check {bad[0]!r} (choose from {', '.join(CHECKS)})")
