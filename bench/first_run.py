@@ -81,7 +81,7 @@ def check_lm(work: Path) -> list[dict]:
             "tail -c 100000 data/tinyshakespeare.txt > held_out.txt")
     if not (work / ".venv" / "bin" / "dlcli").exists():
         subprocess.run(["make", ".venv/.installed-stamp"], cwd=work, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(env + prep, cwd=work, shell=True, executable="/bin/bash", check=True)
+    subprocess.run(env + prep, cwd=work, shell=True, executable="/bin/bash", check=True, stdout=subprocess.DEVNULL)
     rows = []
     for name, cfg, target in (("lstm", "rnn-shakespeare.yaml", 1.65), ("gpt", "transformer-shakespeare-cpu.yaml", 1.70)):
         stage = "train-rnn" if name == "lstm" else "train-transformer"
@@ -90,8 +90,8 @@ def check_lm(work: Path) -> list[dict]:
         ev = subprocess.run(f"{env}dlcli evaluate runs/{name} --text held_out.txt -q", check=False, cwd=work, shell=True,
                             executable="/bin/bash", capture_output=True, text=True)
         loss = json.loads(ev.stdout)["loss"] if ev.returncode == 0 else float("nan")
-        said = re.findall(r"precision auto -> \w+[^;]*$", out, re.MULTILINE) if rc == 0 else out.strip().splitlines()[-1:]
-        rows.append({"check": f"README {stage} --config configs/{cfg}", "target": f"held-out loss <= {target}",
+        said = re.findall(r"precision auto -> \w+[^;\n]*$", out, re.MULTILINE) if rc == 0 else out.strip().splitlines()[-1:]
+        rows.append({"check": f"README {stage}, {cfg}", "target": f"held-out loss <= {target:.2f}",
                      "seconds": round(secs, 1), "loss": round(loss, 4),
                      "summary": f"held-out {loss:.4f}; " + (said[-1][:100] if said else f"exit {rc}"),
                      "ok": rc == 0 and loss <= target})
@@ -136,9 +136,9 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(f"\nissue 15's checks on {machine}:")
-    print(f"{'check':<66} {'target':<28} {'seconds':>8}  ok   measured")
+    print(f"{'check':<58} {'target':<28} {'seconds':>8}  ok   measured")
     for r in rows:
-        print(f"{r['check']:<66} {r['target']:<28} {r['seconds']:>8.1f}  {'yes' if r['ok'] else 'NO ':<4} {r['summary']}")
+        print(f"{r['check']:<58} {r['target']:<28} {r['seconds']:>8.1f}  {'yes' if r['ok'] else 'NO ':<4} {r['summary']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "checks": rows}, indent=2) + "\n", encoding="utf-8")
 

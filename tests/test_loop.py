@@ -23,12 +23,31 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_held_signals_wait_for_the_end_of_the_step_and_are_restored(sig):
-    before = signal.getsignal(sig)
-    with pytest.raises(KeyboardInterrupt), held_interrupts() as stop:
-        os.kill(os.getpid(), sig)
-        assert stop.pending and stop.signum == sig
-        os.kill(os.getpid(), sig)  # the second one stops at once
-    assert signal.getsignal(sig) is before
+    default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+    outer = signal.signal(sig, default)  # as in a foreground shell, whatever ran the suite (nohup: SIGHUP ignored)
+    try:
+        with pytest.raises(KeyboardInterrupt), held_interrupts() as stop:
+            os.kill(os.getpid(), sig)
+            assert stop.pending and stop.signum == sig
+            os.kill(os.getpid(), sig)  # the second one stops at once
+        assert signal.getsignal(sig) is default
+    finally:
+        signal.signal(sig, outer)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_an_ignored_signal_stays_ignored(sig):
+    """Under nohup (SIGHUP) or in a background job (SIGINT) the user chose to ignore it: no stop."""
+    outer = signal.signal(sig, signal.SIG_IGN)
+    try:
+        with held_interrupts() as stop:
+            assert signal.getsignal(sig) is signal.SIG_IGN
+            os.kill(os.getpid(), sig)
+            time.sleep(0.01)
+            assert not stop.pending
+        assert signal.getsignal(sig) is signal.SIG_IGN
+    finally:
+        signal.signal(sig, outer)
 
 
 def toy(run: Path, signal_at: int = 0, fail_at: int = 0) -> Stage:
