@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from pathlib import Path
 
@@ -81,6 +82,21 @@ def ts_ids(tmp_path_factory) -> Path:
 def _in_tmp(tmp_path, monkeypatch):
     """Every test runs in its own empty working directory."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_as_in_a_terminal():
+    """Tests press Ctrl-C as a user does in a foreground terminal. A suite started in the background
+    (`make test &`, nohup) has SIGINT ignored, which its commands rightly respect, so those tests would
+    fail there: each test gets Python's own SIGINT handler (and its subprocesses the default action)."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(autouse=True)
