@@ -14,7 +14,8 @@ from dlcli.cli import common as c
 from dlcli.cli import options as o
 from dlcli.cli.command import App, Job, command
 
-app = App("Time-series anomaly detection, scored as the Numenta Anomaly Benchmark (NAB) scores it.")
+app = App("Anomaly detection: time series (scored as the Numenta Anomaly Benchmark scores them) and images "
+          "(CLIP-family models, zero-shot or few-shot).")
 
 
 def score_config() -> type:

@@ -57,7 +57,7 @@ COMMANDS: list[tuple[str, object]] = [
 app = typer.Typer(
     name="dlcli",
     help="A command-line deep-learning toolkit: text pipelines, embeddings, RNN and Transformer language models, "
-    "GANs, RLHF and NeRF.",
+    "translation, forecasting and anomaly detection, GANs, RLHF and NeRF.",
     no_args_is_help=True,
     add_completion=True,
     rich_markup_mode="rich",
