@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 
 
@@ -24,4 +25,7 @@ def cpu_kind() -> str:
     isa = torch.backends.cpu.get_cpu_capability()
     if isa == "AVX512" and "avx512_bf16" in flags:
         isa += " with AVX512-BF16"
-    return f"{name or 'unknown CPU'} ({isa}), {torch.get_num_threads()} threads"
+    if os.environ.get("ATEN_CPU_CAPABILITY"):  # a stand-in: say so, since the name is the real CPU's
+        isa += f", limited by ATEN_CPU_CAPABILITY={os.environ['ATEN_CPU_CAPABILITY']}"
+    n = torch.get_num_threads()
+    return f"{name or 'unknown CPU'} ({isa}), {n} thread{'s' if n != 1 else ''}"
