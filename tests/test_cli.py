@@ -191,3 +191,16 @@ def test_the_summary_tells_training_from_the_final_evaluation(cli, tm_ids):
     assert re.search(r"^3 steps \(.* in train \d+ s \+ final evaluation \d+ s; validation loss", r.stderr, re.MULTILINE)
     assert re.search(r"^evaluate: ([\d,]+) tokens / \1 tokens \(100%\)", r.stderr, re.MULTILINE)  # the final evaluation
     assert re.search(r"^train: 3 steps / 3 steps \(100%\)", r.stderr, re.MULTILINE)
+
+
+def test_a_table_on_stdout_is_drawn_on_a_terminal_and_plain_text_when_piped(capsys, monkeypatch):
+    from dlcli.cli import common
+
+    rows = [("a", 1, "x y"), ("bbb", 22, "z")]
+    common.table("2 rows", ["name", "count", "what"], rows, to_stdout=True)
+    assert capsys.readouterr().out == "2 rows\nname  count  what\na     1      x y\nbbb   22     z\n"
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("TERM", "xterm")
+    common.table("2 rows", ["name", "count", "what"], rows, to_stdout=True, headings=["Name", "N", "What"])
+    out = capsys.readouterr().out
+    assert out.startswith("2 rows\n┏") and "Name" in out and "│ bbb  │ 22 │ z    │" in out  # count: right-aligned

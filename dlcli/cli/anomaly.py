@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Annotated
 
 from dlcli.cli import common as c
@@ -62,12 +60,8 @@ def score(
     if as_json:
         c.result(json.dumps(s, indent=2))
         return
-    title = f"NAB scores of {s['results']} ({s['labels']})"
-    if sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
-        _rich_table(title, HEADINGS, rows(s))
-    else:
-        c.result(title)
-        c.result(_plain_table(COLUMNS, rows(s)))
+    c.table(f"NAB scores of {s['results']} ({s['labels']})", COLUMNS, rows(s), to_stdout=True, headings=HEADINGS,
+            right=COLUMNS[1:])
 
 
 def detect_config() -> type:
@@ -172,24 +166,3 @@ def images(
 
 HEADINGS = ("profile", "NAB score", "raw", "threshold", "windows found", "false positives", "event P", "event R",
             "event F1")
-
-
-def _plain_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """The columns and rows, space-aligned: one line a profile, for grep and awk."""
-    lines = [columns, *rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
-
-
-def _rich_table(title: str, headings: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table()
-    for h in headings:
-        t.add_column(h, justify="left" if h == "profile" else "right")
-    for r in rows:
-        t.add_row(*r)
-    out = Console(highlight=False)
-    out.print(title, markup=False)
-    out.print(t)

@@ -279,12 +279,27 @@ def result(value: str) -> None:
     print(value, flush=True)
 
 
-def table(title: str, columns: list[str], rows: list[tuple[Any, ...]], to_stdout: bool = False) -> None:
+def table(title: str, columns: list[str] | tuple[str, ...], rows: list[tuple[Any, ...]], to_stdout: bool = False,
+          headings: list[str] | tuple[str, ...] | None = None, right: tuple[str, ...] = ("index", "count", "id")
+          ) -> None:
+    """A table under its title: a summary on stderr, or the command's result on stdout. Drawn with rich
+    (`headings`, default the column names; columns named in `right` right-aligned) for a person; stdout
+    that is not a terminal gets the title and the rows as space-aligned text under the `columns` names,
+    one line a row and never wrapped, for grep and awk."""
+    cells = [tuple(str(x) for x in r) for r in rows]
+    if to_stdout and not (sys.stdout.isatty() and os.environ.get("TERM") != "dumb"):
+        lines = [tuple(columns), *cells]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+        print(title)
+        print("\n".join("  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in lines), flush=True)
+        return
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c, justify="right" if c in ("index", "count", "id") else "left")
-    for r in rows:
-        t.add_row(*[str(x) for x in r])
-    (Console(highlight=False) if to_stdout else err).print(t)
+    t = Table()
+    for name, heading in zip(columns, headings or columns):
+        t.add_column(heading, justify="right" if name in right else "left")
+    for r in cells:
+        t.add_row(*r)
+    out = Console(highlight=False) if to_stdout else err
+    out.print(title, markup=False)  # above the table, not wrapped to its width
+    out.print(t)

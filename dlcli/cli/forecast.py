@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Annotated, Any
 
 from dlcli.cli import common as c
@@ -118,11 +116,7 @@ def predict(
         print(json.dumps(out, indent=2, default=str))
         return
     title, rows = score_rows(out)
-    if sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
-        _rich_table(title, rows)
-    else:
-        print(title)
-        print(plain_table(rows))
+    c.table(title, COLUMNS, rows, to_stdout=True, headings=HEADINGS, right=COLUMNS)
     if out["written"]:
         print(f"wrote {', '.join(out['written'])}")
 
@@ -151,25 +145,6 @@ def score_rows(out: dict[str, Any]) -> tuple[str, list[tuple[str, ...]]]:
     return title, rows
 
 
-def plain_table(rows: list[tuple[str, ...]]) -> str:
-    """COLUMNS and the rows, space-aligned: one line a horizon, for grep and awk."""
-    lines = [COLUMNS, *rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
-
-
-def _rich_table(title: str, rows: list[tuple[str, ...]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table()
-    for h in HEADINGS:
-        t.add_column(h, justify="right")
-    for r in rows:
-        t.add_row(*r)
-    out = Console(highlight=False)
-    out.print(title, markup=False)  # above the table, not wrapped to its width
-    out.print(t)
 
 
 def anomaly_config() -> type:
