@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,6 +115,29 @@ def test_python_dash_m_and_shell_pipeline(tmp_path, data):
     from dlcli.core.idfile import IdFile
 
     assert IdFile.open(tmp_path / "tm.ids").meta["count"] == 32_775  # words in the book
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_docs_pipeline_makefile_builds_once_then_only_what_changed(tmp_path, data):
+    """docs/pipeline.mk as a user runs it: text -> tokens -> vocabulary -> ids -> LSTM -> sample, each a
+    file target; a second make has nothing to do, and a newer text redoes every step after it."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "timemachine.txt").write_text(
+        (data / "timemachine.txt").read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    make = ["make", "-f", str(REPO / "docs" / "pipeline.mk"), "DATA=data", "OUT=build", f"DLCLI={' '.join(DLCLI)}",
+            "STEPS=2"]
+    r = subprocess.run(make, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    sample = (tmp_path / "build" / "sample.txt").read_text(encoding="utf-8")
+    assert sample.startswith("the time traveller") and len(sample) > 100
+    assert (tmp_path / "build" / "lstm" / "config.yaml").is_file()
+    assert subprocess.run([*make, "-q"], cwd=tmp_path, env=env, check=False).returncode == 0  # up to date
+    future = time.time() + 10
+    os.utime(tmp_path / "data" / "timemachine.txt", (future, future))
+    r = subprocess.run([*make, "-n"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    steps = [line.split()[3] for line in r.stdout.splitlines() if " -m dlcli " in line]
+    assert steps == ["preprocess", "vocab", "vocab", "train-rnn", "generate"], r.stdout
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
