@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -228,3 +231,59 @@ def test_a_table_on_stdout_is_drawn_on_a_terminal_and_plain_text_when_piped(caps
     common.table("2 rows", ["name", "count", "what"], rows, to_stdout=True, headings=["Name", "N", "What"])
     out = capsys.readouterr().out
     assert out.startswith("2 rows\n┏") and "Name" in out and "│ bbb  │ 22 │ z    │" in out  # count: right-aligned
+
+
+def _doc_commands() -> list[tuple[str, list[str]]]:
+    """(file, words) of every `dlcli` command in the sh code blocks of README.md and docs/ (a line's
+    pipeline stages and && chains each; continuation lines joined; redirections left out)."""
+    found = []
+    for md in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        fenced, shell, text = False, False, []
+        for line in md.read_text(encoding="utf-8").splitlines():
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+                shell = fenced and line.lstrip()[3:].strip() in ("", "sh", "bash", "shell", "console")
+            elif shell:
+                text.append(line)
+        for line in "\n".join(text).replace("\\\n", " ").splitlines():
+            stage: list[str] = []
+            skip = False
+            for w in [*shlex.split(line.strip().removeprefix("$ "), comments=True), "|"]:
+                if w in ("|", "&&", "||", ";"):
+                    if stage[:1] == ["dlcli"] and not any("$(" in x for x in stage):
+                        found.append((md.name, stage))
+                    stage = []
+                elif re.fullmatch(r"\d?(>>?|<)", w):
+                    skip = True  # a redirection; its file follows
+                elif skip or re.match(r"\d?(>>?|<)", w):
+                    skip = False
+                else:
+                    stage.append(w)
+    return found
+
+
+def test_every_dlcli_line_in_the_docs_parses():
+    """The docs' examples name commands, options and arguments that exist (checked by the CLI's own
+    parser, nothing run), so a renamed flag cannot leave a stale example behind."""
+    from typer.main import get_command
+
+    root = get_command(app)
+    found, bad = _doc_commands(), []
+    for name, words in found:
+        args = words[1:]
+        cmd, path = root, ["dlcli"]
+        while hasattr(cmd, "commands"):
+            sub = args[0] if args and args[0] in cmd.commands else getattr(cmd, "default", None)
+            if sub is None:
+                break
+            path.append(sub)
+            cmd, args = cmd.commands[sub], args[1:] if args and args[0] == sub else args
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                cmd.make_context(" ".join(path), args)
+        except typer.Exit:  # --help
+            pass
+        except Exception as e:  # click's UsageError (typer vendors click); NoArgsIsHelpError is `dlcli` alone
+            if type(e).__name__ != "NoArgsIsHelpError":
+                bad.append(f"{name}: {shlex.join(words)}: {getattr(e, 'format_message', e.__str__)()}")
+    assert len(found) > 150 and not bad, "\n".join(bad)
