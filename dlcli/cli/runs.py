@@ -46,7 +46,7 @@ def list_runs(
             c.result(json.dumps(row.as_dict()))
     elif found:
         c.table(f"{len(found)} run{'s' if len(found) != 1 else ''} under {folder}", table.COLUMNS,
-                [table.cells(r) for r in found], to_stdout=True)
+                [table.cells(r) for r in found], to_stdout=True, right=("steps", "time"))
     else:
         job.info(f"no run directories under {folder}")
 
