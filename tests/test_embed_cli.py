@@ -52,7 +52,7 @@ def test_neighbors_from_arguments_and_stdin_with_an_unknown_word(cli, run):
     r = cli("embed", "neighbors", run, "-k", "1", input="a1\nnope\n\nb2\n")
     assert r.exit_code == 0
     assert [line.split("\t")[:2] for line in r.stdout.splitlines()] == [["a1", "b1"], ["b2", "a2"]]
-    assert r.stderr.strip() == "error: 'nope' is not in the vocabulary (16 words)"
+    assert r.stderr.strip() == f"error: {run}: 'nope' is not in the vocabulary (16 words)"
     r = cli("embed", "neighbors", run, "nope")
     assert r.exit_code == 1 and "not in the vocabulary" in r.stderr
 

@@ -26,6 +26,7 @@ class Vectors:
 
     words: list[str]
     W: np.ndarray  # float32 (N, D)
+    source: str = ""  # the file or run they came from, for error messages
     index: dict[str, int] = field(init=False)
     unit: np.ndarray = field(init=False)
 
@@ -42,7 +43,7 @@ class Vectors:
         words, W = load_vectors(path)
         if not words:
             raise InputError(f"{path}: holds no vectors")
-        return cls(words, W)
+        return cls(words, W, str(path))
 
     def id(self, word: str) -> int:
         """The row of `word` (falling back to its lower-case form); unknown words raise UnknownWord."""
@@ -50,7 +51,8 @@ class Vectors:
         if i is None:
             i = self.index.get(word.lower())
         if i is None:
-            raise UnknownWord(f"'{word}' is not in the vocabulary ({len(self.words):,} words)")
+            where = f"{self.source}: " if self.source else ""
+            raise UnknownWord(f"{where}'{word}' is not in the vocabulary ({len(self.words):,} words)")
         return i
 
 
