@@ -231,3 +231,17 @@ def test_a_tied_head_is_copied_for_generation_only_under_the_memory_limit(tie, m
     generate.for_generation(m, torch.device("cpu"))
     # untied: the copy replaces the head (no memory added); tied: the embedding stays the only copy
     assert isinstance(m.head, generate.RowMajorHead) is not tie
+
+
+@pytest.mark.parametrize(("prompt", "ends"), [("the time traveller ", "r "), ("The Time,  ", "e "),
+                                              ("the time traveller", "er"), ("  the", "he")])
+def test_a_prompts_trailing_space_survives_a_stripping_normaliser(prompt, ends):
+    """d2l's normaliser strips each line; a prompt that ends between words must still end with the space."""
+    from types import SimpleNamespace
+
+    from dlcli.lm.generate import encode_prompt
+    from dlcli.text.vocabulary import word_level
+
+    tok = word_level([" ", *"abcdefghijklmnopqrstuvwxyz"], None, "char", ["d2l"])
+    ids = encode_prompt(SimpleNamespace(tokenizer=tok), prompt, strict=True, warn=print)
+    assert "".join(tok.id_to_token(i) for i in ids)[-2:] == ends

@@ -33,7 +33,14 @@ def encode_prompt(run: LMRun, prompt: str, strict: bool, warn: Callable[[str], N
             if strict:
                 raise InputError(f"prompt: {msg}")
             warn(f"prompt: {msg}")
-    return list(enc.ids)
+    ids = list(enc.ids)
+    # A normaliser that strips (d2l's, made for whole lines) drops a prompt's trailing space or punctuation,
+    # and the model would go on with the last word instead of starting the next: keep the space it stood for.
+    tail, norm = prompt[enc.offsets[-1][1]:], run.tokenizer.normalizer
+    space = run.tokenizer.token_to_id(" ")
+    if tail and norm is not None and space is not None and norm.normalize_str(f"a{tail}a") == "a a":
+        ids.append(space)
+    return ids
 
 
 def _unk_token(tok: Tokenizer) -> str | None:
