@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import typer
 from rich.console import Console
@@ -32,8 +32,9 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _tty() -> bool:
-    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+def _tty(stream: TextIO | None = None) -> bool:
+    """Whether `stream` (default stderr, looked up now: tests swap it) is a terminal that draws."""
+    return (stream or sys.stderr).isatty() and os.environ.get("TERM") != "dumb"
 
 
 def _data_hint(e: Exception) -> str:
@@ -287,7 +288,7 @@ def table(title: str, columns: list[str] | tuple[str, ...], rows: list[tuple[Any
     that is not a terminal gets the title and the rows as space-aligned text under the `columns` names,
     one line a row and never wrapped, for grep and awk."""
     cells = [tuple(str(x) for x in r) for r in rows]
-    if to_stdout and not (sys.stdout.isatty() and os.environ.get("TERM") != "dumb"):
+    if to_stdout and not _tty(sys.stdout):
         lines = [tuple(columns), *cells]
         widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
         print(title)

@@ -8,8 +8,9 @@ For the samples i along a ray, with density sigma_i over a bin of length delta_i
     C       = sum_i w_i c_i + (1 - sum_i w_i) c_bg   colour, the background showing through what is left
     D       = sum_i w_i t_i                          expected depth (divide by the accumulation for a depth map)
 
-`surface_depth` gives where the transmittance falls to 1/2, i.e. where the ray is half blocked. Unlike D / sum w it lies on a surface even when the weight is split between two (a thin
-part in front of another), which is what a point cloud wants.
+`surface_depth` gives where the transmittance falls to 1/2, i.e. where the ray is half blocked. Unlike
+D / sum w it lies on a surface even when the weight is split between two (a thin part in front of another),
+which is what a point cloud wants.
 """
 
 from __future__ import annotations

@@ -38,19 +38,17 @@ def curve(run: str | os.PathLike[str], metric: str = "loss", x: str = "step") ->
     path = Path(run)
     rundir.read_meta(path)  # a run directory, or one clear error
     records = rundir.read_metrics(path)
-    clock = _clock(records) if x == "time" else [None] * len(records)
+    clock = _clock(records) if x == "time" else None
     pts = []
-    for i, (r, t) in enumerate(zip(records, clock), 1):
+    for i, r in enumerate(records):
         v = r.get(metric)
         if not _number(v):
             continue
-        if x == "time":
-            if t is None:
-                continue
-            pts.append((t, float(v)))
-        else:
-            s = r.get("step", r.get("epoch", i))
-            pts.append((float(s if _number(s) else i), float(v)))
+        if clock is None:
+            s = r.get("step", r.get("epoch", i + 1))
+            pts.append((float(s if _number(s) else i + 1), float(v)))
+        elif clock[i] is not None:
+            pts.append((clock[i], float(v)))
     if not pts:
         if x == "time" and any(_number(r.get(metric)) for r in records):
             raise InputError(f"{path}/metrics.jsonl: no training time ('elapsed') beside {metric!r}; use --x step")
@@ -82,6 +80,6 @@ def compare(runs: list[str], output: str, metric: str = "loss", force: bool = Fa
         curves = [[(t / scale, v) for t, v in c] for c in curves]
     series = {f"run{i}": label for i, label in enumerate(labels(runs))}
     records = [{"step": px, key: y} for key, pts in zip(series, curves) for px, y in pts]
-    plot_curves(records, output, series, ylabel=metric, title=f"{metric} by {'time' if x == 'time' else 'step'}",
+    plot_curves(records, output, series, ylabel=metric, title=f"{metric} by {x}",
                 log_y=log_y, xlabel=xlabel)
     return {"output": output, "runs": len(runs), "metric": metric, "points": sum(map(len, curves))}
